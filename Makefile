@@ -1,0 +1,57 @@
+# Two commands are all a new user needs: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS := dev,export
+
+.PHONY: env demo test test-fast lint format paper bench lock clean-cache
+
+# Create or update .venv with the exact locked set, and nothing else.
+env:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
+	# Register the kernel papermill/nbval ask for ("python3") with this venv's interpreter.
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (resemote)" >/dev/null
+	touch $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	$(MAKE) env
+
+# Run the whole pipeline (notebooks 00-03) on the embedded synthetic faces into results/.
+demo: $(STAMP)
+	$(PY) -m resemote_lib.pipeline params/demo.yaml
+
+# The whole suite: unit tests, slow tests and every notebook under nbval.
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
+
+format: $(STAMP)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/nbstripout notebooks/*.ipynb
+
+# Every real experiment whose data is present (the others are skipped, and said so).
+paper: $(STAMP)
+	$(PY) -m resemote_lib.pipeline --if-data-present params/fer2013*.yaml params/rafdb*.yaml params/affectnet*.yaml
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+# Re-resolve the locked set from pyproject's ranges (needs the package index).
+lock:
+	rm -rf /tmp/resemote-lock && $(PYTHON) -m venv /tmp/resemote-lock
+	/tmp/resemote-lock/bin/pip install --quiet "torch==2.14.1" "torchvision==0.29.1" -e ".[$(EXTRAS)]"
+	{ echo "# Exact, tested set for Python 3.11 on Linux x86-64 (make env applies it with pip -c)."; \
+	  echo "# Regenerate: make lock. pyproject.toml keeps compatible ranges for other platforms."; \
+	  /tmp/resemote-lock/bin/pip freeze --exclude-editable; } > constraints.txt
+
+clean-cache:
+	rm -rf .cache

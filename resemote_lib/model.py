@@ -1,0 +1,168 @@
+"""ResEmoteNet (Roy et al., 2024): CNN stem, Squeeze-and-Excitation, three residual blocks.
+
+Module names follow the reference implementation (github.com/ArnabKumarRoy02/ResEmoteNet,
+approach/ResEmoteNet.py @ fabbe68) so that its state_dicts load with ``strict=True``:
+``conv1..bn3``, ``se.fc.0``/``se.fc.2``, ``res_block{1,2,3}.*``, ``fc1..fc4``.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .labels import NUM_CLASSES
+
+
+class SEBlock(nn.Module):
+    """Squeeze-and-Excitation (Hu et al., 2018), as in the paper's eq. 3.
+
+    ``s = sigmoid(W2 relu(W1 z))`` with ``z`` the channel-wise global average, then each
+    channel is scaled by its gate. Bias-free linears, as in the reference (its ReLU sits
+    at ``fc.1``, which is why the weights are ``fc.0`` and ``fc.2``).
+
+    Args:
+        channels: number of input (and output) channels ``C``.
+        reduction: ``r``; the bottleneck has ``C // r`` units.
+    """
+
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        if channels // reduction < 1:
+            raise ValueError(f"SEBlock needs channels >= reduction, got {channels} < {reduction}")
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(
+            nn.Linear(channels, channels // reduction, bias=False),
+            nn.ReLU(inplace=True),
+            nn.Linear(channels // reduction, channels, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def gates(self, x: Tensor) -> Tensor:
+        """The per-channel excitation ``s`` in [0, 1], shape ``(N, C)``."""
+        return self.fc(self.avg_pool(x).flatten(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gates(x)[:, :, None, None]
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convolutions with a shortcut (He et al., 2016), the paper's eq. 4.
+
+    The shortcut is a strided 1x1 convolution + BN when the shape changes, else identity.
+
+    Args:
+        in_channels: channels of the input.
+        out_channels: channels of the output.
+        stride: stride of the first convolution and of the shortcut.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResEmoteNet(nn.Module):
+    """The full network. Input ``(N, in_channels, H, W)``; 64x64 is the published size.
+
+    Stem: three conv3x3-BN-ReLU-maxpool stages (64, 128, 256 channels) with Dropout(0.2)
+    after the first two only; SE on 256 channels; residual blocks to 512, 1024, 2048
+    channels, each stride 2; global average pool; head 2048-1024-512-256-classes with
+    Dropout(0.5) after each hidden layer.
+
+    Args:
+        num_classes: outputs of ``fc4``. The canonical order is ``labels.CLASS_NAMES``.
+        in_channels: 3 for the published model (grayscale replicated to 3 channels).
+    """
+
+    def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.conv2 = nn.Conv2d(64, 128, 3, padding=1)
+        self.bn2 = nn.BatchNorm2d(128)
+        self.conv3 = nn.Conv2d(128, 256, 3, padding=1)
+        self.bn3 = nn.BatchNorm2d(256)
+        self.dropout_stem = nn.Dropout(0.2)
+        self.se = SEBlock(256, reduction=16)
+        self.res_block1 = ResidualBlock(256, 512, stride=2)
+        self.res_block2 = ResidualBlock(512, 1024, stride=2)
+        self.res_block3 = ResidualBlock(1024, 2048, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Linear(2048, 1024)
+        self.fc2 = nn.Linear(1024, 512)
+        self.fc3 = nn.Linear(512, 256)
+        self.dropout_head = nn.Dropout(0.5)
+        self.fc4 = nn.Linear(256, num_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The 2048-channel map after ``res_block3``, before pooling (for CAMs)."""
+        x = self.dropout_stem(F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2))
+        x = self.dropout_stem(F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2))
+        x = F.max_pool2d(F.relu(self.bn3(self.conv3(x))), 2)
+        x = self.se(x)
+        x = self.res_block1(x)
+        x = self.res_block2(x)
+        return self.res_block3(x)
+
+    def head(self, x: Tensor) -> Tensor:
+        """Logits from the pooled 2048-vector."""
+        x = self.dropout_head(F.relu(self.fc1(x)))
+        x = self.dropout_head(F.relu(self.fc2(x)))
+        x = self.dropout_head(F.relu(self.fc3(x)))
+        return self.fc4(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+def resemotenet(*, num_classes: int = NUM_CLASSES, in_channels: int = 3) -> ResEmoteNet:
+    """Build a freshly initialised ResEmoteNet."""
+    return ResEmoteNet(num_classes=num_classes, in_channels=in_channels)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def unreached_parameters(model: ResEmoteNet, image_size: int = 64) -> dict[str, int]:
+    """Weights of each residual conv that never multiply real data at ``image_size``.
+
+    A 3x3 padded conv tap is used only if it lands inside the input map for some output
+    position. At 64x64 ``res_block3`` sees 2x2 and 1x1 maps, so most of its taps only ever
+    multiply zero padding and receive no data gradient (measured, not assumed).
+    """
+    unreached: dict[str, int] = {}
+    size = image_size // 8  # the stem's three 2x2 max pools
+    for name in ("res_block1", "res_block2", "res_block3"):
+        block = getattr(model, name)
+        out = (size - 1) // 2 + 1  # 3x3 conv, stride 2, padding 1
+        for label, conv, n_in, stride in (("conv1", block.conv1, size, 2), ("conv2", block.conv2, out, 1)):
+            used = _used_taps(n_in, out, stride) ** 2
+            unreached[f"{name}.{label}"] = (
+                conv.weight.numel() * (9 - used) // 9
+            )
+        size = out
+    return unreached
+
+
+def _used_taps(in_size: int, out_size: int, stride: int) -> int:
+    """How many of a 3x3 kernel's 3 taps along one axis ever land inside the input."""
+    return len({k for o in range(out_size) for k in range(3) if 0 <= o * stride + k - 1 < in_size})
+
+
+__all__ = ["ResEmoteNet", "ResidualBlock", "SEBlock", "count_parameters", "resemotenet", "unreached_parameters"]

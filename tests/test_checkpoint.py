@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from resemote_lib import CLASS_NAMES, REFERENCE_CLASS_NAMES, CheckpointError, load_model, save_checkpoint
+from resemote_lib.checkpoint import checkpoint_filter_fn, read_checkpoint
+from resemote_lib.model import ResEmoteNet
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(1)
+    return ResEmoteNet().eval()
+
+
+def _logits(m, x):
+    with torch.no_grad():
+        return m(x)
+
+
+def test_round_trip_gives_identical_logits(model, tmp_path):
+    path = save_checkpoint(tmp_path / "run" / "best.pt", model, image_size=64, epoch=3, note="x")
+    loaded = load_model(path)
+    x = torch.randn(4, 3, 64, 64)
+    assert torch.equal(_logits(model, x), _logits(loaded, x))
+    assert loaded.class_names == CLASS_NAMES
+    assert not loaded.training
+    assert loaded.checkpoint_meta == {"epoch": 3, "note": "x"}
+    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temp file left
+
+
+@pytest.mark.parametrize("wrap", ["bare", "model_state_dict", "module_prefix", "orig_mod_prefix", "state_dict"])
+def test_reference_formats_load(model, tmp_path, wrap):
+    sd = model.state_dict()
+    payload = {
+        "bare": sd,
+        "model_state_dict": {"model_state_dict": sd, "epoch": 80},
+        "module_prefix": {f"module.{k}": v for k, v in sd.items()},
+        "orig_mod_prefix": {"state_dict": {f"_orig_mod.{k}": v for k, v in sd.items()}},
+        "state_dict": {"state_dict": sd},
+    }[wrap]
+    torch.save(payload, tmp_path / "ref.pth")
+    loaded = load_model(tmp_path / "ref.pth")
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(_logits(model, x), _logits(loaded, x))
+    # Outputs keep the reference's order, and the names say so.
+    assert loaded.class_names == REFERENCE_CLASS_NAMES
+
+
+def test_six_class_reference_needs_names(tmp_path):
+    torch.save(ResEmoteNet(num_classes=6).state_dict(), tmp_path / "six.pth")
+    with pytest.warns(UserWarning, match="class_names"):
+        m = load_model(tmp_path / "six.pth")
+    assert len(m.class_names) == 6
+    named = load_model(tmp_path / "six.pth", class_names=list("abcdef"))
+    assert named.class_names == tuple("abcdef")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": _Evil()}, f)
+    torch.save({"model_state_dict": {"x": _Evil()}}, tmp_path / "evil2.pt")
+    for p in (path, tmp_path / "evil2.pt"):
+        with pytest.raises(CheckpointError):
+            load_model(p)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_truncated_file_gives_clear_error(model, tmp_path):
+    path = save_checkpoint(tmp_path / "ok.pt", model)
+    data = path.read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+        load_model(tmp_path / "cut.pt")
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "notes.txt")
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_mismatched_keys_are_listed(model, tmp_path):
+    sd = dict(model.state_dict())
+    sd.pop("fc3.bias")
+    sd["extra.weight"] = torch.zeros(1)
+    torch.save(sd, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match=r"missing keys \['fc3.bias'\].*unexpected keys \['extra.weight'\]"):
+        load_model(tmp_path / "bad.pth")
+
+
+def test_wrong_shape_is_listed(model, tmp_path):
+    sd = dict(model.state_dict())
+    sd["fc2.weight"] = torch.zeros(3, 3)
+    torch.save(sd, tmp_path / "shape.pth")
+    with pytest.raises(CheckpointError, match=r"fc2\.weight: file"):
+        load_model(tmp_path / "shape.pth")
+
+
+def test_filter_fn_strips_nested_prefixes():
+    sd = {"module._orig_mod.fc4.weight": torch.zeros(7, 256)}
+    assert list(checkpoint_filter_fn({"model": sd})) == ["fc4.weight"]
+
+
+def test_read_checkpoint_rejects_non_dict(tmp_path):
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(CheckpointError, match="not a checkpoint dict"):
+        read_checkpoint(tmp_path / "list.pt")

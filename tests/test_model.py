@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from resemote_lib.model import ResEmoteNet, ResidualBlock, SEBlock, count_parameters, unreached_parameters
+
+from .conftest import ACCEPT, REFERENCE_KEYS
+
+GOLDEN = Path(__file__).parent / "golden" / "model_logits.json"
+
+
+def _reference_keys() -> list[tuple[str, tuple[int, ...]]]:
+    rows = []
+    for line in REFERENCE_KEYS.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name, shape, _dtype = line.split("\t")
+        rows.append((name, tuple(json.loads(shape.replace("(", "[").replace(",)", "]").replace(")", "]")))))
+    return rows
+
+
+@pytest.mark.parametrize("size", [64, 48])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_output_shape_and_finite(size, batch):
+    model = ResEmoteNet().eval()
+    with torch.no_grad():
+        out = model(torch.randn(batch, 3, size, size))
+    assert out.shape == (batch, 7)
+    assert torch.isfinite(out).all()
+
+
+def test_parameter_count():
+    assert count_parameters(ResEmoteNet()) == 80_238_599
+
+
+def test_state_dict_matches_reference_keys_and_shapes():
+    expected = _reference_keys()
+    assert len(expected) == 94
+    got = [(k, tuple(v.shape)) for k, v in ResEmoteNet().state_dict().items()]
+    assert got == expected
+
+
+def test_num_classes_and_channels_are_parameters():
+    model = ResEmoteNet(num_classes=6, in_channels=1)
+    assert model(torch.randn(2, 1, 64, 64)).shape == (2, 6)
+
+
+def test_se_block_gates_channels_by_hand():
+    se = SEBlock(16, reduction=16)  # bottleneck of one unit
+    with torch.no_grad():
+        se.fc[0].weight.fill_(1.0 / 16)  # z -> mean of channel means
+        se.fc[2].weight.copy_(torch.arange(16, dtype=torch.float32).view(16, 1) - 8)
+    x = torch.ones(1, 16, 4, 4) * 2.0  # every channel mean is 2, hidden unit = relu(2) = 2
+    gates = torch.sigmoid(2.0 * (torch.arange(16, dtype=torch.float32) - 8))
+    torch.testing.assert_close(se(x), 2.0 * gates.view(1, 16, 1, 1).expand(1, 16, 4, 4))
+    torch.testing.assert_close(se.gates(x), gates.view(1, 16))
+
+
+def test_residual_block_identity_shortcut_adds_input():
+    block = ResidualBlock(8, 8, stride=1)
+    assert len(block.shortcut) == 0
+    with torch.no_grad():
+        for m in (block.conv1, block.conv2):
+            m.weight.zero_()
+            m.bias.zero_()
+    block.eval()  # BN of a zero map is its bias (0): the block returns relu(x)
+    x = torch.randn(2, 8, 5, 5)
+    torch.testing.assert_close(block(x), torch.relu(x))
+
+
+def test_residual_block_projection_shortcut_shape():
+    block = ResidualBlock(8, 16, stride=2)
+    assert block(torch.randn(2, 8, 6, 6)).shape == (2, 16, 3, 3)
+    assert len(block.shortcut) == 2
+
+
+def test_unreached_parameters_at_64():
+    # The reference README: about 44M of the 80M parameters get no data gradient at 64x64.
+    unreached = unreached_parameters(ResEmoteNet(), image_size=64)
+    assert sum(unreached.values()) == 44_040_192
+    assert unreached["res_block1.conv1"] == 0
+    # ...and a measured check: a gradient on res_block3.conv2's corner taps is exactly 0.
+    model = ResEmoteNet().train()
+    model(torch.randn(2, 3, 64, 64)).sum().backward()
+    grad = model.res_block3.conv2.weight.grad
+    assert grad[:, :, 1, 1].abs().sum() > 0
+    assert grad[:, :, 0, 0].abs().sum() == 0
+
+
+def test_golden_logits_under_fixed_seed():
+    torch.manual_seed(0)
+    model = ResEmoteNet().eval()
+    x = torch.linspace(-2, 2, 2 * 3 * 64 * 64).view(2, 3, 64, 64)
+    with torch.no_grad():
+        logits = model(x)
+    if ACCEPT or not GOLDEN.exists():
+        if not ACCEPT:
+            pytest.fail(f"{GOLDEN} missing: run with RESEMOTE_ACCEPT=1 to write it")
+        GOLDEN.write_text(json.dumps(logits.tolist(), indent=1))
+    expected = torch.tensor(json.loads(GOLDEN.read_text()))
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
