@@ -1,0 +1,230 @@
+"""Evaluation: the metrics the paper reports and the ones it should have.
+
+``evaluate(model, dataset)`` gives accuracy (multi-class: correct / total; the paper's
+(TP+TN)/(TP+TN+FP+FN) is a per-class binary formula, not this), balanced accuracy,
+macro-F1, per-class precision/recall/F1, the confusion matrix (counts and row-normalised),
+negative log-likelihood and expected calibration error; horizontal-flip test-time
+augmentation is reported separately, never silently mixed in.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import provenance
+from .checkpoint import load_model
+from .data import FaceDataset, open_dataset
+from .data.transforms import EVAL
+from .labels import CLASS_NAMES
+from .params import TrainConfig, resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Metrics:
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    nll: float
+    ece: float
+    per_class: pd.DataFrame  # index class; precision, recall, f1, support
+    confusion: np.ndarray  # rows true, columns predicted
+    class_names: tuple[str, ...]
+    n: int
+    tta: Metrics | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def confusion_normalized(self) -> np.ndarray:
+        rows = self.confusion.sum(axis=1, keepdims=True)
+        return np.divide(self.confusion, rows, out=np.zeros_like(self.confusion, dtype=float), where=rows > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy, "macro_f1": self.macro_f1,
+            "nll": self.nll, "ece": self.ece, "n": self.n, "class_names": list(self.class_names),
+            "per_class": self.per_class.reset_index().to_dict(orient="records"),
+            "confusion": self.confusion.tolist(),
+            "confusion_normalized": np.round(self.confusion_normalized, 6).tolist(),
+        }
+        if self.tta is not None:
+            out["tta_flip"] = {k: v for k, v in self.tta.to_dict().items() if k != "tta_flip"}
+        return {**out, **self.extra}
+
+    def table(self) -> pd.DataFrame:
+        """One-row-per-metric table for display."""
+        rows = {"accuracy": self.accuracy, "balanced accuracy": self.balanced_accuracy,
+                "macro F1": self.macro_f1, "NLL": self.nll, "ECE": self.ece}
+        df = pd.DataFrame({"value": rows})
+        if self.tta is not None:
+            df["with flip TTA"] = [self.tta.accuracy, self.tta.balanced_accuracy, self.tta.macro_f1,
+                                   self.tta.nll, self.tta.ece]
+        return df
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins (Guo et al., 2017)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def reliability(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> pd.DataFrame:
+    """Per-bin confidence, accuracy and count (the reliability diagram's data)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        m = idx == b
+        rows.append({"lo": edges[b], "hi": edges[b + 1], "count": int(m.sum()),
+                     "confidence": float(conf[m].mean()) if m.any() else np.nan,
+                     "accuracy": float(correct[m].mean()) if m.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES) -> Metrics:
+    """All metrics from true labels and predicted probabilities ``(N, C)``."""
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = list(range(len(class_names)))
+    pred = probs.argmax(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # classes absent from a tiny split: 0, not a warning storm
+        p, r, f, s = precision_recall_fscore_support(y_true, pred, labels=labels, zero_division=0)
+        bal = balanced_accuracy_score(y_true, pred) if len(y_true) else 0.0
+    per_class = pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s},
+                             index=pd.Index(class_names, name="class"))
+    nll = float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1)).mean()) if len(y_true) else 0.0
+    return Metrics(
+        accuracy=float((pred == y_true).mean()) if len(y_true) else 0.0,
+        balanced_accuracy=float(bal),
+        macro_f1=float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)),
+        nll=nll, ece=expected_calibration_error(probs, y_true),
+        per_class=per_class, confusion=confusion_matrix(y_true, pred, labels=labels),
+        class_names=tuple(class_names), n=len(y_true),
+    )
+
+
+@torch.inference_mode()
+def predict_proba(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 256, device: str | torch.device = "cpu",
+                  flip: bool = False, progress: bool = False) -> np.ndarray:
+    """Softmax probabilities ``(N, C)`` with the evaluation preprocessing (no random flip).
+
+    ``flip=True`` averages the probabilities of each image and its mirror image.
+    """
+    device = torch.device(device)
+    model = model.to(device).eval()
+    out = []
+    starts = range(0, len(dataset), batch_size)
+    for start in tqdm(starts, desc="evaluate", unit="batch", leave=False, disable=not progress):
+        x = EVAL(dataset.images[start:start + batch_size].to(device))
+        p = F.softmax(model(x).float(), dim=1)
+        if flip:
+            p = (p + F.softmax(model(x.flip(-1)).float(), dim=1)) / 2
+        out.append(p.cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.fc4.out_features))
+
+
+def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_size: int = 256,
+             device: str | torch.device = "cpu", progress: bool = False) -> Metrics:
+    """Metrics of ``model`` on ``dataset``; ``tta`` adds flip-TTA metrics in ``.tta``.
+
+    The model's outputs must mean ``dataset.class_names`` in that order (a reference
+    checkpoint does not: its ``class_names`` differ, and this raises).
+    """
+    names = tuple(getattr(model, "class_names", dataset.class_names))
+    if names != tuple(dataset.class_names):
+        raise ValueError(f"model outputs {names} but the dataset's labels are {tuple(dataset.class_names)}; "
+                         "remap the model's outputs first (see checkpoint.REFERENCE)")
+    y = dataset.labels.numpy()
+    probs = predict_proba(model, dataset, batch_size=batch_size, device=device, progress=progress)
+    metrics = compute_metrics(y, probs, dataset.class_names)
+    metrics.extra["probs"] = probs  # kept for predictions.csv and plots; not serialised
+    if tta:
+        tta_probs = predict_proba(model, dataset, batch_size=batch_size, device=device, flip=True)
+        metrics.tta = compute_metrics(y, tta_probs, dataset.class_names)
+    return metrics
+
+
+def write_predictions(path: str | os.PathLike, dataset: FaceDataset, probs: np.ndarray) -> Path:
+    """``predictions.csv``: item id, true, predicted, one probability column per class."""
+    path = Path(path)
+    df = pd.DataFrame({"id": dataset.ids, "true": [dataset.class_names[i] for i in dataset.targets],
+                       "predicted": [dataset.class_names[i] for i in probs.argmax(1)]})
+    for k, name in enumerate(dataset.class_names):
+        df[f"p_{name}"] = np.round(probs[:, k], 6)
+    df.to_csv(path, index=False)
+    return path
+
+
+def write_metrics(path: str | os.PathLike, metrics: Metrics, **context: Any) -> Path:
+    path = Path(path)
+    payload = {k: v for k, v in metrics.to_dict().items() if k != "probs"}
+    payload.update(context)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    os.replace(tmp, path)
+    return path
+
+
+def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str = "cpu",
+                 progress: bool = True) -> Metrics:
+    """Evaluate a finished run's selected checkpoint on ``split`` (once) and write files.
+
+    Writes ``metrics.json`` (``metrics_<split>.json`` for other splits) with the protocol,
+    split sizes, checkpoint and provenance, and ``predictions.csv``.
+    """
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.json"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: {run_dir} is not a finished training run")
+    cfg: TrainConfig = resolve(json.loads(config_file.read_text()), where=str(config_file))
+    checkpoint = run_dir / ("best.pt" if cfg.selection == "best_val" else "final.pt")
+    model = load_model(checkpoint, device=device)
+    ds = open_dataset(cfg.dataset, cfg.data_root, split, image_size=cfg.image_size, val_fraction=cfg.val_fraction,
+                      test_fraction=cfg.test_fraction, seed=cfg.seed, test_per_class=cfg.test_per_class,
+                      synthetic_sizes={"n_train": cfg.synthetic_n_train, "n_val": cfg.synthetic_n_val,
+                                       "n_test": cfg.synthetic_n_test, "seed": cfg.seed})
+    metrics = evaluate(model, ds, tta=cfg.tta_flip, batch_size=cfg.eval_batch_size, device=device,
+                       progress=progress)
+    suffix = "" if split == "test" else f"_{split}"
+    write_predictions(run_dir / f"predictions{suffix}.csv", ds, metrics.extra["probs"])
+    record = provenance.collect(config=cfg.to_dict(), device=device, datasets={split: ds})
+    write_metrics(run_dir / f"metrics{suffix}.json", metrics, split=split, protocol=cfg.protocol,
+                  dataset=cfg.dataset, checkpoint=str(checkpoint),
+                  checkpoint_epoch=model.checkpoint_meta.get("epoch"), split_sizes={split: len(ds)},
+                  provenance=record)
+    return metrics
+
+
+__all__ = ["Metrics", "compute_metrics", "evaluate", "evaluate_run", "expected_calibration_error",
+           "predict_proba", "reliability", "write_metrics", "write_predictions"]

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from resemote_lib.data.base import FaceDataset
+from resemote_lib.evaluate import (
+    compute_metrics,
+    evaluate,
+    expected_calibration_error,
+    reliability,
+    write_metrics,
+    write_predictions,
+)
+from resemote_lib.model import ResEmoteNet
+
+
+def _onehot(pred, c=7, p=1.0):
+    out = np.full((len(pred), c), (1 - p) / (c - 1))
+    out[np.arange(len(pred)), pred] = p
+    return out
+
+
+def test_metrics_against_hand_computed_values():
+    # classes 0..2 used; 0: 3 items (2 right), 1: 2 items (1 right), 2: 1 item (right)
+    y = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 0, 2])
+    m = compute_metrics(y, _onehot(pred, p=0.7))
+    assert m.accuracy == pytest.approx(4 / 6)
+    # recall per present class: 2/3, 1/2, 1 -> balanced accuracy = mean over present classes
+    assert m.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    # precision: class0 2/3, class1 1/2, class2 1; f1: 2/3, 1/2, 1; macro over all 7 labels
+    assert m.per_class.loc["angry", "precision"] == pytest.approx(2 / 3)
+    assert m.per_class.loc["disgust", "f1"] == pytest.approx(0.5)
+    assert m.macro_f1 == pytest.approx((2 / 3 + 1 / 2 + 1) / 7)
+    assert m.confusion[:3, :3].tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
+    np.testing.assert_allclose(m.confusion_normalized[0, :2], [2 / 3, 1 / 3])
+    # NLL: right items have p=0.7, wrong ones p=0.05
+    assert m.nll == pytest.approx(-(4 * np.log(0.7) + 2 * np.log(0.05)) / 6)
+    # ECE: one bin at confidence 0.7 holding everything, accuracy 4/6
+    assert m.ece == pytest.approx(abs(0.7 - 4 / 6))
+    assert m.n == 6 and m.to_dict()["confusion"][0][:3] == [2, 1, 0]
+
+
+def test_ece_zero_for_perfect_calibration_and_reliability_bins():
+    y = np.array([0, 1, 2, 3])
+    probs = _onehot(y, p=1.0)
+    assert expected_calibration_error(probs, y) == 0.0
+    table = reliability(probs, y, bins=10)
+    assert table["count"].sum() == 4 and table.iloc[-1]["accuracy"] == 1.0
+
+
+def _tiny_dataset(n=20, size=32):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (n, 1, size, size), dtype=torch.uint8, generator=g)
+    labels = torch.arange(n) % 7
+    return FaceDataset(images, labels, [f"i{i}" for i in range(n)], name="t", split="test", layout="x", root=None)
+
+
+def test_evaluate_model_writes_files(tmp_path):
+    torch.manual_seed(0)
+    model = ResEmoteNet().eval()
+    ds = _tiny_dataset()
+    m = evaluate(model, ds, tta=True, batch_size=8)
+    assert 0 <= m.accuracy <= 1 and m.tta is not None and m.n == 20
+    # eval is deterministic: no random test-time flip (the reference's bug)
+    assert evaluate(model, ds, tta=False).accuracy == m.accuracy
+    pred = write_predictions(tmp_path / "predictions.csv", ds, m.extra["probs"])
+    df = pd.read_csv(pred)
+    assert list(df.columns[:3]) == ["id", "true", "predicted"] and len(df) == 20
+    np.testing.assert_allclose(df.filter(like="p_").sum(axis=1), 1, atol=1e-4)
+    out = json.loads(write_metrics(tmp_path / "metrics.json", m, protocol="clean").read_text())
+    assert out["protocol"] == "clean" and "tta_flip" in out and "probs" not in out
+
+
+def test_evaluate_refuses_mismatched_label_order():
+    model = ResEmoteNet().eval()
+    model.class_names = ("happy", "surprise", "sad", "angry", "disgust", "fear", "neutral")
+    with pytest.raises(ValueError, match="remap"):
+        evaluate(model, _tiny_dataset())
