@@ -14,6 +14,8 @@ env:
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	# Register the kernel papermill/nbval ask for ("python3") with this venv's interpreter.
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (resemote)" >/dev/null
+	# Strip notebook outputs on commit (a no-op outside a git checkout).
+	-git rev-parse --git-dir >/dev/null 2>&1 && $(VENV)/bin/nbstripout --install
 	touch $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt

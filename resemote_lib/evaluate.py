@@ -33,10 +33,10 @@ from tqdm.auto import tqdm
 
 from . import provenance
 from .checkpoint import load_model
-from .data import FaceDataset, open_dataset
+from .data import FaceDataset
 from .data.transforms import EVAL
 from .labels import CLASS_NAMES
-from .params import TrainConfig, resolve
+from .train import load_run_config, open_split
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +204,10 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
     split sizes, checkpoint and provenance, and ``predictions.csv``.
     """
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.json"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file} not found: {run_dir} is not a finished training run")
-    cfg: TrainConfig = resolve(json.loads(config_file.read_text()), where=str(config_file))
+    cfg = load_run_config(run_dir)
     checkpoint = run_dir / ("best.pt" if cfg.selection == "best_val" else "final.pt")
     model = load_model(checkpoint, device=device)
-    ds = open_dataset(cfg.dataset, cfg.data_root, split, image_size=cfg.image_size, val_fraction=cfg.val_fraction,
-                      test_fraction=cfg.test_fraction, seed=cfg.seed, test_per_class=cfg.test_per_class,
-                      synthetic_sizes={"n_train": cfg.synthetic_n_train, "n_val": cfg.synthetic_n_val,
-                                       "n_test": cfg.synthetic_n_test, "seed": cfg.seed})
+    ds = open_split(cfg, split)
     metrics = evaluate(model, ds, tta=cfg.tta_flip, batch_size=cfg.eval_batch_size, device=device,
                        progress=progress)
     suffix = "" if split == "test" else f"_{split}"

@@ -14,7 +14,7 @@ import os
 import types
 import typing
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,6 @@ class TrainConfig:
     eval_batch_size: int = 256
     tta_flip: bool = True  # also report horizontal-flip test-time augmentation
     results_dir: str | None = None  # None: results/ (or $RESEMOTE_RESULTS)
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept in provenance
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,7 +81,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
                   image_size=64),
     # The synthetic demo: not a paper protocol. AdamW learns this task in a few thousand
     # images on a CPU, where SGD at lr 1e-3 needs far more (measured: see README).
-    "demo": dict(max_train_items=None, batch_size=32, epochs=2, optimizer="adamw", lr=3e-4, momentum=0.9, weight_decay=1e-4,
+    "demo": dict(max_train_items=None, batch_size=32, epochs=3, optimizer="adamw", lr=3e-4, momentum=0.9, weight_decay=1e-4,
                  scheduler="none", early_stopping_patience=None, selection="best_val", image_size=48),
 }
 CHOICES = {

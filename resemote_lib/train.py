@@ -35,7 +35,7 @@ from .data import FaceDataset, open_dataset
 from .data.base import stratified_split
 from .labels import CLASS_NAMES
 from .model import ResEmoteNet
-from .params import TrainConfig
+from .params import TrainConfig, resolve
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
@@ -169,16 +169,29 @@ def init_distributed(device_name: str) -> DistInfo:
 
 # --- data ------------------------------------------------------------------------------
 
+def open_split(cfg: TrainConfig, split: str) -> FaceDataset:
+    """One split of ``cfg``'s dataset with all of its data options."""
+    return open_dataset(cfg.dataset, cfg.data_root, split, image_size=cfg.image_size, val_fraction=cfg.val_fraction,
+                        test_fraction=cfg.test_fraction, seed=cfg.seed, test_per_class=cfg.test_per_class,
+                        synthetic_sizes={"n_train": cfg.synthetic_n_train, "n_val": cfg.synthetic_n_val,
+                                         "n_test": cfg.synthetic_n_test, "seed": cfg.seed})
+
+
 def open_training_splits(cfg: TrainConfig) -> dict[str, FaceDataset]:
     """The train and val splits of ``cfg`` (never test), with the optional train subset."""
-    common = dict(image_size=cfg.image_size, val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction,
-                  seed=cfg.seed, test_per_class=cfg.test_per_class,
-                  synthetic_sizes={"n_train": cfg.synthetic_n_train, "n_val": cfg.synthetic_n_val,
-                                   "n_test": cfg.synthetic_n_test, "seed": cfg.seed})
-    out = {split: open_dataset(cfg.dataset, cfg.data_root, split, **common) for split in ("train", "val")}
+    out = {split: open_split(cfg, split) for split in ("train", "val")}
     if cfg.max_train_items is not None and cfg.max_train_items < len(out["train"]):
         out["train"] = subset(out["train"], cfg.max_train_items, cfg.seed)
     return out
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The config a finished (or running) training run was started with."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished training run "
+                                "(run 01_train, or python -m resemote_lib.train, first)")
+    return resolve(json.loads(path.read_text()), where=str(path))
 
 
 def subset(ds: FaceDataset, n: int, seed: int) -> FaceDataset:
@@ -271,7 +284,7 @@ def run_dir_for(cfg: TrainConfig) -> Path:
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     # Keys that may change between a run and its resumption without changing the result.
-    return {k: v for k, v in config.items() if k not in ("results_dir", "eval_batch_size", "extra", "tta_flip")}
+    return {k: v for k, v in config.items() if k not in ("results_dir", "eval_batch_size", "tta_flip")}
 
 
 def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, progress: bool = True) -> RunResult:
@@ -460,4 +473,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["HISTORY_COLUMNS", "RunResult", "TrainingDiverged", "check_cuda_arch", "fit", "load_history",
-           "open_training_splits", "resolve_device", "seed_everything", "subset"]
+           "load_run_config", "open_split", "open_training_splits", "resolve_device", "seed_everything", "subset"]

@@ -1,0 +1,61 @@
+"""What the network looks at: SE channel gates and Grad-CAM maps.
+
+The head is four fully connected layers, not one linear layer on pooled features, so
+classic CAM does not apply; Grad-CAM (Selvaraju et al., 2017) does. It is taken at the SE
+block's output, the last map with spatial detail (8x8 at 64x64 input): after the residual
+blocks the map is 4x4, 2x2 and finally 1x1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .model import ResEmoteNet
+
+
+def se_gates(model: ResEmoteNet, x: Tensor) -> np.ndarray:
+    """The SE block's 256 channel weights for one preprocessed image ``(3, H, W)``."""
+    captured: dict[str, Tensor] = {}
+    handle = model.se.register_forward_hook(lambda m, inp, out: captured.setdefault("x", inp[0]))
+    try:
+        with torch.inference_mode():
+            model.eval()(x.unsqueeze(0))
+    finally:
+        handle.remove()
+    return model.se.gates(captured["x"])[0].detach().cpu().numpy()
+
+
+def grad_cam(model: ResEmoteNet, x: Tensor, target: int | None = None) -> tuple[np.ndarray, int]:
+    """Grad-CAM of class ``target`` (default: the predicted one) at the SE output.
+
+    Returns the map resized to the input, scaled to [0, 1], and the class used.
+    """
+    model.eval()
+    store: dict[str, Tensor] = {}
+
+    def hook(_m, _inp, out: Tensor) -> None:
+        out.retain_grad()
+        store["act"] = out
+
+    handle = model.se.register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            logits = model(x.unsqueeze(0).requires_grad_(False))
+            cls = int(logits.argmax(1)) if target is None else int(target)
+            model.zero_grad(set_to_none=True)
+            logits[0, cls].backward()
+    finally:
+        handle.remove()
+    act, grad = store["act"][0].detach(), store["act"].grad[0]
+    model.zero_grad(set_to_none=True)  # leave no gradients behind in the caller's model
+    cam = F.relu((grad.mean(dim=(1, 2), keepdim=True) * act).sum(0))
+    cam = F.interpolate(cam[None, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    cam = cam - cam.min()
+    cam = cam / cam.max() if cam.max() > 0 else cam
+    return cam.detach().cpu().numpy(), cls
+
+
+__all__ = ["grad_cam", "se_gates"]

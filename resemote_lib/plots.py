@@ -1,0 +1,233 @@
+"""Every figure of the project, each a function returning a matplotlib Figure.
+
+Notebooks call these and ``save``; nothing is drawn anywhere else, so every figure in
+results/ is produced by code a test runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt  # headless, matplotlib falls back to Agg by itself
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from . import paths
+from .data.base import FaceDataset
+
+
+def save(fig: Figure, name: str, out_dir: str | os.PathLike | None = None, *, dpi: int = 120) -> Path:
+    """Write ``fig`` as ``<out_dir>/<name>.png`` (default ``results/figures``)."""
+    out = Path(out_dir) if out_dir is not None else paths.FIGURES
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def class_distribution(splits: dict[str, FaceDataset], title: str = "") -> Figure:
+    """Per-class counts of each split, side by side (the paper's Table II as a chart)."""
+    names = next(iter(splits.values())).class_names
+    df = pd.DataFrame({split: ds.counts() for split, ds in splits.items()}, index=names)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    df.plot.bar(ax=ax, width=0.8)
+    ax.set_ylabel("images")
+    ax.set_title(title or "class distribution per split")
+    ax.tick_params(axis="x", rotation=0)
+    for container in ax.containers:
+        ax.bar_label(container, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def example_grid(ds: FaceDataset, per_class: int = 6, seed: int = 0, title: str = "") -> Figure:
+    """``per_class`` random images of each class, one row per class (the paper's Fig. 2)."""
+    rng = np.random.default_rng(seed)
+    labels = ds.labels.numpy()
+    fig, axes = plt.subplots(len(ds.class_names), per_class, figsize=(per_class * 1.1, len(ds.class_names) * 1.15),
+                             squeeze=False)
+    for k, name in enumerate(ds.class_names):
+        idx = np.flatnonzero(labels == k)
+        pick = rng.choice(idx, size=min(per_class, len(idx)), replace=False) if len(idx) else []
+        for j, ax in enumerate(axes[k]):
+            ax.axis("off")
+            if j < len(pick):
+                ax.imshow(ds.images[pick[j], 0].numpy(), cmap="gray", vmin=0, vmax=255)
+        axes[k][0].text(-0.15, 0.5, name, transform=axes[k][0].transAxes, ha="right", va="center", fontsize=9)
+    fig.suptitle(title or f"{ds.name} {ds.split}: examples per class", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
+    """Loss, accuracy and learning rate per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    h = history
+    axes[0].plot(h["epoch"], h["train_loss"], "o-", label="train")
+    axes[0].plot(h["epoch"], h["val_loss"], "o-", label="validation")
+    axes[0].set_title("cross-entropy loss")
+    axes[1].plot(h["epoch"], h["train_acc"], "o-", label="train")
+    axes[1].plot(h["epoch"], h["val_acc"], "o-", label="validation")
+    axes[1].set_title("accuracy")
+    axes[1].set_ylim(0, 1)
+    axes[2].plot(h["epoch"], h["lr"], "o-", color="C2")
+    axes[2].set_yscale("log")
+    axes[2].set_title("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[1].legend()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], title: str = "") -> Figure:
+    """Counts and row-normalised heat-maps side by side (the paper's Fig. 3 style)."""
+    rows = confusion.sum(axis=1, keepdims=True)
+    norm = np.divide(confusion, rows, out=np.zeros_like(confusion, dtype=float), where=rows > 0)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    sns.heatmap(confusion, annot=True, fmt="d", cmap="Blues", xticklabels=class_names, yticklabels=class_names,
+                ax=axes[0], cbar=False)
+    sns.heatmap(norm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, xticklabels=class_names,
+                yticklabels=class_names, ax=axes[1])
+    for ax, sub in zip(axes, ("counts", "row-normalised (recall on the diagonal)"), strict=True):
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(sub)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(table: pd.DataFrame, ece: float | None = None, title: str = "") -> Figure:
+    """Accuracy against confidence per bin, with bin counts (from ``evaluate.reliability``)."""
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(4.8, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    centers = (table["lo"] + table["hi"]) / 2
+    width = float((table["hi"] - table["lo"]).iloc[0])
+    ax.bar(centers, table["accuracy"].fillna(0), width=width * 0.95, edgecolor="k", label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
+    ax.set_title(title or (f"reliability (ECE {ece:.3f})" if ece is not None else "reliability"))
+    ax2.bar(centers, table["count"], width=width * 0.95, color="C1")
+    ax2.set_xlabel("confidence")
+    ax2.set_ylabel("items")
+    fig.tight_layout()
+    return fig
+
+
+def image_pairs(pairs: list[tuple[np.ndarray, np.ndarray, str]], title: str = "", max_pairs: int = 12) -> Figure:
+    """Pairs of images with a caption each (duplicates across splits, confusions...)."""
+    pairs = pairs[:max_pairs]
+    n = max(1, len(pairs))
+    cols = min(4, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols * 2, figsize=(cols * 2.6, rows * 1.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (a, b, caption) in enumerate(pairs):
+        r, c = divmod(i, cols)
+        axes[r][2 * c].imshow(a, cmap="gray", vmin=0, vmax=255)
+        axes[r][2 * c + 1].imshow(b, cmap="gray", vmin=0, vmax=255)
+        axes[r][2 * c].set_title(caption, fontsize=7, loc="left")
+    if not pairs:
+        axes[0][0].text(0, 0.5, "none found", fontsize=12)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def duplicate_pairs(pairs: pd.DataFrame, splits: dict[str, FaceDataset], max_pairs: int = 12) -> Figure:
+    """The leakage audit's pairs as images (from ``data.audit.find_duplicates``)."""
+    items = [(splits[r.split_a].images[r.index_a, 0].numpy(), splits[r.split_b].images[r.index_b, 0].numpy(),
+              f"{r.split_a}/{r.split_b} {r.kind} r={r.correlation:.2f}") for r in pairs.head(max_pairs).itertuples()]
+    return image_pairs(items, title=f"cross-split duplicates: {len(pairs)} pair(s)", max_pairs=max_pairs)
+
+
+def confused_examples(ds: FaceDataset, probs: np.ndarray, confusion: np.ndarray, top: int = 3,
+                      per_pair: int = 4) -> Figure:
+    """For the ``top`` most-confused (true, predicted) pairs, the most confident mistakes."""
+    off = confusion.copy()
+    np.fill_diagonal(off, 0)
+    order = np.dstack(np.unravel_index(np.argsort(off.ravel())[::-1], off.shape))[0][:top]
+    y, pred = ds.labels.numpy(), probs.argmax(1)
+    fig, axes = plt.subplots(max(1, len(order)), per_pair, figsize=(per_pair * 1.4, max(1, len(order)) * 1.6),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, (t, p) in enumerate(order):
+        idx = np.flatnonzero((y == t) & (pred == p))
+        idx = idx[np.argsort(probs[idx, p])[::-1]][:per_pair]
+        axes[r][0].set_title(f"{ds.class_names[t]} -> {ds.class_names[p]} ({off[t, p]})", fontsize=8, loc="left")
+        for j, i in enumerate(idx):
+            axes[r][j].imshow(ds.images[i, 0].numpy(), cmap="gray", vmin=0, vmax=255)
+    fig.suptitle("most-confused pairs: true -> predicted (count)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def probability_bars(probs: Sequence[float], class_names: Sequence[str], title: str = "") -> Figure:
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    colors = ["C3" if i == int(np.argmax(probs)) else "C0" for i in range(len(probs))]
+    ax.barh(list(class_names), list(probs), color=colors)
+    ax.set_xlim(0, 1)
+    ax.invert_yaxis()
+    ax.set_xlabel("probability")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def se_gates(gates: np.ndarray, title: str = "SE block: channel weights (256 channels)") -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 2.4))
+    ax.bar(np.arange(len(gates)), gates, width=1.0)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("channel")
+    ax.set_ylabel("gate")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def cam_overlay(image: np.ndarray, cam: np.ndarray, title: str = "") -> Figure:
+    fig, axes = plt.subplots(1, 2, figsize=(5, 2.6))
+    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[1].imshow(image, cmap="gray", vmin=0, vmax=255)
+    axes[1].imshow(cam, cmap="jet", alpha=0.45, extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
+    for ax in axes:
+        ax.axis("off")
+    axes[1].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def paper_comparison(table: pd.DataFrame) -> Figure:
+    """Published accuracy beside ours, per dataset and protocol (from ``paper.table3``)."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    if table.empty:
+        ax.text(0.5, 0.5, "no runs yet", ha="center")
+        return fig
+    labels = [f"{r.dataset}\n{r.protocol}" for r in table.itertuples()]
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["published"], width=0.4, label="published (paper)")
+    ax.bar(x + 0.2, table["ours"], width=0.4, label="ours (measured)")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    for xi, v in zip(x, table["ours"], strict=True):
+        ax.text(xi + 0.2, v + 1, f"{v:.1f}", ha="center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["cam_overlay", "class_distribution", "confused_examples", "confusion_matrix", "duplicate_pairs",
+           "example_grid", "image_pairs", "paper_comparison", "probability_bars", "reliability_diagram", "save",
+           "se_gates", "training_curves"]

@@ -1,0 +1,72 @@
+"""The synthetic faces are a real task: ResEmoteNet learns it, a linear model does not."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from resemote_lib import paths
+from resemote_lib.data import open_dataset
+from resemote_lib.data.synthetic import FER2013_TRAIN_COUNTS, make_faces, render_face
+from resemote_lib.evaluate import evaluate_run
+from resemote_lib.params import load_params
+from resemote_lib.train import fit
+
+
+def test_deterministic_and_seeded():
+    a, ya = make_faces(30, seed=4)
+    b, yb = make_faces(30, seed=4)
+    c, _ = make_faces(30, seed=5)
+    assert np.array_equal(a, b) and np.array_equal(ya, yb) and not np.array_equal(a, c)
+    assert a.shape == (30, 48, 48) and a.dtype == np.uint8
+
+
+def test_fer2013_class_imbalance():
+    _, y = make_faces(1000, seed=0)
+    share = np.bincount(y, minlength=7) / 1000
+    np.testing.assert_allclose(share, np.array(FER2013_TRAIN_COUNTS) / sum(FER2013_TRAIN_COUNTS), atol=0.002)
+
+
+def test_expressions_differ_only_in_the_face():
+    # Same random stream, different class: the pictures differ, and only inside the face.
+    imgs = {k: render_face(k, np.random.default_rng(0)) for k in ("happy", "sad")}
+    diff = np.abs(imgs["happy"].astype(int) - imgs["sad"].astype(int))
+    assert diff.sum() > 0
+
+
+def _demo_splits():
+    cfg = load_params(paths.PARAMS / "demo.yaml")
+    sizes = {"n_train": cfg.synthetic_n_train, "n_val": cfg.synthetic_n_val, "n_test": cfg.synthetic_n_test,
+             "seed": cfg.seed}
+    return cfg, {s: open_dataset("synthetic", None, s, image_size=48, synthetic_sizes=sizes) for s in ("train", "test")}
+
+
+@pytest.mark.slow
+def test_logistic_regression_on_raw_pixels_stays_below_60_percent():
+    _, splits = _demo_splits()
+    xtr, ytr = splits["train"].images.flatten(1).numpy() / 255.0, splits["train"].labels.numpy()
+    xte, yte = splits["test"].images.flatten(1).numpy() / 255.0, splits["test"].labels.numpy()
+    scores = {}
+    for c in (0.001, 0.01, 0.1, 1.0):  # the best regularisation still fails
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500))
+        scores[c] = clf.fit(xtr, ytr).score(xte, yte)
+    print("logistic regression test accuracy by C:", scores)
+    assert max(scores.values()) < 0.60
+    assert max(scores.values()) > 1 / 7  # ...while not being a broken task either
+
+
+@pytest.mark.slow
+def test_resemotenet_reaches_90_percent_with_the_demo_settings(tmp_path):
+    cfg = load_params(paths.PARAMS / "demo.yaml", results_dir=str(tmp_path), device="cpu")
+    t0 = time.perf_counter()
+    result = fit(cfg, progress=False)
+    minutes = (time.perf_counter() - t0) / 60
+    metrics = evaluate_run(result.run_dir, progress=False)
+    print(f"demo: {minutes:.1f} min of training, test accuracy {metrics.accuracy:.4f} "
+          f"(flip TTA {metrics.tta.accuracy:.4f}); history:\n{result.history.to_string()}")
+    assert metrics.accuracy >= 0.90
