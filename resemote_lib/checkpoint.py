@@ -113,6 +113,15 @@ def save_checkpoint(
     return atomic_torch_save(payload, path)
 
 
+def set_checkpoint_meta(path: str | os.PathLike, **meta: Any) -> Path:
+    """Add or update ``meta`` entries of one of our checkpoints, atomically."""
+    payload = read_checkpoint(path)
+    if payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a resemote checkpoint; its metadata cannot be updated")
+    payload["meta"] = {**payload.get("meta", {}), **meta}
+    return atomic_torch_save(payload, path)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module under DDP (``.module``) and ``torch.compile`` (``._orig_mod``)."""
     while True:
@@ -231,5 +240,5 @@ def _load_strict(model: nn.Module, state_dict: dict[str, Tensor], path: Path | s
 
 __all__ = [
     "REFERENCE", "RESEMOTE", "CheckpointError", "CheckpointSpec", "atomic_torch_save",
-    "checkpoint_filter_fn", "load_model", "read_checkpoint", "save_checkpoint", "unwrap",
+    "checkpoint_filter_fn", "load_model", "read_checkpoint", "save_checkpoint", "set_checkpoint_meta", "unwrap",
 ]

@@ -32,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import provenance
-from .checkpoint import load_model
+from .checkpoint import load_model, set_checkpoint_meta
 from .data import FaceDataset
 from .data.transforms import EVAL
 from .labels import CLASS_NAMES
@@ -135,11 +135,11 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: tuple[st
 
 
 @torch.inference_mode()
-def predict_proba(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 256, device: str | torch.device = "cpu",
-                  flip: bool = False, progress: bool = False) -> np.ndarray:
-    """Softmax probabilities ``(N, C)`` with the evaluation preprocessing (no random flip).
+def predict_logits(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
+                   device: str | torch.device = "cpu", flip: bool = False, progress: bool = False) -> np.ndarray:
+    """Logits ``(N, C)`` with the evaluation preprocessing (no random flip).
 
-    ``flip=True`` averages the probabilities of each image and its mirror image.
+    ``flip=True`` returns the logits of the mirror images instead.
     """
     device = torch.device(device)
     model = model.to(device).eval()
@@ -147,15 +147,50 @@ def predict_proba(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 2
     starts = range(0, len(dataset), batch_size)
     for start in tqdm(starts, desc="evaluate", unit="batch", leave=False, disable=not progress):
         x = EVAL(dataset.images[start:start + batch_size].to(device))
-        p = F.softmax(model(x).float(), dim=1)
-        if flip:
-            p = (p + F.softmax(model(x.flip(-1)).float(), dim=1)) / 2
-        out.append(p.cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, model.fc4.out_features))
+        out.append(model(x.flip(-1) if flip else x).float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, model.fc4.out_features), np.float32)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_proba(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 256, device: str | torch.device = "cpu",
+                  flip: bool = False, temperature: float = 1.0, progress: bool = False) -> np.ndarray:
+    """Softmax probabilities ``(N, C)``; ``flip=True`` averages image and mirror image."""
+    probs = softmax(predict_logits(model, dataset, batch_size=batch_size, device=device, progress=progress),
+                    temperature)
+    if flip:
+        probs = (probs + softmax(predict_logits(model, dataset, batch_size=batch_size, device=device, flip=True),
+                                 temperature)) / 2
+    return probs
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature scaling (Guo et al., 2017): the T > 0 minimising NLL of softmax(z / T).
+
+    Fitted on validation logits; it changes confidences, never the predicted class.
+    """
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp())
 
 
 def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_size: int = 256,
-             device: str | torch.device = "cpu", progress: bool = False) -> Metrics:
+             device: str | torch.device = "cpu", temperature: float = 1.0, progress: bool = False) -> Metrics:
     """Metrics of ``model`` on ``dataset``; ``tta`` adds flip-TTA metrics in ``.tta``.
 
     The model's outputs must mean ``dataset.class_names`` in that order (a reference
@@ -166,11 +201,13 @@ def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_
         raise ValueError(f"model outputs {names} but the dataset's labels are {tuple(dataset.class_names)}; "
                          "remap the model's outputs first (see checkpoint.REFERENCE)")
     y = dataset.labels.numpy()
-    probs = predict_proba(model, dataset, batch_size=batch_size, device=device, progress=progress)
+    probs = predict_proba(model, dataset, batch_size=batch_size, device=device, temperature=temperature,
+                          progress=progress)
     metrics = compute_metrics(y, probs, dataset.class_names)
     metrics.extra["probs"] = probs  # kept for predictions.csv and plots; not serialised
     if tta:
-        tta_probs = predict_proba(model, dataset, batch_size=batch_size, device=device, flip=True)
+        tta_probs = predict_proba(model, dataset, batch_size=batch_size, device=device, flip=True,
+                                  temperature=temperature)
         metrics.tta = compute_metrics(y, tta_probs, dataset.class_names)
     return metrics
 
@@ -208,8 +245,18 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
     checkpoint = run_dir / ("best.pt" if cfg.selection == "best_val" else "final.pt")
     model = load_model(checkpoint, device=device)
     ds = open_split(cfg, split)
+    # Temperature scaling, fitted on validation only, stored in the checkpoint for the Predictor.
+    val = open_split(cfg, "val")
+    temperature = fit_temperature(predict_logits(model, val, batch_size=cfg.eval_batch_size, device=device),
+                                  val.labels.numpy()) if len(val) else 1.0
+    set_checkpoint_meta(checkpoint, temperature=temperature)
     metrics = evaluate(model, ds, tta=cfg.tta_flip, batch_size=cfg.eval_batch_size, device=device,
                        progress=progress)
+    calibrated = compute_metrics(ds.labels.numpy(), softmax(np.log(np.clip(metrics.extra["probs"], 1e-30, 1)),
+                                                            temperature), ds.class_names)
+    metrics.extra["calibration"] = {"temperature": temperature, "fitted_on": f"val ({len(val)} images)",
+                                    "ece_before": metrics.ece, "ece_after": calibrated.ece,
+                                    "nll_before": metrics.nll, "nll_after": calibrated.nll}
     suffix = "" if split == "test" else f"_{split}"
     write_predictions(run_dir / f"predictions{suffix}.csv", ds, metrics.extra["probs"])
     record = provenance.collect(config=cfg.to_dict(), device=device, datasets={split: ds})
@@ -221,4 +268,5 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
 
 
 __all__ = ["Metrics", "compute_metrics", "evaluate", "evaluate_run", "expected_calibration_error",
-           "predict_proba", "reliability", "write_metrics", "write_predictions"]
+           "fit_temperature", "predict_logits", "predict_proba", "reliability", "softmax", "write_metrics",
+           "write_predictions"]

@@ -79,7 +79,10 @@ def test_smoke_pipeline_end_to_end(tmp_path):
             img.verify()
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"accuracy", "balanced_accuracy", "macro_f1", "nll", "confusion", "per_class", "protocol",
-            "split_sizes", "checkpoint", "provenance", "tta_flip"} <= set(metrics)
+            "split_sizes", "checkpoint", "provenance", "tta_flip", "calibration"} <= set(metrics)
+    assert {"temperature", "ece_before", "ece_after"} <= set(metrics["calibration"])
+    from resemote_lib.checkpoint import read_checkpoint
+    assert read_checkpoint(run / "best.pt")["meta"]["temperature"] == metrics["calibration"]["temperature"]
     assert metrics["n"] == 70
     for csv in ("history.csv", "predictions.csv", "table1.csv", "table2.csv", "duplicates.csv"):
         pd.read_csv(run / csv)

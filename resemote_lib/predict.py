@@ -1,0 +1,335 @@
+"""Use a trained model on real photos, folders, videos and a webcam.
+
+``Predictor`` finds faces (OpenCV's bundled Haar cascade by default, fully offline; YuNet
+with a model file you provide; boxes computed elsewhere; or ``detector=None`` for images
+that are already face crops), crops each with a margin, applies exactly the evaluation
+preprocessing, and returns per face its box, the probabilities keyed by class name
+(calibrated with the checkpoint's temperature when it has one), the top label and the
+detector's score. Colour order is explicit: the reference's inference scripts feed
+OpenCV's BGR pixels as RGB; here a NumPy array must say which it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .checkpoint import load_model
+from .data.base import to_gray_square
+from .data.transforms import EVAL
+from .model import ResEmoteNet
+from .train import resolve_device
+
+log = logging.getLogger(__name__)
+Box = tuple[int, int, int, int]  # x, y, width, height in pixels
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+
+
+@dataclass
+class Face:
+    box: Box
+    probs: dict[str, float]
+    label: str
+    score: float  # detector confidence (1.0 for given boxes or no detector)
+
+
+@dataclass
+class Result:
+    source: str
+    faces: list[Face] = field(default_factory=list)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "error": self.error, "faces": [asdict(f) for f in self.faces]}
+
+
+class Detector(Protocol):
+    def __call__(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
+        """Faces in an RGB uint8 image: ``[(box, score), ...]``."""
+
+
+class HaarDetector:
+    """OpenCV's bundled frontal-face Haar cascade (offline; opencv-python-headless < 5)."""
+
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size: int = 24) -> None:
+        import cv2
+
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise RuntimeError("this OpenCV has no Haar cascades (opencv 5.x dropped them): "
+                               "pip install 'opencv-python-headless<5'")
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise RuntimeError(f"could not load the Haar cascade at {path}")
+        self.kw = dict(scaleFactor=scale_factor, minNeighbors=min_neighbors, minSize=(min_size, min_size))
+
+    def __call__(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
+        import cv2
+
+        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        boxes, _, weights = self.cascade.detectMultiScale3(gray, outputRejectLevels=True, **self.kw)
+        return [(tuple(int(v) for v in b), float(w)) for b, w in zip(boxes, np.ravel(weights), strict=True)]
+
+
+class YuNetDetector:
+    """OpenCV's YuNet (``cv2.FaceDetectorYN``) with an ONNX model file you provide."""
+
+    def __init__(self, model_path: str | os.PathLike, score_threshold: float = 0.7) -> None:
+        import cv2
+
+        if not Path(model_path).is_file():
+            raise FileNotFoundError(f"YuNet model not found: {model_path} (face_detection_yunet_*.onnx "
+                                    "from the OpenCV model zoo)")
+        self.net = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold)
+
+    def __call__(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
+        import cv2
+
+        h, w = rgb.shape[:2]
+        self.net.setInputSize((w, h))
+        _, faces = self.net.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        return [] if faces is None else [((int(f[0]), int(f[1]), int(f[2]), int(f[3])), float(f[-1])) for f in faces]
+
+
+class FixedBoxes:
+    """Boxes computed elsewhere: the same list for every image, or a function of the source."""
+
+    def __init__(self, boxes: Sequence[Box] | Callable[[np.ndarray], Sequence[Box]]) -> None:
+        self.boxes = boxes
+
+    def __call__(self, rgb: np.ndarray) -> list[tuple[Box, float]]:
+        boxes = self.boxes(rgb) if callable(self.boxes) else self.boxes
+        return [(tuple(int(v) for v in b), 1.0) for b in boxes]
+
+
+def _whole_image(rgb: np.ndarray) -> list[tuple[Box, float]]:
+    return [((0, 0, rgb.shape[1], rgb.shape[0]), 1.0)]
+
+
+def make_detector(detector: str | Detector | None) -> Detector:
+    if detector is None or detector == "none":
+        return _whole_image
+    if detector in ("auto", "haar"):
+        return HaarDetector()
+    if isinstance(detector, str):
+        raise ValueError(f"unknown detector {detector!r}: use 'auto'/'haar', None, a YuNetDetector(path), "
+                         "FixedBoxes(boxes) or any callable rgb -> [(box, score)]")
+    return detector
+
+
+def to_rgb(image: str | os.PathLike | Image.Image | np.ndarray, color: str | None = None) -> np.ndarray:
+    """An RGB uint8 array from a path, a PIL image or an array whose colour order is given.
+
+    Args:
+        color: for 3-channel arrays, ``"rgb"`` or ``"bgr"`` (OpenCV); required, since the
+            two cannot be told apart from the pixels.
+    """
+    if isinstance(image, str | os.PathLike):
+        with Image.open(image) as img:
+            return np.asarray(img.convert("RGB"))
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image array, got {arr.dtype}")
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] in (3, 4):
+        if color not in ("rgb", "bgr"):
+            raise ValueError("a colour NumPy array needs color='rgb' or color='bgr' (OpenCV images are BGR)")
+        arr = arr[:, :, :3]
+        return np.ascontiguousarray(arr[:, :, ::-1] if color == "bgr" else arr)
+    raise ValueError(f"expected an image array of shape (H, W) or (H, W, 3|4), got {arr.shape}")
+
+
+def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
+    """Grow ``box`` by ``margin`` of its size on each side, clipped to the image."""
+    x, y, w, h = box
+    dx, dy = round(w * margin), round(h * margin)
+    x0, y0 = max(0, x - dx), max(0, y - dy)
+    x1, y1 = min(width, x + w + dx), min(height, y + h + dy)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+class Predictor:
+    """Faces and their emotions in images.
+
+    Args:
+        model_or_checkpoint: a ``ResEmoteNet`` (with ``class_names``) or a checkpoint path.
+        detector: ``"auto"`` (Haar cascade), ``None`` (images are face crops), a
+            ``YuNetDetector``, ``FixedBoxes`` or any callable ``rgb -> [(box, score)]``.
+        device: ``auto``, ``cpu``, ``cuda``, ``mps``.
+        tta: average each face with its mirror image.
+        margin: crop margin around each detected box, as a fraction of its size.
+        temperature: softmax temperature; default the checkpoint's fitted one, else 1.
+    """
+
+    def __init__(self, model_or_checkpoint: ResEmoteNet | str | os.PathLike, detector: str | Detector | None = "auto",
+                 device: str = "auto", tta: bool = False, margin: float = 0.15,
+                 temperature: float | None = None, image_size: int | None = None) -> None:
+        self.device = resolve_device(device)
+        model = model_or_checkpoint
+        if not isinstance(model, torch.nn.Module):
+            model = load_model(model, device=self.device)
+        self.model = model.to(self.device).eval()
+        self.class_names = tuple(getattr(model, "class_names", ()))
+        if len(self.class_names) != model.fc4.out_features:
+            raise ValueError("the model needs a class_names attribute naming its outputs")
+        meta = getattr(model, "checkpoint_meta", {}) or {}
+        self.temperature = float(temperature if temperature is not None else meta.get("temperature", 1.0))
+        self.image_size = int(image_size or getattr(model, "image_size", 64))
+        self.detector = make_detector(detector)
+        self.tta, self.margin = tta, margin
+
+    @torch.inference_mode()
+    def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        if not crops:
+            return np.zeros((0, len(self.class_names)))
+        x = EVAL(torch.from_numpy(np.stack(crops))[:, None]).to(self.device)
+        logits = self.model(x).float() / self.temperature
+        probs = logits.softmax(1)
+        if self.tta:
+            probs = (probs + (self.model(x.flip(-1)).float() / self.temperature).softmax(1)) / 2
+        return probs.cpu().numpy()
+
+    def faces(self, rgb: np.ndarray) -> list[Face]:
+        """Detect, crop and classify every face of one RGB uint8 image."""
+        found = self.detector(rgb)
+        h, w = rgb.shape[:2]
+        crops, kept = [], []
+        for box, score in found:
+            crop_box = expand_box(box, self.margin, w, h) if self.detector is not _whole_image else box
+            x, y, bw, bh = crop_box
+            if bw < 2 or bh < 2:
+                continue
+            crops.append(to_gray_square(Image.fromarray(rgb[y:y + bh, x:x + bw]), self.image_size))
+            kept.append((box, score))
+        probs = self._classify(crops)
+        return [Face(box=box, probs={n: round(float(p), 6) for n, p in zip(self.class_names, row, strict=True)},
+                     label=self.class_names[int(row.argmax())], score=score)
+                for (box, score), row in zip(kept, probs, strict=True)]
+
+    def predict(self, image: str | os.PathLike | Image.Image | np.ndarray, color: str | None = None) -> Result:
+        """One image: a path, a PIL image, or an array with ``color`` given."""
+        source = str(image) if isinstance(image, str | os.PathLike) else type(image).__name__
+        return Result(source=source, faces=self.faces(to_rgb(image, color)))
+
+    def predict_many(self, inputs: Iterable[str | os.PathLike], *, progress: bool = False) -> Iterator[Result]:
+        """Files and folders (recursively); a missing or unreadable file is reported, not raised."""
+        from tqdm.auto import tqdm
+
+        for path in tqdm(list(iter_image_files(inputs)), desc="predict", unit="img", disable=not progress):
+            try:
+                yield self.predict(path)
+            except FileNotFoundError:
+                yield Result(source=str(path), error="file not found")
+            except (UnidentifiedImageError, OSError, ValueError) as e:
+                yield Result(source=str(path), error=f"not a readable image: {type(e).__name__}: {e}")
+
+    def predict_video(self, source: str | int, *, every: int = 1, smoothing: float = 0.0,
+                      annotate: str | os.PathLike | None = None, max_frames: int | None = None) -> list[dict]:
+        """Per-frame predictions of a video file or a webcam index.
+
+        Args:
+            every: classify every n-th frame.
+            smoothing: exponential moving average weight of the past (0: none) applied to
+                the probabilities of the largest face, for stable labels.
+            annotate: write a copy of the video with boxes and labels here (.mp4).
+            max_frames: stop after this many frames (a webcam never ends by itself).
+        """
+        import cv2
+
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            raise FileNotFoundError(f"cannot open video source {source!r}")
+        fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+        writer = None
+        rows: list[dict] = []
+        ema: np.ndarray | None = None
+        frame_no = 0
+        try:
+            while max_frames is None or frame_no < max_frames:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                if frame_no % every == 0:
+                    faces = self.faces(to_rgb(bgr, "bgr"))
+                    if faces:
+                        main = max(faces, key=lambda f: f.box[2] * f.box[3])
+                        p = np.array([main.probs[n] for n in self.class_names])
+                        ema = p if ema is None or smoothing == 0 else smoothing * ema + (1 - smoothing) * p
+                        smoothed = dict(zip(self.class_names, np.round(ema, 6).tolist(), strict=True))
+                        rows.append({"frame": frame_no, "time_s": frame_no / fps, "faces": len(faces),
+                                     "box": list(main.box), "label": self.class_names[int(ema.argmax())],
+                                     **{f"p_{k}": v for k, v in smoothed.items()}})
+                    else:
+                        rows.append({"frame": frame_no, "time_s": frame_no / fps, "faces": 0})
+                    if annotate is not None:
+                        if writer is None:
+                            h, w = bgr.shape[:2]
+                            writer = cv2.VideoWriter(str(annotate), cv2.VideoWriter_fourcc(*"mp4v"), fps / every,
+                                                     (w, h))
+                        writer.write(draw_faces(bgr, faces))
+                frame_no += 1
+        finally:
+            cap.release()
+            if writer is not None:
+                writer.release()
+        return rows
+
+
+def draw_faces(bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """A copy of a BGR frame with each face's box and top label drawn on it."""
+    import cv2
+
+    out = bgr.copy()
+    for f in faces:
+        x, y, w, h = f.box
+        cv2.rectangle(out, (x, y), (x + w, y + h), (0, 200, 0), 2)
+        cv2.putText(out, f"{f.label} {f.probs[f.label]:.2f}", (x, max(12, y - 6)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.5, (0, 200, 0), 1, cv2.LINE_AA)
+    return out
+
+
+def iter_image_files(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files as given (even if missing, so they can be reported) and image files in folders."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            yield path
+
+
+def write_results(results: Iterable[Result], path: str | os.PathLike) -> Path:
+    """``.jsonl`` (one result per line) or ``.csv`` (one face per row)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    results = list(results)
+    if path.suffix == ".csv":
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            names = sorted({n for r in results for face in r.faces for n in face.probs})
+            w.writerow(["source", "error", "x", "y", "w", "h", "label", "score", *[f"p_{n}" for n in names]])
+            for r in results:
+                if not r.faces:
+                    w.writerow([r.source, r.error or "no face found", *[""] * (6 + len(names))])
+                for face in r.faces:
+                    w.writerow([r.source, "", *face.box, face.label, face.score, *[face.probs[n] for n in names]])
+    else:
+        path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in results))
+    return path
+
+
+__all__ = ["Detector", "Face", "FixedBoxes", "HaarDetector", "Predictor", "Result", "YuNetDetector", "draw_faces",
+           "expand_box", "iter_image_files", "make_detector", "to_rgb", "write_results"]
