@@ -1,0 +1,268 @@
+"""The dataset every family returns, decoded once into a uint8 tensor cache.
+
+A family module (``fer2013``, ``rafdb``, ``affectnet``) lists a split's items: ids,
+canonical labels, and where the pixels are (a file, with an optional face box, or
+in-memory pixels from a CSV). This module decodes them once to grayscale uint8 at the
+target size, caches that tensor on disk under a key made of the items and their files'
+sizes and mtimes (a changed dataset rebuilds), and wraps it as ``FaceDataset``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .. import paths
+from ..checkpoint import atomic_torch_save
+from ..labels import CLASS_NAMES
+from .transforms import EVAL, TRAIN, Preset
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
+
+
+@dataclass
+class Items:
+    """What a family lists for one split, before decoding."""
+
+    ids: list[str]
+    labels: list[int]
+    files: list[Path] | None = None  # one image file per item...
+    pixels: np.ndarray | None = None  # ...or uint8 (N, H, W) already in memory
+    boxes: list[tuple[int, int, int, int] | None] | None = None  # (x, y, w, h) face crops
+    sources: list[Path] = field(default_factory=list)  # label/CSV files the split came from
+    report: dict[str, Any] = field(default_factory=dict)  # exclusions, seeds, fractions
+
+
+class FaceDataset(torch.utils.data.Dataset):
+    """A decoded split: ``images`` uint8 ``(N, 1, S, S)``, ``labels`` int64 ``(N,)``.
+
+    Items are ``(image, label)`` with ``image`` the preprocessed float ``(3, S, S)``;
+    training code should prefer whole batches (``images[idx]`` + ``transform``), which
+    skips per-item Python work entirely.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        ids: list[str],
+        *,
+        name: str,
+        split: str,
+        layout: str,
+        root: Path,
+        transform: Preset = EVAL,
+        report: dict[str, Any] | None = None,
+        class_names: tuple[str, ...] = CLASS_NAMES,
+    ) -> None:
+        if not (len(images) == len(labels) == len(ids)):
+            raise ValueError(f"images/labels/ids disagree: {len(images)}, {len(labels)}, {len(ids)}")
+        self.images, self.labels, self.ids = images, labels, ids
+        self.name, self.split, self.layout, self.root = name, split, layout, root
+        self.transform = transform
+        self.report = report or {}
+        self.class_names = class_names
+
+    @property
+    def targets(self) -> list[int]:
+        return self.labels.tolist()
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[-1])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.transform(self.images[i]), int(self.labels[i])
+
+    def counts(self) -> list[int]:
+        """Items per class, in ``class_names`` order."""
+        return torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
+
+    def summary(self) -> pd.DataFrame:
+        """Per-class counts and shares, for display (the paper's Table II, one column)."""
+        counts = self.counts()
+        total = max(1, sum(counts))
+        return pd.DataFrame(
+            {"class": self.class_names, "count": counts, "share": [c / total for c in counts]}
+        ).set_index("class")
+
+    def membership_hash(self) -> str:
+        """SHA-256 of the sorted item ids with their labels: equal iff same split."""
+        h = hashlib.sha256()
+        for item_id, y in sorted(zip(self.ids, self.targets, strict=True)):
+            h.update(f"{item_id}\t{y}\n".encode())
+        return h.hexdigest()
+
+    def __repr__(self) -> str:
+        return (f"FaceDataset({self.name}/{self.split}, layout={self.layout}, n={len(self)}, "
+                f"size={self.image_size}, transform={self.transform.name})")
+
+
+def stratified_split(
+    labels: list[int], fractions: tuple[float, ...], seed: int
+) -> list[np.ndarray]:
+    """Split indices into disjoint, stratified, seeded parts of the given fractions.
+
+    The last part takes the remainder; each class is shuffled with ``seed`` and cut in
+    the same proportions, so per-class shares are kept in every part.
+    """
+    if any(f < 0 for f in fractions) or sum(fractions) > 1 + 1e-9:
+        raise ValueError(f"fractions must be non-negative and sum to at most 1, got {fractions}")
+    rng = np.random.default_rng(seed)
+    labels_arr = np.asarray(labels)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for cls in np.unique(labels_arr):
+        idx = np.flatnonzero(labels_arr == cls)
+        rng.shuffle(idx)
+        cuts = np.round(np.cumsum(fractions) * len(idx)).astype(int)
+        for k, chunk in enumerate(np.split(idx, cuts)):
+            parts[k].extend(chunk.tolist())
+    # parts[0..k-1] are the requested fractions, parts[-1] the remainder
+    return [np.sort(np.array(p, dtype=np.int64)) for p in parts]
+
+
+def _file_fingerprint(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        try:
+            st = f.stat()
+            h.update(f"{f}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}\tmissing\n".encode())
+    return h.hexdigest()
+
+
+def _cache_key(name: str, layout: str, split: str, image_size: int, items: Items) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps([CACHE_VERSION, name, layout, split, image_size]).encode())
+    h.update(json.dumps([items.ids, items.labels]).encode())
+    h.update(json.dumps(items.boxes or []).encode())
+    h.update(_file_fingerprint(items.sources).encode())
+    if items.files is not None:
+        h.update(_file_fingerprint(items.files).encode())
+    return h.hexdigest()[:24]
+
+
+def to_gray_square(img: Image.Image, size: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Crop (optional), grayscale (ITU-R 601-2 luma, as torchvision's Grayscale), resize.
+
+    Resize is bilinear with antialiasing, as torchvision's ``Resize`` on PIL images.
+    """
+    if box is not None:
+        x, y, w, h = box
+        img = img.crop((x, y, x + w, y + h))
+    img = img.convert("L")
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _decode_file(args: tuple[Path, int, tuple[int, int, int, int] | None]) -> np.ndarray | str:
+    path, size, box = args
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_gray_square(img, size, box)
+    except Exception as e:  # PIL raises many types on corrupt data; we report, not crash
+        return f"{type(e).__name__}: {e}"
+
+
+def decode_items(items: Items, image_size: int, *, desc: str = "decode") -> tuple[Tensor, list[int], list[dict]]:
+    """Decode every item; returns images, the indices kept, and the bad files."""
+    n = len(items.ids)
+    out = np.zeros((n, image_size, image_size), dtype=np.uint8)
+    bad: list[dict] = []
+    keep: list[int] = []
+    if items.pixels is not None:
+        for i in range(n):
+            out[i] = to_gray_square(Image.fromarray(items.pixels[i]), image_size)
+        keep = list(range(n))
+    else:
+        assert items.files is not None
+        boxes = items.boxes or [None] * n
+        jobs = [(f, image_size, b) for f, b in zip(items.files, boxes, strict=True)]
+        workers = min(8, (os.cpu_count() or 1) * 2)
+        with ThreadPoolExecutor(workers) as pool:
+            results = pool.map(_decode_file, jobs, chunksize=64)
+            for i, res in enumerate(tqdm(results, total=n, desc=desc, unit="img", leave=False, disable=n < 500)):
+                if isinstance(res, str):
+                    bad.append({"id": items.ids[i], "file": str(items.files[i]), "error": res})
+                else:
+                    out[i] = res
+                    keep.append(i)
+    images = torch.from_numpy(out[keep]).unsqueeze(1).contiguous()
+    return images, keep, bad
+
+
+def build_dataset(
+    items: Items,
+    *,
+    name: str,
+    layout: str,
+    split: str,
+    root: Path,
+    image_size: int,
+    train: bool,
+    strict: bool = False,
+    cache_dir: Path | None = None,
+) -> FaceDataset:
+    """Decode (or load from cache) ``items`` and wrap them as a ``FaceDataset``."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else paths.CACHE / "datasets"
+    key = _cache_key(name, layout, split, image_size, items)
+    cache_file = cache_dir / f"{name}-{split}-{image_size}-{key}.pt"
+    cached = None
+    if cache_file.is_file():
+        try:
+            cached = torch.load(cache_file, map_location="cpu", weights_only=True)
+        except Exception as e:  # a damaged cache is rebuilt, not trusted
+            log.warning("ignoring unreadable cache %s (%s)", cache_file, e)
+    if cached is None:
+        images, keep, bad = decode_items(items, image_size, desc=f"{name}/{split}")
+        cached = {"images": images, "keep": torch.tensor(keep, dtype=torch.int64), "bad": json.dumps(bad)}
+        try:
+            atomic_torch_save(cached, cache_file)
+        except OSError as e:  # a read-only cache dir costs speed, not correctness
+            log.warning("could not write cache %s: %s", cache_file, e)
+    keep = cached["keep"].tolist()
+    bad = json.loads(cached["bad"])
+    report = dict(items.report)
+    report["bad_files"] = bad
+    report["n_listed"] = len(items.ids)
+    if bad:
+        msg = (f"{name}/{split}: {len(bad)} unreadable image(s) excluded, e.g. {bad[0]['file']} "
+               f"({bad[0]['error']}); the full list is in dataset.report['bad_files']")
+        if strict:
+            raise ValueError(msg)
+        warnings.warn(msg, stacklevel=3)
+    labels = torch.tensor([items.labels[i] for i in keep], dtype=torch.int64)
+    ids = [items.ids[i] for i in keep]
+    return FaceDataset(cached["images"], labels, ids, name=name, split=split, layout=layout, root=root,
+                       transform=TRAIN if train else EVAL, report=report)
+
+
+def count_labels(labels: list[int]) -> dict[str, int]:
+    c = Counter(labels)
+    return {CLASS_NAMES[k]: c.get(k, 0) for k in range(len(CLASS_NAMES))}
+
+
+__all__ = ["FaceDataset", "Items", "build_dataset", "count_labels", "decode_items", "stratified_split",
+           "to_gray_square"]

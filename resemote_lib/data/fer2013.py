@@ -1,0 +1,119 @@
+"""FER2013 (Goodfellow et al., 2013): the Kaggle CSV and the Kaggle image folders.
+
+Standard protocol: train = Training (28,709), val = PublicTest (3,589), test =
+PrivateTest (3,589). The folder release (msambare/fer2013) merges PublicTest and
+PrivateTest into ``test/``; each file name keeps its usage (``PublicTest_5543497.jpg``),
+which is how the folder layout yields exactly the CSV's three splits.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from ..labels import FER2013_CODES, FER2013_FOLDERS
+from .base import Items
+
+CSV_HEADER = ["emotion", "pixels", "Usage"]
+USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+_PIXELS = 48 * 48
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+
+LAYOUTS = {
+    "fer2013-csv": "fer2013.csv (header emotion,pixels,Usage)",
+    "fer2013-folders": "train/<class>/ and test/<class>/ image folders (msambare/fer2013)",
+}
+
+
+def detect(folder: Path) -> str | None:
+    if (folder / "fer2013.csv").is_file():
+        return "fer2013-csv"
+    if (folder / "train").is_dir() and (folder / "test").is_dir() and any(
+        (folder / "train" / c).is_dir() for c in FER2013_FOLDERS
+    ):
+        return "fer2013-folders"
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_csv(path: Path, _size: int, _mtime_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse and validate the whole CSV once per file version: labels, usages, pixels."""
+    labels, usages, pixels = [], [], []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != CSV_HEADER:
+            raise ValueError(f"{path}, line 1: expected header {','.join(CSV_HEADER)!r}, got {header!r}")
+        for row in reader:
+            line = reader.line_num
+            if len(row) != 3:
+                raise ValueError(f"{path}, line {line}: expected 3 fields (emotion,pixels,Usage), got {len(row)}")
+            code, pix, usage = row
+            try:
+                code_int = int(code)
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: emotion {code!r} is not an integer") from None
+            if code_int not in FER2013_CODES:
+                raise ValueError(f"{path}, line {line}: unknown emotion code {code_int} "
+                                 f"(expected one of {sorted(FER2013_CODES)})")
+            if usage not in USAGE.values():
+                raise ValueError(f"{path}, line {line}: unknown Usage {usage!r} "
+                                 f"(expected one of {sorted(USAGE.values())})")
+            try:
+                values = np.array(pix.split(), dtype=np.int32)
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: pixels must be space-separated integers") from None
+            if values.size != _PIXELS:
+                raise ValueError(f"{path}, line {line}: {values.size} pixel values, expected {_PIXELS} (48x48)")
+            if values.min() < 0 or values.max() > 255:
+                raise ValueError(f"{path}, line {line}: pixel values must lie in 0..255")
+            labels.append(FER2013_CODES[code_int])
+            usages.append(usage)
+            pixels.append(values.astype(np.uint8).reshape(48, 48))
+    return np.array(labels), np.array(usages), np.stack(pixels) if pixels else np.zeros((0, 48, 48), np.uint8)
+
+
+def list_csv(root: Path, split: str) -> Items:
+    path = root / "fer2013.csv"
+    st = path.stat()
+    labels, usages, pixels = _read_csv(path, st.st_size, st.st_mtime_ns)
+    idx = np.flatnonzero(usages == USAGE[split])
+    # Item id = the CSV data row (1-based, header excluded): stable across runs.
+    return Items(ids=[f"row{i + 1}" for i in idx], labels=labels[idx].tolist(), pixels=pixels[idx],
+                 sources=[path], report={"usage": USAGE[split], "source": str(path)})
+
+
+def list_folders(root: Path, split: str) -> Items:
+    usage = USAGE[split]
+    folder = root / ("train" if split == "train" else "test")
+    ids, labels, files = [], [], []
+    unknown = []
+    for cls_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if cls_dir.name not in FER2013_FOLDERS:
+            raise ValueError(f"{cls_dir}: unknown class folder {cls_dir.name!r} "
+                             f"(expected {sorted(FER2013_FOLDERS)})")
+        for f in sorted(cls_dir.iterdir()):
+            if f.suffix.lower() not in _IMAGE_SUFFIXES:
+                continue
+            prefix = f.name.split("_", 1)[0]
+            if prefix not in USAGE.values():
+                unknown.append(f)
+                continue
+            if prefix == usage:
+                ids.append(f"{cls_dir.name}/{f.name}")
+                labels.append(FER2013_FOLDERS[cls_dir.name])
+                files.append(f)
+    if unknown:
+        raise ValueError(f"{len(unknown)} file(s) under {folder} have no Training_/PublicTest_/PrivateTest_ "
+                         f"prefix, so their split is unknown, e.g. {unknown[0]}")
+    return Items(ids=ids, labels=labels, files=files, report={"usage": usage, "source": str(folder)})
+
+
+def list_items(root: Path, layout: str, split: str, **_: object) -> Items:
+    return list_csv(root, split) if layout == "fer2013-csv" else list_folders(root, split)
+
+
+__all__ = ["CSV_HEADER", "LAYOUTS", "USAGE", "detect", "list_items"]
