@@ -148,9 +148,19 @@ def bench_train_step(ds, size: int, device: torch.device, batches=(16, 128), syn
         step = train_step_fn(model, opt, device)
         fixed = (torch.randn(b, 3, size, size, device=device), torch.randint(0, 7, (b,), device=device))
         stream = BatchStream(ds, b, device)
-        reps = 5 if device.type == "cpu" and b <= 16 else 3
-        t_model = timed(lambda step=step, fixed=fixed: step(*fixed), repeat=reps, sync=sync)
-        t_full = timed(lambda step=step, stream=stream: step(*stream.next()), repeat=reps, sync=sync)
+        # Interleaved A/B/A/B after a shared warm-up, so drift (allocator, caches, other
+        # load) hits both sides alike; medians of each.
+        reps = 6 if device.type == "cpu" and b <= 16 else 4
+        model_only = lambda step=step, fixed=fixed: step(*fixed)  # noqa: E731
+        full = lambda step=step, stream=stream: step(*stream.next())  # noqa: E731
+        for fn in (model_only, full, model_only, full):
+            fn()
+        sync()
+        t_model, t_full = [], []
+        for _ in range(reps):
+            t_model.append(timed(model_only, repeat=1, warmup=0, sync=sync))
+            t_full.append(timed(full, repeat=1, warmup=0, sync=sync))
+        t_model, t_full = float(np.median(t_model)), float(np.median(t_full))
         out[f"batch_{b}"] = {"model_only_img_s": b / t_model, "full_pipeline_img_s": b / t_full,
                              "ratio": t_model / t_full, "target": ">= 0.95"}
     return out

@@ -51,7 +51,8 @@ def test_overriding_a_paper_protocol_value_warns():
 def test_base_chain_and_overrides(tmp_path):
     (tmp_path / "a.yaml").write_text("protocol: clean\nseed: 3\nepochs: 5\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\nepochs: 7\n")
-    cfg = load_params(tmp_path / "b.yaml", run_name="x")
+    with pytest.warns(UserWarning, match="overrides the 'clean' protocol's {'epochs': 7}"):
+        cfg = load_params(tmp_path / "b.yaml", run_name="x")
     assert (cfg.seed, cfg.epochs, cfg.run_name, cfg.lr) == (3, 7, "x", PROTOCOLS["clean"]["lr"])
 
 
