@@ -221,7 +221,9 @@ def load_model(
     model.class_names = tuple(class_names)
     model.image_size = int(payload.get("image_size", REFERENCE.image_size))
     model.checkpoint_meta = payload.get("meta", {}) if ours else {"source": REFERENCE.source}
-    return model.to(device).eval()
+    from .device import resolve_device
+
+    return model.to(resolve_device(str(device))).eval()
 
 
 def _load_strict(model: nn.Module, state_dict: dict[str, Tensor], path: Path | str) -> None:

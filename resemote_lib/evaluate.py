@@ -35,6 +35,7 @@ from . import provenance
 from .checkpoint import load_model, set_checkpoint_meta
 from .data import FaceDataset
 from .data.transforms import EVAL
+from .device import resolve_device
 from .labels import CLASS_NAMES
 from .train import load_run_config, open_split
 
@@ -241,6 +242,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
     split sizes, checkpoint and provenance, and ``predictions.csv``.
     """
     run_dir = Path(run_dir)
+    device = resolve_device(device)
     cfg = load_run_config(run_dir)
     checkpoint = run_dir / ("best.pt" if cfg.selection == "best_val" else "final.pt")
     model = load_model(checkpoint, device=device)

@@ -27,8 +27,8 @@ from PIL import Image, UnidentifiedImageError
 from .checkpoint import load_model
 from .data.base import to_gray_square
 from .data.transforms import EVAL
+from .device import resolve_device
 from .model import ResEmoteNet
-from .train import resolve_device
 
 log = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
@@ -202,39 +202,68 @@ class Predictor:
             probs = (probs + (self.model(x.flip(-1)).float() / self.temperature).softmax(1)) / 2
         return probs.cpu().numpy()
 
-    def faces(self, rgb: np.ndarray) -> list[Face]:
-        """Detect, crop and classify every face of one RGB uint8 image."""
-        found = self.detector(rgb)
+    def _crops(self, rgb: np.ndarray) -> tuple[list[np.ndarray], list[tuple[Box, float]]]:
+        """Detected faces of one RGB image, cropped with the margin and preprocessed."""
         h, w = rgb.shape[:2]
         crops, kept = [], []
-        for box, score in found:
-            crop_box = expand_box(box, self.margin, w, h) if self.detector is not _whole_image else box
-            x, y, bw, bh = crop_box
+        for box, score in self.detector(rgb):
+            x, y, bw, bh = expand_box(box, self.margin, w, h) if self.detector is not _whole_image else box
             if bw < 2 or bh < 2:
                 continue
             crops.append(to_gray_square(Image.fromarray(rgb[y:y + bh, x:x + bw]), self.image_size))
             kept.append((box, score))
-        probs = self._classify(crops)
+        return crops, kept
+
+    def _faces(self, kept: list[tuple[Box, float]], probs: np.ndarray) -> list[Face]:
         return [Face(box=box, probs={n: round(float(p), 6) for n, p in zip(self.class_names, row, strict=True)},
                      label=self.class_names[int(row.argmax())], score=score)
                 for (box, score), row in zip(kept, probs, strict=True)]
+
+    def faces(self, rgb: np.ndarray) -> list[Face]:
+        """Detect, crop and classify every face of one RGB uint8 image."""
+        crops, kept = self._crops(rgb)
+        return self._faces(kept, self._classify(crops))
 
     def predict(self, image: str | os.PathLike | Image.Image | np.ndarray, color: str | None = None) -> Result:
         """One image: a path, a PIL image, or an array with ``color`` given."""
         source = str(image) if isinstance(image, str | os.PathLike) else type(image).__name__
         return Result(source=source, faces=self.faces(to_rgb(image, color)))
 
-    def predict_many(self, inputs: Iterable[str | os.PathLike], *, progress: bool = False) -> Iterator[Result]:
-        """Files and folders (recursively); a missing or unreadable file is reported, not raised."""
+    def predict_batch(self, images: Sequence[str | os.PathLike | Image.Image | np.ndarray],
+                      color: str | None = None) -> list[Result]:
+        """Several images, their faces classified in one forward pass."""
+        per_image = [self._crops(to_rgb(img, color)) for img in images]
+        probs = self._classify([c for crops, _ in per_image for c in crops])
+        out, start = [], 0
+        for img, (crops, kept) in zip(images, per_image, strict=True):
+            source = str(img) if isinstance(img, str | os.PathLike) else type(img).__name__
+            out.append(Result(source=source, faces=self._faces(kept, probs[start:start + len(crops)])))
+            start += len(crops)
+        return out
+
+    def predict_many(self, inputs: Iterable[str | os.PathLike], *, batch_size: int = 32,
+                     progress: bool = False) -> Iterator[Result]:
+        """Files and folders (recursively), in batches; a missing or unreadable file is
+        reported in its ``Result.error``, and the rest go on."""
         from tqdm.auto import tqdm
 
-        for path in tqdm(list(iter_image_files(inputs)), desc="predict", unit="img", disable=not progress):
-            try:
-                yield self.predict(path)
-            except FileNotFoundError:
-                yield Result(source=str(path), error="file not found")
-            except (UnidentifiedImageError, OSError, ValueError) as e:
-                yield Result(source=str(path), error=f"not a readable image: {type(e).__name__}: {e}")
+        files = list(iter_image_files(inputs))
+        bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress)
+        for start in range(0, len(files), batch_size):
+            readable, results = [], {}
+            for path in files[start:start + batch_size]:
+                try:
+                    readable.append((path, to_rgb(path)))
+                except FileNotFoundError:
+                    results[path] = Result(source=str(path), error="file not found")
+                except (UnidentifiedImageError, OSError, ValueError) as e:
+                    results[path] = Result(source=str(path), error=f"not a readable image: {type(e).__name__}: {e}")
+            for (path, _), r in zip(readable, self.predict_batch([rgb for _, rgb in readable], "rgb"), strict=True):
+                r.source = str(path)
+                results[path] = r
+            yield from (results[p] for p in files[start:start + batch_size])
+            bar.update(len(files[start:start + batch_size]))
+        bar.close()
 
     def predict_video(self, source: str | int, *, every: int = 1, smoothing: float = 0.0,
                       annotate: str | os.PathLike | None = None, max_frames: int | None = None) -> list[dict]:

@@ -91,3 +91,8 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     assert "Table III" in (results / "paper" / "table3.md").read_text()
     assert (run / "params.yaml").is_file() and (run / "provenance.json").is_file()
     assert not any(Path(paths.ROOT / "results").glob("smoke"))  # nothing in the committed results/
+
+
+def test_make_paper_skips_experiments_without_data():
+    assert pipeline.data_present(paths.PARAMS / "smoke.yaml")
+    assert not pipeline.data_present(paths.PARAMS / "fer2013.yaml")  # nothing under the test's data/

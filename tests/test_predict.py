@@ -179,3 +179,14 @@ def test_cli_end_to_end_on_synthetic_data(tmp_path):
     assert out.returncode == 2 and "checkpoint not found" in out.stderr
     out = env_run("--help")
     assert out.returncode == 0 and "predict" in out.stdout
+
+
+def test_batch_prediction_equals_one_by_one(predictor, tmp_path):
+    rgb = skdata.astronaut()
+    crops = [rgb, np.ascontiguousarray(rgb[:, ::-1]), rgb[100:400, 100:400]]
+    batch = predictor.predict_batch(crops, color="rgb")
+    for img, r in zip(crops, batch, strict=True):
+        single = predictor.predict(img, color="rgb")
+        assert [f.box for f in r.faces] == [f.box for f in single.faces]
+        for a, b in zip(r.faces, single.faces, strict=True):
+            assert max(abs(a.probs[k] - b.probs[k]) for k in a.probs) < 1e-4

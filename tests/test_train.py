@@ -15,9 +15,10 @@ import yaml
 
 from resemote_lib import train
 from resemote_lib.checkpoint import read_checkpoint
+from resemote_lib.device import check_cuda_arch
 from resemote_lib.model import ResEmoteNet
 from resemote_lib.params import resolve as make_config
-from resemote_lib.train import TrainingDiverged, build_scheduler, check_cuda_arch, fit
+from resemote_lib.train import TrainingDiverged, build_scheduler, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(protocol="demo", dataset="synthetic", image_size=32, epochs=2, batch_size=8, max_train_items=32,

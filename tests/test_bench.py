@@ -1,0 +1,26 @@
+"""The benchmark script runs and reports every ratio (tiny settings; no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from resemote_lib import paths
+
+
+@pytest.mark.slow
+def test_benchmark_runs_and_reports_every_ratio(tmp_path):
+    out = subprocess.run([sys.executable, str(paths.ROOT / "benchmarks" / "run.py"), "--device", "cpu",
+                          "--image-size", "32", "--images", "96", "--epoch-images", "32", "--no-compile",
+                          "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["loader"]["ratio"] > 0 and report["efficiency"]["ratio"] > 0
+    assert set(report["train_step"]) == {"batch_16", "batch_128"}
+    assert report["inference"]["batch_64_img_s"]["best_over_eager"] >= 1.0
+    assert report["epoch"]["ratio_ours_over_reference"] > 0
+    table = (tmp_path / "bench.md").read_text()
+    assert "loader: ours / reference-style" in table and "training FLOP/s" in table
