@@ -209,19 +209,22 @@ def cam_overlay(image: np.ndarray, cam: np.ndarray, title: str = "") -> Figure:
 
 
 def paper_comparison(table: pd.DataFrame) -> Figure:
-    """Published accuracy beside ours, per dataset and protocol (from ``paper.table3``)."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    """Published accuracy beside ours, per run (from ``paper.table3``); runs with no
+    published number (synthetic) show ours alone."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table) + 2), 3.6))
     if table.empty:
-        ax.text(0.5, 0.5, "no runs yet", ha="center")
+        ax.text(0.5, 0.5, "no evaluated runs yet", ha="center")
+        ax.axis("off")
         return fig
-    labels = [f"{r.dataset}\n{r.protocol}" for r in table.itertuples()]
+    labels = [f"{r.dataset}\n{r.protocol}\n{r.run}" for r in table.itertuples()]
     x = np.arange(len(table))
-    ax.bar(x - 0.2, table["published"], width=0.4, label="published (paper)")
+    published = table["published"].astype(float)
+    ax.bar(x[published.notna()] - 0.2, published[published.notna()], width=0.4, label="published (paper)")
     ax.bar(x + 0.2, table["ours"], width=0.4, label="ours (measured)")
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend()
+    ax.set_ylim(0, 105)
+    ax.legend(loc="lower right")
     for xi, v in zip(x, table["ours"], strict=True):
         ax.text(xi + 0.2, v + 1, f"{v:.1f}", ha="center", fontsize=8)
     fig.tight_layout()

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 import torch
 from PIL import Image
@@ -8,7 +9,7 @@ from PIL import Image
 from resemote_lib import plots
 from resemote_lib.data.base import FaceDataset
 from resemote_lib.evaluate import compute_metrics, reliability
-from resemote_lib.explain import grad_cam, se_gates
+from resemote_lib.explain import layer_cam, se_gates
 from resemote_lib.model import ResEmoteNet
 
 
@@ -18,15 +19,15 @@ def _ds(n=28, size=32):
                        torch.arange(n) % 7, [f"i{i}" for i in range(n)], name="t", split="test", layout="x", root=None)
 
 
-def test_se_gates_and_grad_cam_shapes():
+def test_se_gates_and_layer_cam_shapes():
     torch.manual_seed(0)
     model = ResEmoteNet()
     x = torch.randn(3, 64, 64)
     gates = se_gates(model, x)
     assert gates.shape == (256,) and ((gates >= 0) & (gates <= 1)).all()
-    cam, cls = grad_cam(model, x)
+    cam, cls = layer_cam(model, x)
     assert cam.shape == (64, 64) and cam.min() >= 0 and cam.max() <= 1 and 0 <= cls < 7
-    _, forced = grad_cam(model, x, target=2)
+    _, forced = layer_cam(model, x, target=2)
     assert forced == 2
     assert all(p.grad is None for p in model.parameters())
 
@@ -48,8 +49,9 @@ def test_every_plot_renders_to_png(tmp_path):
         "bars": plots.probability_bars(probs[0], ds.class_names),
         "gates": plots.se_gates(np.linspace(0, 1, 256)),
         "cam": plots.cam_overlay(np.zeros((32, 32)), np.ones((32, 32))),
-        "paper": plots.paper_comparison(pd.DataFrame({"dataset": ["x"], "protocol": ["p"], "published": [80.0],
-                                                      "ours": [70.0]})),
+        "paper": plots.paper_comparison(pd.DataFrame({"dataset": ["x", "s"], "protocol": ["p", "demo"], "run": ["a", "b"],
+                                                      "published": [80.0, None],
+                                                      "ours": [70.0, 93.0]})),
     }
     for name, fig in figs.items():
         path = plots.save(fig, name, tmp_path)
