@@ -222,6 +222,7 @@ def paper_comparison(table: pd.DataFrame) -> Figure:
     ax.bar(x[published.notna()] - 0.2, published[published.notna()], width=0.4, label="published (paper)")
     ax.bar(x + 0.2, table["ours"], width=0.4, label="ours (measured)")
     ax.set_xticks(x, labels, fontsize=8)
+    ax.set_xlim(-0.8, len(table) - 0.2)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 105)
     ax.legend(loc="lower right")

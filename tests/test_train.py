@@ -111,8 +111,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
 def test_plateau_scheduler_and_early_stopping(tmp_path, monkeypatch):
     scripted = iter([0.50, 0.60, 0.60, 0.55, 0.58, 0.99])
     monkeypatch.setattr(train, "evaluate_loss_acc", lambda *a, **k: (1.0, next(scripted)))
-    cfg = _cfg(tmp_path, protocol="clean", epochs=6, scheduler="plateau", plateau_patience=1, lr=0.01,
-               early_stopping_patience=3, max_train_items=16, image_size=16)
+    with pytest.warns(UserWarning, match="no longer follows"):  # a clean run, shrunk for the test
+        cfg = _cfg(tmp_path, protocol="clean", epochs=6, scheduler="plateau", plateau_patience=1, lr=0.01,
+                   early_stopping_patience=3, max_train_items=16, image_size=16)
     result = fit(cfg)
     # epoch 3 and 4 do not improve on 0.60: the LR drops x0.1 after epoch 4 (patience 1)
     assert result.history["lr"].tolist() == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.001])
