@@ -12,7 +12,6 @@ splits (80/10/10 by default).
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from ..labels import (
     AFFECTNET_KAGGLE_EXCLUDED,
     AFFECTNET_KAGGLE_NAMES,
 )
-from .base import Items, stratified_split
+from .base import Items, read_csv_rows, stratified_split
 
 LAYOUTS = {
     "affectnet-official": "training.csv + validation.csv + Manually_Annotated_Images/",
@@ -45,49 +44,33 @@ def detect(folder: Path) -> str | None:
 
 def _read_official(path: Path) -> tuple[list[tuple[str, int, tuple[int, int, int, int]]], dict[str, int]]:
     rows, excluded = [], Counter()
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != OFFICIAL_HEADER:
-            raise ValueError(f"{path}, line 1: expected header {','.join(OFFICIAL_HEADER)!r}, got {header!r}")
-        for row in reader:
-            where = f"{path}, line {reader.line_num}"
-            if len(row) != len(OFFICIAL_HEADER):
-                raise ValueError(f"{where}: expected {len(OFFICIAL_HEADER)} fields, got {len(row)}")
-            try:
-                code = int(row[6])
-                box = tuple(int(float(v)) for v in row[1:5])
-            except ValueError:
-                raise ValueError(f"{where}: expression and face box must be numbers, got "
-                                 f"{row[6]!r} and {row[1:5]}") from None
-            if code in AFFECTNET_EXCLUDED_CODES:
-                excluded[AFFECTNET_EXCLUDED_CODES[code]] += 1
-                continue
-            if code not in AFFECTNET_CODES:
-                raise ValueError(f"{where}: unknown expression code {code} (expected 0..10)")
-            rows.append((row[0], AFFECTNET_CODES[code], box))
+    for where, row in read_csv_rows(path, OFFICIAL_HEADER):
+        try:
+            code = int(row[6])
+            box = tuple(int(float(v)) for v in row[1:5])
+        except ValueError:
+            raise ValueError(f"{where}: expression and face box must be numbers, got "
+                             f"{row[6]!r} and {row[1:5]}") from None
+        if code in AFFECTNET_EXCLUDED_CODES:
+            excluded[AFFECTNET_EXCLUDED_CODES[code]] += 1
+            continue
+        if code not in AFFECTNET_CODES:
+            raise ValueError(f"{where}: unknown expression code {code} (expected 0..10)")
+        rows.append((row[0], AFFECTNET_CODES[code], box))
     return rows, dict(excluded)
 
 
 def _read_kaggle(path: Path) -> tuple[list[tuple[str, int]], dict[str, int]]:
     rows, excluded = [], Counter()
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != KAGGLE_HEADER:
-            raise ValueError(f"{path}, line 1: expected header ',pth,label,relFCs', got {header!r}")
-        for row in reader:
-            where = f"{path}, line {reader.line_num}"
-            if len(row) != 4:
-                raise ValueError(f"{where}: expected 4 fields, got {len(row)}")
-            label = row[2].strip()
-            if label in AFFECTNET_KAGGLE_EXCLUDED:
-                excluded[label] += 1
-                continue
-            if label not in AFFECTNET_KAGGLE_NAMES:
-                raise ValueError(f"{where}: unknown label {label!r} "
-                                 f"(expected one of {sorted(AFFECTNET_KAGGLE_NAMES | dict.fromkeys(AFFECTNET_KAGGLE_EXCLUDED))})")
-            rows.append((row[1].strip(), AFFECTNET_KAGGLE_NAMES[label]))
+    for where, row in read_csv_rows(path, KAGGLE_HEADER):
+        label = row[2].strip()
+        if label in AFFECTNET_KAGGLE_EXCLUDED:
+            excluded[label] += 1
+            continue
+        if label not in AFFECTNET_KAGGLE_NAMES:
+            raise ValueError(f"{where}: unknown label {label!r} "
+                             f"(expected one of {sorted(AFFECTNET_KAGGLE_NAMES | dict.fromkeys(AFFECTNET_KAGGLE_EXCLUDED))})")
+        rows.append((row[1].strip(), AFFECTNET_KAGGLE_NAMES[label]))
     return rows, dict(excluded)
 
 

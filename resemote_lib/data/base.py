@@ -9,12 +9,14 @@ sizes and mtimes (a changed dataset rebuilds), and wraps it as ``FaceDataset``.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,6 +117,23 @@ class FaceDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (f"FaceDataset({self.name}/{self.split}, layout={self.layout}, n={len(self)}, "
                 f"size={self.image_size}, transform={self.transform.name})")
+
+
+def read_csv_rows(path: Path, header: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """Rows of a CSV after checking its header and each row's field count.
+
+    Yields ``(where, row)`` with ``where`` = ``"<file>, line <n>"`` for error messages.
+    """
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        found = next(reader, None)
+        if found is None or [h.strip() for h in found] != header:
+            raise ValueError(f"{path}, line 1: expected header {','.join(header)!r}, got {found!r}")
+        for row in reader:
+            where = f"{path}, line {reader.line_num}"
+            if len(row) != len(header):
+                raise ValueError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+            yield where, row
 
 
 def stratified_split(
@@ -264,5 +283,5 @@ def count_labels(labels: list[int]) -> dict[str, int]:
     return {CLASS_NAMES[k]: c.get(k, 0) for k in range(len(CLASS_NAMES))}
 
 
-__all__ = ["FaceDataset", "Items", "build_dataset", "count_labels", "decode_items", "stratified_split",
+__all__ = ["FaceDataset", "Items", "build_dataset", "count_labels", "decode_items", "read_csv_rows", "stratified_split",
            "to_gray_square"]

@@ -8,14 +8,13 @@ which is how the folder layout yields exactly the CSV's three splits.
 
 from __future__ import annotations
 
-import csv
 import functools
 from pathlib import Path
 
 import numpy as np
 
 from ..labels import FER2013_CODES, FER2013_FOLDERS
-from .base import Items
+from .base import Items, read_csv_rows
 
 CSV_HEADER = ["emotion", "pixels", "Usage"]
 USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -42,37 +41,28 @@ def detect(folder: Path) -> str | None:
 def _read_csv(path: Path, _size: int, _mtime_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Parse and validate the whole CSV once per file version: labels, usages, pixels."""
     labels, usages, pixels = [], [], []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != CSV_HEADER:
-            raise ValueError(f"{path}, line 1: expected header {','.join(CSV_HEADER)!r}, got {header!r}")
-        for row in reader:
-            line = reader.line_num
-            if len(row) != 3:
-                raise ValueError(f"{path}, line {line}: expected 3 fields (emotion,pixels,Usage), got {len(row)}")
-            code, pix, usage = row
-            try:
-                code_int = int(code)
-            except ValueError:
-                raise ValueError(f"{path}, line {line}: emotion {code!r} is not an integer") from None
-            if code_int not in FER2013_CODES:
-                raise ValueError(f"{path}, line {line}: unknown emotion code {code_int} "
-                                 f"(expected one of {sorted(FER2013_CODES)})")
-            if usage not in USAGE.values():
-                raise ValueError(f"{path}, line {line}: unknown Usage {usage!r} "
-                                 f"(expected one of {sorted(USAGE.values())})")
-            try:
-                values = np.array(pix.split(), dtype=np.int32)
-            except ValueError:
-                raise ValueError(f"{path}, line {line}: pixels must be space-separated integers") from None
-            if values.size != _PIXELS:
-                raise ValueError(f"{path}, line {line}: {values.size} pixel values, expected {_PIXELS} (48x48)")
-            if values.min() < 0 or values.max() > 255:
-                raise ValueError(f"{path}, line {line}: pixel values must lie in 0..255")
-            labels.append(FER2013_CODES[code_int])
-            usages.append(usage)
-            pixels.append(values.astype(np.uint8).reshape(48, 48))
+    for where, (code, pix, usage) in read_csv_rows(path, CSV_HEADER):
+        try:
+            code_int = int(code)
+        except ValueError:
+            raise ValueError(f"{where}: emotion {code!r} is not an integer") from None
+        if code_int not in FER2013_CODES:
+            raise ValueError(f"{where}: unknown emotion code {code_int} "
+                             f"(expected one of {sorted(FER2013_CODES)})")
+        if usage not in USAGE.values():
+            raise ValueError(f"{where}: unknown Usage {usage!r} "
+                             f"(expected one of {sorted(USAGE.values())})")
+        try:
+            values = np.array(pix.split(), dtype=np.int32)
+        except ValueError:
+            raise ValueError(f"{where}: pixels must be space-separated integers") from None
+        if values.size != _PIXELS:
+            raise ValueError(f"{where}: {values.size} pixel values, expected {_PIXELS} (48x48)")
+        if values.min() < 0 or values.max() > 255:
+            raise ValueError(f"{where}: pixel values must lie in 0..255")
+        labels.append(FER2013_CODES[code_int])
+        usages.append(usage)
+        pixels.append(values.astype(np.uint8).reshape(48, 48))
     return np.array(labels), np.array(usages), np.stack(pixels) if pixels else np.zeros((0, 48, 48), np.uint8)
 
 

@@ -7,11 +7,10 @@ official test list.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from ..labels import RAFDB_CODES
-from .base import Items, stratified_split
+from .base import Items, read_csv_rows, stratified_split
 
 LAYOUTS = {
     "rafdb-official": "basic/EmoLabel/list_patition_label.txt + basic/Image/aligned/",
@@ -60,18 +59,7 @@ def _read_official(base: Path) -> dict[str, list[tuple[str, int]]]:
 
 def _read_kaggle(root: Path, part: str) -> list[tuple[str, int]]:
     path = root / f"{part}_labels.csv"
-    rows = []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != ["image", "label"]:
-            raise ValueError(f"{path}, line 1: expected header 'image,label', got {header!r}")
-        for row in reader:
-            where = f"{path}, line {reader.line_num}"
-            if len(row) != 2:
-                raise ValueError(f"{where}: expected 2 fields, got {len(row)}")
-            rows.append((row[0].strip(), _code(row[1].strip(), where)))
-    return rows
+    return [(row[0].strip(), _code(row[1].strip(), where)) for where, row in read_csv_rows(path, ["image", "label"])]
 
 
 def list_items(root: Path, layout: str, split: str, *, val_fraction: float = 0.1, seed: int = 0,
