@@ -189,6 +189,42 @@ def bench_efficiency(step_result: dict, size: int, device: torch.device, sync) -
             "matmul_fp32_gflop_s": peak / 1e9, "ratio": achieved / peak, "target": ">= 0.5"}
 
 
+def profile_step(size: int, device: torch.device, sync, batch: int = 128) -> dict:
+    """Where a training step's time goes (the bound on compute efficiency), and whether
+    channels_last helps: one profiled step, then contiguous and channels_last steps in turn."""
+    from torch.profiler import ProfilerActivity, profile
+
+    def setup(channels_last: bool):
+        torch.manual_seed(0)
+        model = ResEmoteNet().to(device).train()
+        x = torch.randn(batch, 3, size, size, device=device)
+        if channels_last:
+            model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        step = train_step_fn(model, opt, device)
+        y = torch.randint(0, 7, (batch,), device=device)
+        return (lambda: step(x, y)), opt
+
+    step, opt = setup(False)
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv_bwd = sum(e.self_cpu_time_total for e in events if e.key == "aten::convolution_backward")
+    conv_fwd = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mkldnn_convolution",
+                                                                      "aten::_convolution", "aten::cudnn_convolution"))
+    t_opt = timed(opt.step, repeat=3, sync=sync)
+    cl_step, _ = setup(True)
+    t_contig, t_cl = [], []
+    for _ in range(2):
+        t_contig.append(timed(step, repeat=1, warmup=0, sync=sync))
+        t_cl.append(timed(cl_step, repeat=1, warmup=1 if not t_cl else 0, sync=sync))
+    return {"batch": batch, "step_s": total / 1e6, "conv_backward_share": conv_bwd / total,
+            "conv_forward_share": conv_fwd / total, "optimizer_step_s": t_opt,
+            "contiguous_step_s": float(np.median(t_contig)), "channels_last_step_s": float(np.median(t_cl))}
+
+
 def bench_inference(size: int, device: torch.device, sync, try_compile: bool = True) -> dict:
     torch.manual_seed(0)
     model = ResEmoteNet().to(device).eval()
@@ -317,6 +353,10 @@ def markdown(report: dict) -> str:
     ef = report["efficiency"]
     lines.append(f"| training FLOP/s / fp32 matmul FLOP/s | {ef['ratio']:.2f} ({ef['achieved_gflop_s']:.1f} vs "
                  f"{ef['matmul_fp32_gflop_s']:.1f} GFLOP/s) | >= 0.5 |")
+    sp = report["step_profile"]
+    lines.append(f"| batch-{sp['batch']} step profile: convolution backward share | {sp['conv_backward_share']:.0%} "
+                 f"(forward convs {sp['conv_forward_share']:.0%}, SGD update {sp['optimizer_step_s'] * 1000:.0f} ms, "
+                 f"step {sp['contiguous_step_s']:.2f} s, channels_last {sp['channels_last_step_s']:.2f} s) | report |")
     for b, row in report["inference"].items():
         vals = ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} n/a" for k, v in row.items()
                          if k not in ("best", "best_over_eager"))
@@ -356,6 +396,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train_step: {json.dumps(report['train_step'])}", flush=True)
     report["efficiency"] = bench_efficiency(report["train_step"], args.image_size, device, sync)
     print(f"efficiency: {json.dumps(report['efficiency'])}", flush=True)
+    report["step_profile"] = profile_step(args.image_size, device, sync)
+    print(f"step_profile: {json.dumps(report['step_profile'])}", flush=True)
     report["inference"] = bench_inference(args.image_size, device, sync, try_compile=not args.no_compile)
     print(f"inference: {json.dumps(report['inference'], default=str)}", flush=True)
     report["epoch"] = bench_epoch(root, ds, args.image_size, device, sync, args.epoch_images)

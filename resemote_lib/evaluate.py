@@ -37,7 +37,7 @@ from .data import FaceDataset
 from .data.transforms import EVAL
 from .device import resolve_device
 from .labels import CLASS_NAMES
-from .train import load_run_config, open_split
+from .train import load_run_config, open_split, selected_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -159,17 +159,6 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def predict_proba(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 256, device: str | torch.device = "cpu",
-                  flip: bool = False, temperature: float = 1.0, progress: bool = False) -> np.ndarray:
-    """Softmax probabilities ``(N, C)``; ``flip=True`` averages image and mirror image."""
-    probs = softmax(predict_logits(model, dataset, batch_size=batch_size, device=device, progress=progress),
-                    temperature)
-    if flip:
-        probs = (probs + softmax(predict_logits(model, dataset, batch_size=batch_size, device=device, flip=True),
-                                 temperature)) / 2
-    return probs
-
-
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     """Temperature scaling (Guo et al., 2017): the T > 0 minimising NLL of softmax(z / T).
 
@@ -202,14 +191,14 @@ def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_
         raise ValueError(f"model outputs {names} but the dataset's labels are {tuple(dataset.class_names)}; "
                          "remap the model's outputs first (see checkpoint.REFERENCE)")
     y = dataset.labels.numpy()
-    probs = predict_proba(model, dataset, batch_size=batch_size, device=device, temperature=temperature,
-                          progress=progress)
+    logits = predict_logits(model, dataset, batch_size=batch_size, device=device, progress=progress)
+    probs = softmax(logits, temperature)
     metrics = compute_metrics(y, probs, dataset.class_names)
+    metrics.extra["logits"] = logits  # kept for calibration; not serialised
     metrics.extra["probs"] = probs  # kept for predictions.csv and plots; not serialised
-    if tta:
-        tta_probs = predict_proba(model, dataset, batch_size=batch_size, device=device, flip=True,
-                                  temperature=temperature)
-        metrics.tta = compute_metrics(y, tta_probs, dataset.class_names)
+    if tta:  # one extra pass over the mirror images, averaged with the pass above
+        mirrored = predict_logits(model, dataset, batch_size=batch_size, device=device, flip=True)
+        metrics.tta = compute_metrics(y, (probs + softmax(mirrored, temperature)) / 2, dataset.class_names)
     return metrics
 
 
@@ -226,7 +215,7 @@ def write_predictions(path: str | os.PathLike, dataset: FaceDataset, probs: np.n
 
 def write_metrics(path: str | os.PathLike, metrics: Metrics, **context: Any) -> Path:
     path = Path(path)
-    payload = {k: v for k, v in metrics.to_dict().items() if k != "probs"}
+    payload = {k: v for k, v in metrics.to_dict().items() if k not in ("probs", "logits")}
     payload.update(context)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
@@ -244,7 +233,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
     run_dir = Path(run_dir)
     device = resolve_device(device)
     cfg = load_run_config(run_dir)
-    checkpoint = run_dir / ("best.pt" if cfg.selection == "best_val" else "final.pt")
+    checkpoint = selected_checkpoint(run_dir, cfg)
     model = load_model(checkpoint, device=device)
     ds = open_split(cfg, split)
     # Temperature scaling, fitted on validation only, stored in the checkpoint for the Predictor.
@@ -254,8 +243,7 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
     set_checkpoint_meta(checkpoint, temperature=temperature)
     metrics = evaluate(model, ds, tta=cfg.tta_flip, batch_size=cfg.eval_batch_size, device=device,
                        progress=progress)
-    calibrated = compute_metrics(ds.labels.numpy(), softmax(np.log(np.clip(metrics.extra["probs"], 1e-30, 1)),
-                                                            temperature), ds.class_names)
+    calibrated = compute_metrics(ds.labels.numpy(), softmax(metrics.extra["logits"], temperature), ds.class_names)
     metrics.extra["calibration"] = {"temperature": temperature, "fitted_on": f"val ({len(val)} images)",
                                     "ece_before": metrics.ece, "ece_after": calibrated.ece,
                                     "nll_before": metrics.nll, "nll_after": calibrated.nll}
@@ -270,5 +258,5 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
 
 
 __all__ = ["Metrics", "compute_metrics", "evaluate", "evaluate_run", "expected_calibration_error",
-           "fit_temperature", "predict_logits", "predict_proba", "reliability", "softmax", "write_metrics",
+           "fit_temperature", "predict_logits", "reliability", "softmax", "write_metrics",
            "write_predictions"]

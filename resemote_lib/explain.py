@@ -4,8 +4,9 @@ The head is four fully connected layers, not one linear layer on pooled features
 classic CAM does not apply. The map is taken at the SE block's output, the last map with
 spatial detail (8x8 at 64x64 input; after the residual blocks it is 4x4, 2x2, then 1x1).
 We use LayerCAM (Jiang et al., 2021): ``relu(sum_k relu(dy/dA_k) * A_k)`` per location.
-Grad-CAM's channel-averaged weights were measured all-negative at this layer for the demo
-model (every location's map below zero for 5 of 5 test faces), which leaves nothing to show.
+Grad-CAM's channel-averaged weights can make the map negative everywhere at this layer
+(seen on the demo model), leaving nothing after its ReLU; LayerCAM's per-location positive
+gradients always keep the evidence for the class.
 """
 
 from __future__ import annotations

@@ -133,6 +133,11 @@ def open_training_splits(cfg: TrainConfig) -> dict[str, FaceDataset]:
     return out
 
 
+def selected_checkpoint(run_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """The weights a run is tested with: ``best.pt`` (best validation) or ``final.pt`` (last epoch)."""
+    return Path(run_dir) / ("best.pt" if cfg.selection == "best_val" else "final.pt")
+
+
 def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
     """The config a finished (or running) training run was started with."""
     path = Path(run_dir) / "config.json"
@@ -379,7 +384,7 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
         if dist_info.world_size > 1:
             dist.barrier()
 
-    selected = best_path if cfg.selection == "best_val" else run_dir / "final.pt"
+    selected = selected_checkpoint(run_dir, cfg)
     if dist_info.is_main:
         if cfg.selection == "last":
             save_checkpoint(selected, model, image_size=cfg.image_size, config=cfg.to_dict(), epoch=state["epoch"])
@@ -397,10 +402,6 @@ def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp = path.with_suffix(".csv.tmp")
     pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
     os.replace(tmp, path)
-
-
-def load_history(run_dir: str | os.PathLike) -> pd.DataFrame:
-    return pd.read_csv(Path(run_dir) / "history.csv")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -426,5 +427,17 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["HISTORY_COLUMNS", "RunResult", "TrainingDiverged", "check_cuda_arch", "fit", "load_history",
-           "load_run_config", "open_split", "open_training_splits", "resolve_device", "seed_everything", "subset"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "RunResult",
+    "TrainingDiverged",
+    "check_cuda_arch",
+    "fit",
+    "load_run_config",
+    "open_split",
+    "open_training_splits",
+    "resolve_device",
+    "seed_everything",
+    "selected_checkpoint",
+    "subset",
+]

@@ -22,5 +22,6 @@ def test_benchmark_runs_and_reports_every_ratio(tmp_path):
     assert set(report["train_step"]) == {"batch_16", "batch_128"}
     assert report["inference"]["batch_64_img_s"]["best_over_eager"] >= 1.0
     assert report["epoch"]["ratio_ours_over_reference"] > 0
+    assert 0 < report["step_profile"]["conv_backward_share"] < 1
     table = (tmp_path / "bench.md").read_text()
-    assert "loader: ours / reference-style" in table and "training FLOP/s" in table
+    assert "loader: ours / reference-style" in table and "training FLOP/s" in table and "step profile" in table

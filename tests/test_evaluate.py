@@ -74,7 +74,7 @@ def test_evaluate_model_writes_files(tmp_path):
     assert list(df.columns[:3]) == ["id", "true", "predicted"] and len(df) == 20
     np.testing.assert_allclose(df.filter(like="p_").sum(axis=1), 1, atol=1e-4)
     out = json.loads(write_metrics(tmp_path / "metrics.json", m, protocol="clean").read_text())
-    assert out["protocol"] == "clean" and "tta_flip" in out and "probs" not in out
+    assert out["protocol"] == "clean" and "tta_flip" in out and "probs" not in out and "logits" not in out
 
 
 def test_evaluate_refuses_mismatched_label_order():

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import warnings
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -278,10 +277,5 @@ def build_dataset(
                        transform=TRAIN if train else EVAL, report=report)
 
 
-def count_labels(labels: list[int]) -> dict[str, int]:
-    c = Counter(labels)
-    return {CLASS_NAMES[k]: c.get(k, 0) for k in range(len(CLASS_NAMES))}
-
-
-__all__ = ["FaceDataset", "Items", "build_dataset", "count_labels", "decode_items", "read_csv_rows", "stratified_split",
+__all__ = ["FaceDataset", "Items", "build_dataset", "decode_items", "read_csv_rows", "stratified_split",
            "to_gray_square"]
