@@ -25,21 +25,23 @@ def test_protocol_presets_are_exact():
     assert load_params(paths.PARAMS / "affectnet.yaml").test_per_class == 500
 
 
-def test_unknown_key_and_wrong_type_are_rejected(tmp_path):
+@pytest.mark.parametrize(("text", "message"), [
+    ("protocol: clean\nepocs: 3\n", "unknown config key 'epocs'"),
+    ("protocol: clean\nepochs: three\n", "epochs must be <class 'int'>, got 'three'"),
+    ("protocol: magic\n", "protocol='magic' is not one of"),
+    ("epochs: 0\n", "epochs must be >= 1"),
+    ("- a\n- b\n", "expected a mapping"),
+    ("epochs: [1\n", "not valid YAML"),
+])
+def test_bad_params_are_rejected_with_the_reason(tmp_path, text, message):
     f = tmp_path / "p.yaml"
-    f.write_text("protocol: clean\nepocs: 3\n")
-    with pytest.raises(ValueError, match="unknown config key 'epocs'"):
+    f.write_text(text)
+    with pytest.raises(ValueError, match=message):
         load_params(f)
-    f.write_text("protocol: clean\nepochs: three\n")
-    with pytest.raises(ValueError, match="epochs must be <class 'int'>, got 'three'"):
-        load_params(f)
-    f.write_text("protocol: magic\n")
-    with pytest.raises(ValueError, match="protocol='magic' is not one of"):
-        load_params(f)
-    f.write_text("- a\n- b\n")
-    with pytest.raises(ValueError, match="expected a mapping"):
-        load_params(f)
-    with pytest.raises(FileNotFoundError):
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params file not found"):
         load_params(tmp_path / "missing.yaml")
 
 
