@@ -267,16 +267,17 @@ def _onnx_img_s(model, x) -> float | str:
         import onnxruntime as ort
     except ImportError:
         return "unavailable: onnxruntime not installed"
-    path = Path(tempfile.mkdtemp()) / "m.onnx"
-    try:
-        with redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
-            torch.onnx.export(model, (x[:1],), str(path), input_names=["x"], output_names=["logits"],
-                              dynamic_axes={"x": {0: "batch"}}, dynamo=False)
-    except Exception as e:
-        return f"unavailable: export failed: {type(e).__name__}: {str(e)[:120]}"
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    with tempfile.TemporaryDirectory(prefix="resemote-bench-onnx-") as tmp:  # a 321 MB file: not left behind
+        path = Path(tmp) / "m.onnx"
+        try:
+            with redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()):
+                torch.onnx.export(model, (x[:1],), str(path), input_names=["x"], output_names=["logits"],
+                                  dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+        except Exception as e:
+            return f"unavailable: export failed: {type(e).__name__}: {str(e)[:120]}"
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = torch.get_num_threads()
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     xn = x.numpy()
     t = timed(lambda: sess.run(None, {"x": xn}), repeat=5 if len(xn) == 1 else 3, warmup=2)
     return len(xn) / t
@@ -378,7 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    work = Path(tempfile.mkdtemp(prefix="resemote-bench-"))
+    with tempfile.TemporaryDirectory(prefix="resemote-bench-") as work:
+        return run(args, device, sync, Path(work))
+
+
+def run(args: argparse.Namespace, device: torch.device, sync, work: Path) -> int:
     root = write_jpeg_folder(work / "fer2013", args.images)
     report: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                                 "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -7,9 +7,11 @@ of classes and input channels are read off the tensors' shapes (CLIP's ``build_m
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import pickle
+import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -71,10 +73,38 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if _is_disk_full(exc):
+            # torch reports a full disk as "unexpected pos ... vs ..." from its zip writer.
+            needed, free = tensor_bytes(obj), shutil.disk_usage(path.parent).free
+            kept = f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written"
+            raise OSError(errno.ENOSPC, f"no space left on the device holding {path.parent} while saving "
+                          f"{path.name}: it needs about {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free; "
+                          f"{kept}. Free some space (or point RESEMOTE_RESULTS elsewhere) and rerun: "
+                          "training resumes from last.pt.") from exc
         raise
     return path
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(e, RuntimeError) and "unexpected pos" in str(e):
+            return True
+    return False
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of tensor data in a (nested) checkpoint payload: about its size on disk."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, Mapping):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def save_checkpoint(
@@ -242,5 +272,6 @@ def _load_strict(model: nn.Module, state_dict: dict[str, Tensor], path: Path | s
 
 __all__ = [
     "REFERENCE", "RESEMOTE", "CheckpointError", "CheckpointSpec", "atomic_torch_save",
-    "checkpoint_filter_fn", "load_model", "read_checkpoint", "save_checkpoint", "set_checkpoint_meta", "unwrap",
+    "checkpoint_filter_fn", "load_model", "read_checkpoint", "save_checkpoint", "set_checkpoint_meta", "tensor_bytes",
+    "unwrap",
 ]

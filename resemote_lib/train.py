@@ -11,11 +11,13 @@ counters); rerunning the same run directory resumes from it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +32,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import paths, provenance
-from .checkpoint import atomic_torch_save, save_checkpoint, unwrap
+from .checkpoint import atomic_torch_save, save_checkpoint, tensor_bytes, unwrap
 from .data import FaceDataset, open_dataset
 from .data.base import stratified_split
 from .data.transforms import EVAL, TRAIN
@@ -188,6 +190,25 @@ def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def check_disk_space(run_dir: Path, model: nn.Module, cfg: TrainConfig) -> None:
+    """Fail before the first epoch, not after it, when the run's checkpoints cannot fit on disk.
+
+    At its peak a run holds best.pt (weights), last.pt (weights and optimizer state) and the
+    temporary copy of last.pt that an atomic save writes before it replaces the old one.
+    """
+    weights = tensor_bytes(model.state_dict())
+    slots = 2 if cfg.optimizer == "adamw" else int(cfg.momentum > 0)
+    last = weights * (1 + slots)
+    needed = weights + 2 * last
+    needed -= sum(p.stat().st_size for p in (run_dir / "best.pt", run_dir / "last.pt") if p.is_file())
+    free = shutil.disk_usage(run_dir).free
+    if needed > free:
+        raise OSError(errno.ENOSPC, f"{run_dir} is on a device with {free / 2**20:.0f} MiB free, but this run's "
+                      f"checkpoints need about {needed / 2**20:.0f} MiB more (best.pt, last.pt with {cfg.optimizer} "
+                      "state, and a temporary copy while saving). Free some space or set RESEMOTE_RESULTS to "
+                      "a larger disk.")
+
+
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -269,6 +290,8 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer)
+    if dist_info.is_main:
+        check_disk_space(run_dir, model, cfg)
     amp_dtype = _amp_dtype(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
 

@@ -120,3 +120,33 @@ def test_read_checkpoint_rejects_non_dict(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(CheckpointError, match="not a checkpoint dict"):
         read_checkpoint(tmp_path / "list.pt")
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 391307648 "
+                                                  "vs 391307540")])
+def test_full_disk_keeps_previous_file_and_says_how_much_is_needed(tmp_path, monkeypatch, failure):
+    from resemote_lib import checkpoint
+
+    path = checkpoint.atomic_torch_save({"w": torch.zeros(4)}, tmp_path / "last.pt")
+
+    def fill_disk_then_fail(obj, f):
+        f.write(b"partial")
+        raise failure
+
+    monkeypatch.setattr(checkpoint.torch, "save", fill_disk_then_fail)
+    with pytest.raises(OSError, match=r"last\.pt: it needs about 4 MiB.*the previous last\.pt is intact") as err:
+        checkpoint.atomic_torch_save({"w": torch.zeros(2**20)}, path)
+    assert err.value.errno == 28
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.zeros(4))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_other_save_errors_pass_through_unchanged(tmp_path, monkeypatch):
+    from resemote_lib import checkpoint
+
+    monkeypatch.setattr(checkpoint.torch, "save", lambda obj, f: (_ for _ in ()).throw(TypeError("not picklable")))
+    with pytest.raises(TypeError, match="not picklable"):
+        checkpoint.atomic_torch_save({}, tmp_path / "x.pt")
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -26,7 +27,8 @@ def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "model.pt"
     save_checkpoint(path, ResEmoteNet(), image_size=48)
-    return path
+    yield path
+    shutil.rmtree(path.parent)  # 321 MB: not kept for the rest of the session
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,14 @@ def test_fit_writes_run_directory_and_never_opens_test(tmp_path, monkeypatch):
     assert list(hist.columns) == train.HISTORY_COLUMNS and len(hist) == 2
 
 
+def test_fit_refuses_to_start_without_disk_for_its_checkpoints(tmp_path, monkeypatch):
+    free = 500 * 2**20  # weights are 306 MiB: best.pt (1x) + last.pt with AdamW state (3x) + its temporary copy (3x)
+    monkeypatch.setattr(train.shutil, "disk_usage", lambda p: type("Usage", (), {"free": free})())
+    with pytest.raises(OSError, match=r"500 MiB free, but this run's checkpoints need about 2143 MiB more"):
+        fit(_cfg(tmp_path))
+    assert not list((tmp_path / "results").rglob("*.pt"))  # failed before training, not after an epoch
+
+
 def test_fit_ignores_a_test_split_it_is_given(tmp_path):
     class Poison:
         def __getattr__(self, name):
@@ -205,7 +213,9 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "resemote_lib.train",
                           str(params), "run_name=ddp"], env=_env(), capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
+    # torchrun prints the crashed rank's traceback first and its own summary last: show the first.
+    rank0 = "\n".join(line for line in out.stderr.splitlines() if line.startswith("[rank0]"))
+    assert out.returncode == 0, (rank0 or out.stderr)[-3000:]
     ddp = pd.read_csv(tmp_path / "results" / "ddp" / "history.csv")
     ref = single.history
     # Same data, same init and global batch; only BatchNorm statistics are per process.
