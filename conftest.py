@@ -4,17 +4,20 @@ Set before anything imports ``resemote_lib.paths`` and before nbval starts a ker
 inherits this environment), so neither unit tests nor notebooks write into the repo's
 committed ``results/``. The folder holds the notebooks' training runs (checkpoints of
 hundreds of MB), so it is deleted when the session passes and reported when it fails.
+The session also reports the most disk its outputs held at once: CI's disk is finite.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 _BASE: Path | None = None
+_PEAK: tuple[int, str] = (0, "")
 
 
 def pytest_configure(config):
@@ -27,15 +30,30 @@ def pytest_configure(config):
     os.environ.setdefault("PYTHONHASHSEED", "0")
 
 
-def pytest_unconfigure(config):
-    if _BASE is None or not _BASE.exists():
-        return
-    if getattr(config, "_resemote_failed", False):
-        size = sum(p.stat().st_size for p in _BASE.rglob("*") if p.is_file())
-        print(f"\nresemote test outputs kept for inspection: {_BASE} ({size / 2**20:.0f} MiB)", file=sys.stderr)
-    else:
-        shutil.rmtree(_BASE, ignore_errors=True)
+def _tree_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) if root.is_dir() else 0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    yield
+    # Sampled after the test body, before its tmp_path is deleted: what it wrote is still there.
+    global _PEAK
+    held = _tree_bytes(_BASE) + _tree_bytes(item.config._tmp_path_factory.getbasetemp())
+    if held > _PEAK[0]:
+        _PEAK = (held, item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _PEAK[0]:
+        terminalreporter.write_line(f"test outputs on disk peaked at {_PEAK[0] / 2**30:.2f} GiB, after {_PEAK[1]} "
+                                    "(not counting a checkpoint's temporary copy while it is saved)")
 
 
 def pytest_sessionfinish(session, exitstatus):
-    session.config._resemote_failed = exitstatus != 0
+    if _BASE is None or not _BASE.exists():
+        return
+    if exitstatus == 0:
+        shutil.rmtree(_BASE, ignore_errors=True)
+    else:
+        print(f"\nresemote test outputs kept for inspection: {_BASE} ({_tree_bytes(_BASE) / 2**20:.0f} MiB)")

@@ -32,7 +32,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import paths, provenance
-from .checkpoint import atomic_torch_save, save_checkpoint, tensor_bytes, unwrap
+from .checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    read_checkpoint,
+    save_checkpoint,
+    tensor_bytes,
+    unwrap,
+)
 from .data import FaceDataset, open_dataset
 from .data.base import stratified_split
 from .data.transforms import EVAL, TRAIN
@@ -298,7 +305,11 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
     state: dict[str, Any] = {"epoch": 0, "history": [], "best_val_acc": -1.0, "best_epoch": 0,
                              "epochs_without_gain": 0, "stopped_early": False}
     if last_path.is_file():
-        ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+        try:
+            ckpt = read_checkpoint(last_path)
+        except CheckpointError as e:
+            raise CheckpointError(f"cannot resume: {e}. Delete {last_path} to restart this run from epoch 1, "
+                                  "or use another run_name.") from None
         if _comparable(ckpt["config"]) != _comparable(cfg.to_dict()):
             diff = {k: (ckpt["config"].get(k), v) for k, v in _comparable(cfg.to_dict()).items()
                     if ckpt["config"].get(k) != v}

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 import yaml
 
 from resemote_lib import train
-from resemote_lib.checkpoint import read_checkpoint
+from resemote_lib.checkpoint import CheckpointError, read_checkpoint
 from resemote_lib.device import check_cuda_arch
 from resemote_lib.model import ResEmoteNet
 from resemote_lib.params import resolve as make_config
@@ -96,6 +96,16 @@ def test_resume_with_another_config_is_an_error(tmp_path):
     fit(_cfg(tmp_path, epochs=1))
     with pytest.raises(ValueError, match="different config.*lr"):
         fit(_cfg(tmp_path, epochs=1, lr=0.1))
+
+
+def test_resume_from_a_corrupt_last_checkpoint_is_a_clear_error(tmp_path):
+    cfg = _cfg(tmp_path, epochs=1)
+    last = Path(cfg.results_dir) / cfg.run_name / "last.pt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"PK\x03\x04 cut off by a full disk")
+    with pytest.raises(CheckpointError, match=r"cannot resume: .*last\.pt is not a readable PyTorch checkpoint"
+                                              r".*Delete .*last\.pt to restart"):
+        fit(cfg)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
