@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS := dev,export
 
-.PHONY: env demo test test-fast lint format paper bench lock clean-cache
+.PHONY: env demo test test-fast test-real lint format paper bench lock clean-cache
 
 # Create or update .venv with the exact locked set, and nothing else.
 env:
@@ -31,6 +31,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# Only the real-data tests: validates your own download (data/fer2013, or $$RESEMOTE_DATA); fails if absent.
+test-real: $(STAMP)
+	RESEMOTE_REQUIRE_REALDATA=1 $(PY) -m pytest -m realdata
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -18,10 +18,18 @@ import pytest
 
 _BASE: Path | None = None
 _PEAK: tuple[int, str] = (0, "")
+# Real datasets are found where a user keeps them ($RESEMOTE_DATA, else data/), read before the
+# session points RESEMOTE_DATA at its own temporary folder. Tests reach them through the
+# ``real_data_root`` fixture (tests/conftest.py) and are marked ``realdata``.
+REAL_DATA = Path(os.environ.get("RESEMOTE_DATA", Path(__file__).resolve().parent / "data")).resolve()
+# CI sets this when it unpacked the real FER2013: a real-data test that skips is then a failure.
+REQUIRE_REAL = os.environ.get("RESEMOTE_REQUIRE_REALDATA") == "1"
+_REAL_SKIPPED: list[str] = []
 
 
 def pytest_configure(config):
     global _BASE
+    os.environ["RESEMOTE_REAL_DATA"] = str(REAL_DATA)
     _BASE = Path(tempfile.mkdtemp(prefix="resemote-test-"))
     os.environ["RESEMOTE_RESULTS"] = str(_BASE / "results")
     os.environ["RESEMOTE_DATA"] = str(_BASE / "data")
@@ -44,13 +52,23 @@ def pytest_runtest_call(item):
         _PEAK = (held, item.nodeid)
 
 
+def pytest_runtest_logreport(report):
+    if report.skipped and "realdata" in report.keywords:
+        _REAL_SKIPPED.append(report.nodeid)
+
+
 def pytest_terminal_summary(terminalreporter):
+    if REQUIRE_REAL and _REAL_SKIPPED:
+        terminalreporter.write_line(f"RESEMOTE_REQUIRE_REALDATA=1 but {len(_REAL_SKIPPED)} real-data test(s) were "
+                                    f"skipped, e.g. {_REAL_SKIPPED[0]}: failing the session", red=True)
     if _PEAK[0]:
         terminalreporter.write_line(f"test outputs on disk peaked at {_PEAK[0] / 2**30:.2f} GiB, after {_PEAK[1]} "
                                     "(not counting a checkpoint's temporary copy while it is saved)")
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if REQUIRE_REAL and _REAL_SKIPPED and exitstatus == 0:
+        session.exitstatus = exitstatus = 1
     if _BASE is None or not _BASE.exists():
         return
     if exitstatus == 0:

@@ -12,12 +12,11 @@ import contextlib
 import io
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Protocol
 
 from . import paths
-from .data import KAGGLE_SLUGS, detect_layout
+from .data import KAGGLE_SLUGS, detect_layout, unpack_archives
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +70,6 @@ class KaggleApiClient:
             ) from None
 
 
-def _unzip_all(dest: Path) -> None:
-    for archive in sorted(dest.glob("*.zip")):
-        log.info("unzipping %s", archive)
-        shutil.unpack_archive(archive, dest)
-        archive.unlink()
-
-
 def download(
     name: str,
     dest: str | os.PathLike | None = None,
@@ -114,7 +106,7 @@ def download(
         client = KaggleApiClient()
     dest.mkdir(parents=True, exist_ok=True)
     client.download(slug, dest)
-    _unzip_all(dest)
+    unpack_archives(dest)
     try:
         layout, root = detect_layout(name, dest)
     except FileNotFoundError as e:

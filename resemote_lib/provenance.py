@@ -6,6 +6,7 @@ shown comparable (same split membership hash, same config, same code).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -21,9 +22,33 @@ import torchvision
 
 from . import paths
 
+# A source bundle without .git (the Kaggle kernel's copy of a commit) carries its git state here.
+SOURCE_RECORD = "resemote_source.json"
+
+
+def code_hash(root: Path = paths.ROOT) -> str:
+    """SHA-256 of the library's source files (``resemote_lib/**/*.py``, path and content).
+
+    Identifies the code that wrote a checkpoint, with or without ``.git`` (a Kaggle bundle).
+    """
+    h = hashlib.sha256()
+    package = root / "resemote_lib"
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
 
 def git_state(root: Path = paths.ROOT) -> dict[str, Any]:
-    """Commit SHA and whether the working tree differs from it (None outside git)."""
+    """Commit SHA and whether the working tree differs from it.
+
+    Outside a git checkout, the values recorded in ``resemote_source.json`` by the bundle
+    that copied this source (None when there is neither).
+    """
+    record = root / SOURCE_RECORD
+    if not (root / ".git").exists() and record.is_file():
+        saved = json.loads(record.read_text())
+        return {"commit": saved.get("commit"), "dirty": saved.get("dirty"), "from": SOURCE_RECORD}
+
     def run(*args: str) -> str | None:
         try:
             out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
@@ -63,6 +88,7 @@ def collect(
         }
     return {
         "git": git_state(),
+        "code_sha256": code_hash(),
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
@@ -89,4 +115,4 @@ def write(path: str | os.PathLike, record: dict[str, Any]) -> Path:
     return path
 
 
-__all__ = ["collect", "device_name", "git_state", "write"]
+__all__ = ["SOURCE_RECORD", "code_hash", "collect", "device_name", "git_state", "write"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,9 @@ log = logging.getLogger(__name__)
 FAMILIES = {"fer2013": fer2013, "rafdb": rafdb, "affectnet": affectnet}
 NAMES = ("fer2013", "rafdb", "affectnet", "synthetic")
 SPLITS = ("train", "val", "test")
-# Where Kaggle mounts attached datasets (read-only).
-KAGGLE_INPUT = Path("/kaggle/input")
+# Where Kaggle mounts attached datasets (read-only); RESEMOTE_KAGGLE_INPUT moves it (tests
+# simulate a Kaggle kernel's layout in a temporary folder).
+KAGGLE_INPUT = Path(os.environ.get("RESEMOTE_KAGGLE_INPUT", "/kaggle/input"))
 KAGGLE_SLUGS = {
     "fer2013": "msambare/fer2013",
     "rafdb": "shuvoalok/raf-db-dataset",
@@ -77,6 +79,20 @@ def detect_layout(name: str, root: str | os.PathLike) -> tuple[str, Path]:
         + "; ".join(f"{k}: {v}" for k, v in family.LAYOUTS.items())
         + f". Found there: {found or 'nothing'}"
     )
+
+
+def unpack_archives(folder: str | os.PathLike, *, keep: bool = False) -> list[Path]:
+    """Unpack every ``*.zip`` in ``folder`` into it (what a Kaggle download leaves there).
+
+    Returns the archives unpacked; ``keep=False`` deletes each once unpacked.
+    """
+    archives = sorted(Path(folder).glob("*.zip"))
+    for archive in archives:
+        log.info("unpacking %s", archive)
+        shutil.unpack_archive(archive, folder)
+        if not keep:
+            archive.unlink()
+    return archives
 
 
 def ensure_synthetic(root: str | os.PathLike | None = None, **sizes: int) -> Path:
@@ -154,4 +170,4 @@ def open_splits(name: str, root: str | os.PathLike | None = None, **kwargs: Any)
 
 
 __all__ = ["KAGGLE_SLUGS", "NAMES", "SPLITS", "FaceDataset", "default_root", "detect_layout",
-           "ensure_synthetic", "open_dataset", "open_splits", "stratified_split"]
+           "ensure_synthetic", "open_dataset", "open_splits", "stratified_split", "unpack_archives"]
