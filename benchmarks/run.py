@@ -40,9 +40,9 @@ from resemote_lib import paths
 from resemote_lib.data import open_dataset
 from resemote_lib.data.synthetic import make_faces
 from resemote_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TRAIN
+from resemote_lib.device import choose_precision, resolve_device
 from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.model import ResEmoteNet
-from resemote_lib.train import resolve_device
 
 PAPER_TRAIN_SIZES = {"fer2013": 28_709, "rafdb": 12_271 * 9 // 10, "affectnet": 283_901 * 9 // 10}
 
@@ -332,7 +332,7 @@ def bench_gpu(ds, size: int, device: torch.device, sync) -> dict:
             torch.manual_seed(0)
             model = ResEmoteNet().to(device).train().to(memory_format=torch.channels_last)
             opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-            dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if amp else None
+            dtype = choose_precision(device, amp).dtype
             step = train_step_fn(model, opt, device, dtype)
             x = torch.randn(b, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
             y = torch.randint(0, 7, (b,), device=device)

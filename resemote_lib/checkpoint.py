@@ -67,6 +67,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual mode
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -75,10 +76,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if _is_disk_full(exc):
-            # torch reports a full disk as "unexpected pos ... vs ..." from its zip writer.
-            needed, free = tensor_bytes(obj), shutil.disk_usage(path.parent).free
-            kept = f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written"
+        kept = f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written"
+        if _interrupted(exc):  # Ctrl-C inside torch's writer surfaces as its "unexpected pos" error
+            raise KeyboardInterrupt(f"interrupted while saving {path}; {kept}") from exc
+        needed, free = tensor_bytes(obj), shutil.disk_usage(path.parent).free
+        if _is_disk_full(exc, needed, free):
             raise OSError(errno.ENOSPC, f"no space left on the device holding {path.parent} while saving "
                           f"{path.name}: it needs about {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free; "
                           f"{kept}. Free some space (or point RESEMOTE_RESULTS elsewhere) and rerun: "
@@ -87,13 +89,32 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return path
 
 
-def _is_disk_full(exc: BaseException) -> bool:
-    for e in (exc, exc.__cause__, exc.__context__):
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        if isinstance(e, RuntimeError) and "unexpected pos" in str(e):
-            return True
-    return False
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    out, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        out.append(exc)
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return out
+
+
+def _interrupted(exc: BaseException) -> bool:
+    return any(isinstance(e, KeyboardInterrupt) for e in _causes(exc))
+
+
+def _is_disk_full(exc: BaseException, needed: int, free: int) -> bool:
+    """ENOSPC/EDQUOT, or torch's zip-writer error ("unexpected pos ... vs ...") when the
+    free space really is short: that error also follows other write failures."""
+    causes = _causes(exc)
+    if any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in causes):
+        return True
+    return free < needed and any(isinstance(e, RuntimeError) and "unexpected pos" in str(e) for e in causes)
 
 
 def tensor_bytes(obj: Any) -> int:

@@ -29,15 +29,13 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 from torch import nn
-from tqdm.auto import tqdm
 
-from . import provenance
+from . import inference, provenance
 from .checkpoint import load_model, set_checkpoint_meta
 from .data import FaceDataset
-from .data.transforms import EVAL
-from .device import resolve_device
+from .device import FP32, Precision, choose_precision, resolve_device
 from .labels import CLASS_NAMES
-from .train import load_run_config, open_split, selected_checkpoint
+from .runs import RunLock, load_run_config, open_split, selected_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -135,21 +133,18 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: tuple[st
     )
 
 
-@torch.inference_mode()
 def predict_logits(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
-                   device: str | torch.device = "cpu", flip: bool = False, progress: bool = False) -> np.ndarray:
-    """Logits ``(N, C)`` with the evaluation preprocessing (no random flip).
+                   device: str | torch.device = "cpu", flip: bool = False, progress: bool = False,
+                   precision: Precision = FP32) -> np.ndarray:
+    """Logits ``(N, C)`` with the evaluation preprocessing (no random flip), as NumPy.
 
-    ``flip=True`` returns the logits of the mirror images instead.
+    ``flip=True`` returns the logits of the mirror images instead. The loop is
+    ``inference.predict_logits``, the one validation and prediction use too.
     """
     device = torch.device(device)
-    model = model.to(device).eval()
-    out = []
-    starts = range(0, len(dataset), batch_size)
-    for start in tqdm(starts, desc="evaluate", unit="batch", leave=False, disable=not progress):
-        x = EVAL(dataset.images[start:start + batch_size].to(device))
-        out.append(model(x.flip(-1) if flip else x).float().cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, model.fc4.out_features), np.float32)
+    model = model.to(device)
+    return inference.predict_logits(model, dataset.images, batch_size=batch_size, device=device, flip=flip,
+                                    precision=precision, progress=progress).cpu().numpy()
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -180,7 +175,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_size: int = 256,
-             device: str | torch.device = "cpu", temperature: float = 1.0, progress: bool = False) -> Metrics:
+             device: str | torch.device = "cpu", temperature: float = 1.0, progress: bool = False,
+             precision: Precision = FP32) -> Metrics:
     """Metrics of ``model`` on ``dataset``; ``tta`` adds flip-TTA metrics in ``.tta``.
 
     The model's outputs must mean ``dataset.class_names`` in that order (a reference
@@ -191,13 +187,16 @@ def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_
         raise ValueError(f"model outputs {names} but the dataset's labels are {tuple(dataset.class_names)}; "
                          "remap the model's outputs first (see checkpoint.REFERENCE)")
     y = dataset.labels.numpy()
-    logits = predict_logits(model, dataset, batch_size=batch_size, device=device, progress=progress)
+    logits = predict_logits(model, dataset, batch_size=batch_size, device=device, progress=progress,
+                            precision=precision)
     probs = softmax(logits, temperature)
     metrics = compute_metrics(y, probs, dataset.class_names)
+    metrics.extra["precision"] = precision.name
     metrics.extra["logits"] = logits  # kept for calibration; not serialised
     metrics.extra["probs"] = probs  # kept for predictions.csv and plots; not serialised
     if tta:  # one extra pass over the mirror images, averaged with the pass above
-        mirrored = predict_logits(model, dataset, batch_size=batch_size, device=device, flip=True)
+        mirrored = predict_logits(model, dataset, batch_size=batch_size, device=device, flip=True,
+                                  precision=precision)
         metrics.tta = compute_metrics(y, (probs + softmax(mirrored, temperature)) / 2, dataset.class_names)
     return metrics
 
@@ -228,32 +227,36 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
     """Evaluate a finished run's selected checkpoint on ``split`` (once) and write files.
 
     Writes ``metrics.json`` (``metrics_<split>.json`` for other splits) with the protocol,
-    split sizes, checkpoint and provenance, and ``predictions.csv``.
+    split sizes, checkpoint, precision and provenance, and ``predictions.csv``. The
+    precision is the run's (what selected the checkpoint on validation); the run
+    directory is locked while its files are written.
     """
     run_dir = Path(run_dir)
-    device = resolve_device(device)
     cfg = load_run_config(run_dir)
-    checkpoint = selected_checkpoint(run_dir, cfg)
-    model = load_model(checkpoint, device=device)
-    ds = open_split(cfg, split)
-    # Temperature scaling, fitted on validation only, stored in the checkpoint for the Predictor.
-    val = open_split(cfg, "val")
-    temperature = fit_temperature(predict_logits(model, val, batch_size=cfg.eval_batch_size, device=device),
-                                  val.labels.numpy()) if len(val) else 1.0
-    set_checkpoint_meta(checkpoint, temperature=temperature)
-    metrics = evaluate(model, ds, tta=cfg.tta_flip, batch_size=cfg.eval_batch_size, device=device,
-                       progress=progress)
-    calibrated = compute_metrics(ds.labels.numpy(), softmax(metrics.extra["logits"], temperature), ds.class_names)
-    metrics.extra["calibration"] = {"temperature": temperature, "fitted_on": f"val ({len(val)} images)",
-                                    "ece_before": metrics.ece, "ece_after": calibrated.ece,
-                                    "nll_before": metrics.nll, "nll_after": calibrated.nll}
-    suffix = "" if split == "test" else f"_{split}"
-    write_predictions(run_dir / f"predictions{suffix}.csv", ds, metrics.extra["probs"])
-    record = provenance.collect(config=cfg.to_dict(), device=device, datasets={split: ds})
-    write_metrics(run_dir / f"metrics{suffix}.json", metrics, split=split, protocol=cfg.protocol,
-                  dataset=cfg.dataset, checkpoint=str(checkpoint),
-                  checkpoint_epoch=model.checkpoint_meta.get("epoch"), split_sizes={split: len(ds)},
-                  provenance=record)
+    device = resolve_device(device)
+    precision = choose_precision(device, cfg.amp)
+    with RunLock(run_dir, what="evaluation"):
+        checkpoint = selected_checkpoint(run_dir, cfg)
+        model = load_model(checkpoint, device=device)
+        ds = open_split(cfg, split)
+        # Temperature scaling, fitted on validation only, stored in the checkpoint for the Predictor.
+        val = open_split(cfg, "val")
+        val_logits = predict_logits(model, val, batch_size=cfg.eval_batch_size, device=device, precision=precision)
+        temperature = fit_temperature(val_logits, val.labels.numpy()) if len(val) else 1.0
+        set_checkpoint_meta(checkpoint, temperature=temperature)
+        metrics = evaluate(model, ds, tta=cfg.tta_flip, batch_size=cfg.eval_batch_size, device=device,
+                           progress=progress, precision=precision)
+        calibrated = compute_metrics(ds.labels.numpy(), softmax(metrics.extra["logits"], temperature), ds.class_names)
+        metrics.extra["calibration"] = {"temperature": temperature, "fitted_on": f"val ({len(val)} images)",
+                                        "ece_before": metrics.ece, "ece_after": calibrated.ece,
+                                        "nll_before": metrics.nll, "nll_after": calibrated.nll}
+        suffix = "" if split == "test" else f"_{split}"
+        write_predictions(run_dir / f"predictions{suffix}.csv", ds, metrics.extra["probs"])
+        record = provenance.collect(config=cfg.to_dict(), device=device, datasets={split: ds})
+        write_metrics(run_dir / f"metrics{suffix}.json", metrics, split=split, protocol=cfg.protocol,
+                      dataset=cfg.dataset, checkpoint=str(checkpoint),
+                      checkpoint_epoch=model.checkpoint_meta.get("epoch"), split_sizes={split: len(ds)},
+                      provenance=record)
     return metrics
 
 

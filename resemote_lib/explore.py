@@ -16,17 +16,16 @@ from PIL import Image
 
 from . import plots
 from .data.base import FaceDataset, to_gray_square
-from .data.transforms import EVAL
+from .inference import predict_logits
 
 
-@torch.inference_mode()
 def predict_image(model: torch.nn.Module, image: np.ndarray | Image.Image, image_size: int,
                   device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """The model's probabilities for one face crop, and the uint8 input it saw."""
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
     gray = to_gray_square(pil, image_size)
-    x = EVAL(torch.from_numpy(gray)[None]).to(device)
-    return model.eval()(x[None]).softmax(1)[0].float().cpu().numpy(), gray
+    logits = predict_logits(model, torch.from_numpy(gray)[None, None], device=device)
+    return logits.softmax(1)[0].cpu().numpy(), gray
 
 
 class DatasetBrowser:

@@ -1,5 +1,11 @@
 """Download the datasets from Kaggle, or say exactly how to do it by hand.
 
+On Kaggle itself an attached dataset is mounted read-only under ``/kaggle/input`` (as
+``<slug name>/`` or, in newer images, ``datasets/<owner>/<slug name>/``):
+``download`` then returns the mounted copy without downloading or writing anything
+there, whatever the params' ``download`` says. ``RESEMOTE_KAGGLE_INPUT`` moves that
+folder (tests simulate a kernel's layout).
+
 The ``kaggle`` package authenticates when imported, printing to stdout or raising
 SystemExit without credentials (which ``except Exception`` misses), so it is imported
 lazily, inside a guard, and only after credentials were found. Credentials are never
@@ -15,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from . import paths
+from . import data, paths
 from .data import KAGGLE_SLUGS, detect_layout, unpack_archives
 
 log = logging.getLogger(__name__)
@@ -70,6 +76,46 @@ class KaggleApiClient:
             ) from None
 
 
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def mount_candidates(name: str) -> list[Path]:
+    """Where Kaggle may mount ``name``: ``data.default_root`` when it points into the input
+    folder (``/kaggle/input/<slug name>``), then ``/kaggle/input/datasets/<owner>/<slug name>``."""
+    owner, slug_name = KAGGLE_SLUGS[name].split("/")
+    default = data.default_root(name)
+    return [*([default] if _is_within(default, data.KAGGLE_INPUT) else []),
+            data.KAGGLE_INPUT / "datasets" / owner / slug_name]
+
+
+def mounted_root(name: str) -> Path | None:
+    """The folder holding ``name``'s layout in a Kaggle mount, or None when none is attached."""
+    for candidate in mount_candidates(name):
+        if candidate.is_dir():
+            try:
+                return detect_layout(name, candidate)[1]
+            except FileNotFoundError as e:
+                log.warning("%s is mounted at %s but holds no known layout: %s", name, candidate, e)
+    return None
+
+
+def _present(name: str, folder: str | os.PathLike | None) -> Path | None:
+    """The folder holding ``name``'s layout at ``folder`` (or one level off), else None."""
+    if folder is None or not Path(folder).exists():
+        return None
+    try:
+        layout, root = detect_layout(name, folder)
+    except FileNotFoundError:
+        return None
+    log.info("%s already present at %s (%s): not downloading", name, root, layout)
+    return root
+
+
 def download(
     name: str,
     dest: str | os.PathLike | None = None,
@@ -77,10 +123,13 @@ def download(
     slug: str | None = None,
     client: DownloadClient | None = None,
 ) -> Path:
-    """Make ``name`` available under ``dest`` and return the folder holding its layout.
+    """Make ``name`` available and return the folder holding its layout.
 
-    Skips the download when a valid layout is already there (a Kaggle mount counts).
-    Unzips whatever archive the client left, then validates the layout.
+    In this order: ``dest`` when it already holds a valid layout; the Kaggle mount
+    (``mounted_root``) when it does; otherwise a download into ``dest``, unzipped and
+    validated. The first two need no credentials and write nothing; a read-only mount is
+    never written to (a ``dest`` inside the Kaggle input folder that lacks the data is an
+    error saying to attach the dataset).
 
     Args:
         name: ``fer2013``, ``rafdb`` or ``affectnet``.
@@ -91,14 +140,21 @@ def download(
     if name not in KAGGLE_SLUGS:
         raise ValueError(f"no Kaggle dataset for {name!r}; available: {sorted(KAGGLE_SLUGS)}")
     slug = slug or KAGGLE_SLUGS[name]
+    root = _present(name, dest)
+    if root is not None:
+        return root
+    mounted = mounted_root(name)
+    if mounted is not None:
+        log.info("%s: using the attached Kaggle dataset at %s (read-only): not downloading", name, mounted)
+        return mounted
     dest = Path(dest) if dest is not None else paths.DATA / name
-    if dest.exists():
-        try:
-            layout, root = detect_layout(name, dest)
-            log.info("%s already present at %s (%s): not downloading", name, root, layout)
-            return root
-        except FileNotFoundError:
-            pass
+    if _is_within(dest, data.KAGGLE_INPUT):
+        raise KaggleError(f"{dest} is inside the read-only Kaggle input folder {data.KAGGLE_INPUT} but holds no "
+                          f"{name} layout: attach the dataset {slug} to the notebook (Add Input), or give a "
+                          "writable data_root to download into.")
+    root = _present(name, dest)
+    if root is not None:
+        return root
     if client is None:
         if not credential_sources():
             raise KaggleError(f"no Kaggle credentials found, so {slug} cannot be downloaded. "
@@ -115,4 +171,5 @@ def download(
     return root
 
 
-__all__ = ["DownloadClient", "KaggleApiClient", "KaggleError", "credential_sources", "download"]
+__all__ = ["DownloadClient", "KaggleApiClient", "KaggleError", "credential_sources", "download", "mount_candidates",
+           "mounted_root"]

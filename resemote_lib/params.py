@@ -3,87 +3,112 @@
 ``params/*.yaml`` hold values only. A file may name a ``base:`` file (relative to itself)
 whose values it extends, so protocols and datasets are layered instead of copied.
 ``protocol`` selects a preset (``PROTOCOLS``) that fills every optimisation value the
-file does not set itself; a file that overrides a preset value gets a warning, since it
-no longer runs that protocol exactly.
+file does not set itself; a file that overrides a preset value gets a warning, and the
+run is labelled as deviating from its protocol (``protocol_deviations``).
+
+The same resolution runs from every entry point: the CLI and the pipeline read the file;
+a notebook's parameters cell (papermill ``-f``/``-p``, or a person in JupyterLab) passes
+what it set (``None`` meaning "not set") and its ``base``, through ``from_notebook``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import types
 import typing
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from . import paths
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One experiment. Defaults: the ``demo`` preset, cut to a smoke run (1 epoch, 64 images)."""
+    """One experiment. Defaults: the ``smoke`` preset (1 epoch of 64 synthetic faces)."""
 
     # --- what to run
-    run_name: str = "smoke"  # results/<run_name>/ holds everything the run writes
+    run_name: str = "smoke"  # results/<run_name>/ holds everything the run writes (a plain name)
     dataset: str = "synthetic"  # fer2013 | rafdb | affectnet | synthetic
     data_root: str | None = None  # None: /kaggle/input/<slug> if mounted, else data/<dataset>
-    protocol: str = "demo"  # paper | reference | clean | demo (see PROTOCOLS)
-    image_size: int = 48  # paper: 64
-    seed: int = 0  # python, numpy, torch, data order, flips, hold-out splits
+    protocol: str = "smoke"  # paper | reference | clean | demo | smoke (see PROTOCOLS)
+    image_size: int = 48  # side of the square input (paper: 64)
+    seed: int = 0  # training: initialisation, data order, flips, dropout
+    split_seed: int = 0  # hold-out splits and synthetic data; fixed so every seed tests on the same images
     # --- data options
     val_fraction: float = 0.1  # RAF-DB/AffectNet validation hold-out of train
     test_fraction: float = 0.1  # AffectNet Kaggle release only
-    test_per_class: int | None = None  # AffectNet official test subset (paper: 500)
+    test_per_class: int | None = None  # AffectNet test subset per class (paper: 500)
     max_train_items: int | None = 64  # a seeded stratified subset of train; None: all
-    synthetic_n_train: int = 3000
-    synthetic_n_val: int = 400
-    synthetic_n_test: int = 600
+    synthetic_n_train: int = 200
+    synthetic_n_val: int = 50
+    synthetic_n_test: int = 70
     # --- optimisation (the protocol preset fills these unless the file sets them)
     epochs: int = 1
-    batch_size: int = 32
+    batch_size: int = 32  # global batch (split over DDP processes; must divide by their number)
     optimizer: str = "adamw"  # sgd | adamw
     lr: float = 3e-4
     momentum: float = 0.9
     weight_decay: float = 1e-4
     scheduler: str = "none"  # plateau (x factor when val accuracy stalls) | none
-    plateau_patience: int = 5  # epochs without val-accuracy gain before the LR drops
+    plateau_patience: int = 5  # epochs without val-accuracy gain tolerated before the LR drops
     plateau_factor: float = 0.1
-    early_stopping_patience: int | None = None  # epochs without val gain before stopping
+    early_stopping_patience: int | None = None  # stop after MORE than this many epochs without gain
     selection: str = "best_val"  # best_val | last: which weights are tested
+    amp: bool | None = None  # mixed precision; None: on for CUDA (bf16 from compute capability 8.0, else fp16)
     # --- device and speed
     device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
-    amp: bool | None = None  # None: on for CUDA (bf16 where supported, else fp16 + scaler)
     channels_last: bool | None = None  # None: on for CUDA
-    compile: bool = False  # torch.compile the model
+    compile: bool = False  # torch.compile the training model
+    sync_bn: bool = False  # DDP: synchronise BatchNorm statistics across processes
+    checkpoint_every: int = 1  # write last.pt every this many epochs (and when stopped)
     eval_batch_size: int = 256
     tta_flip: bool = True  # also report horizontal-flip test-time augmentation
     results_dir: str | None = None  # None: results/ (or $RESEMOTE_RESULTS)
+    resume_other_code: bool = False  # resume a last.pt that different library code wrote
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 # Presets. The paper gives batch 16, 80 epochs, SGD, cross-entropy, random horizontal flip
-# and a x0.1 LR drop on an accuracy plateau; its initial LR is blank in the text and its
-# momentum and weight decay are not stated, so those take the reference code's values.
+# and a x0.1 LR drop on an accuracy plateau. Its initial LR is blank in the text and it
+# states no momentum or weight decay: those take the reference code's values. Ours, not the
+# paper's (it does not say): the plateau patience (5 epochs), testing the last epoch, and
+# fp32 with TF32 where the GPU has it (the reference code runs fp32).
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "paper": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9, weight_decay=1e-4,
-                  scheduler="plateau", plateau_factor=0.1, early_stopping_patience=None, selection="last",
-                  image_size=64),
-    # What the reference repository's training script does.
-    "reference": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9, weight_decay=1e-4,
-                      scheduler="none", early_stopping_patience=15, selection="best_val", image_size=64),
-    # Ours: the paper's optimiser and schedule, selection on validation only, test once.
-    "clean": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9, weight_decay=1e-4,
-                  scheduler="plateau", plateau_factor=0.1, early_stopping_patience=None, selection="best_val",
-                  image_size=64),
+    "paper": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
+                  weight_decay=1e-4, scheduler="plateau", plateau_patience=5, plateau_factor=0.1,
+                  early_stopping_patience=None, selection="last", image_size=64, amp=False),
+    # What the reference repository's training script does: no schedule, early stopping when
+    # `patience_counter > patience` (15), best validation weights tested, fp32.
+    "reference": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
+                      weight_decay=1e-4, scheduler="none", plateau_patience=5, plateau_factor=0.1,
+                      early_stopping_patience=15, selection="best_val", image_size=64, amp=False),
+    # Ours: the paper's optimiser and schedule on deduplicated data, selection on validation
+    # only, test once; mixed precision where it is native.
+    "clean": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
+                  weight_decay=1e-4, scheduler="plateau", plateau_patience=5, plateau_factor=0.1,
+                  early_stopping_patience=None, selection="best_val", image_size=64, amp=None),
     # The synthetic demo: not a paper protocol. AdamW learns this task in a few thousand
     # images on a CPU, where SGD at lr 1e-3 needs far more (measured: see README).
-    "demo": dict(max_train_items=None, batch_size=32, epochs=3, optimizer="adamw", lr=3e-4, momentum=0.9, weight_decay=1e-4,
-                 scheduler="none", early_stopping_patience=None, selection="best_val", image_size=48),
+    "demo": dict(max_train_items=None, batch_size=32, epochs=3, optimizer="adamw", lr=3e-4, momentum=0.9,
+                 weight_decay=1e-4, scheduler="none", plateau_patience=5, plateau_factor=0.1,
+                 early_stopping_patience=None, selection="best_val", image_size=48, amp=None),
+    # Seconds on a CPU: the demo's optimiser on 64 images for one epoch (notebook defaults, tests).
+    "smoke": dict(max_train_items=64, batch_size=32, epochs=1, optimizer="adamw", lr=3e-4, momentum=0.9,
+                  weight_decay=1e-4, scheduler="none", plateau_patience=5, plateau_factor=0.1,
+                  early_stopping_patience=None, selection="best_val", image_size=48, amp=None),
 }
+# Protocols whose numbers may be compared with the paper's (when also on the paper's test set).
+PAPER_PROTOCOLS = ("paper", "reference", "clean")
 CHOICES = {
     "dataset": ("fer2013", "rafdb", "affectnet", "synthetic"),
     "protocol": tuple(PROTOCOLS),
@@ -91,75 +116,136 @@ CHOICES = {
     "scheduler": ("plateau", "none"),
     "selection": ("best_val", "last"),
 }
+# Inclusive numeric ranges: (min, max); None is open. Checked before anything is created.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "image_size": (8, 1024),  # three 2x2 max pools need at least 8 pixels
+    "seed": (0, 2**63 - 1), "split_seed": (0, 2**63 - 1),
+    "val_fraction": (0, 0.9), "test_fraction": (0, 0.9),
+    "test_per_class": (1, None), "max_train_items": (2, None),
+    "synthetic_n_train": (2, None), "synthetic_n_val": (1, None), "synthetic_n_test": (1, None),
+    "epochs": (1, None), "batch_size": (2, None),  # BatchNorm cannot train on one image
+    "lr": (0, None), "momentum": (0, 0.999), "weight_decay": (0, None),
+    "plateau_patience": (0, None), "plateau_factor": (0, 0.999), "early_stopping_patience": (0, None),
+    "checkpoint_every": (1, None), "eval_batch_size": (1, None),
+}
+POSITIVE = {"lr", "plateau_factor"}  # strictly above their minimum
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Folders of results/ that are not runs.
+RESERVED_NAMES = frozenset({"paper", "bench", "figures"})
 # Keys a params file may hold for the notebooks that are not training config: type, default.
 NOTEBOOK_KEYS: dict[str, tuple[type, Any]] = {
     "download": (bool, False),  # 00_data: fetch the dataset from Kaggle when absent
 }
 
 
-def _check_type(key: str, value: Any, annotation: Any, where: str) -> Any:
-    """Return ``value`` if it fits ``annotation`` (ints accepted for floats), else raise."""
+def _check_type(key: str, value: Any, where: str) -> Any:
+    """Return ``value`` if it fits the field's type (ints and numeric strings accepted for
+    floats: YAML 1.1 reads ``1e-3`` as a string), else raise."""
     hint = typing.get_type_hints(TrainConfig)[key]
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     for t in options:
-        origin = typing.get_origin(t) or t
         if t is type(None) and value is None:
             return None
-        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if t is float and isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                continue
+        if t is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+        if t is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if origin in (str, bool, dict) and isinstance(value, origin):
+        if t in (str, bool) and isinstance(value, t):
             return value
-    raise ValueError(f"{where}: {key} must be {hint}, got {value!r} ({type(value).__name__})")
+    names = " or ".join("null" if t is type(None) else t.__name__ for t in options)
+    raise ValueError(f"{where}: {key} must be {names}, got {value!r} ({type(value).__name__})")
 
 
-def validate(values: dict[str, Any], where: str = "params") -> dict[str, Any]:
-    """Reject unknown keys, wrong types and unknown choices; return the typed values."""
+def _check_range(key: str, value: Any, where: str) -> None:
+    if key not in RANGES or value is None:
+        return
+    lo, hi = RANGES[key]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where}: {key} must be a finite number, got {value}")
+    if (lo is not None and (value < lo or (key in POSITIVE and value == lo))) or (hi is not None and value > hi):
+        low = f"> {lo}" if key in POSITIVE else f">= {lo}"
+        bound = low if hi is None else f"in [{lo}, {hi}]" if key not in POSITIVE else f"in ({lo}, {hi}]"
+        raise ValueError(f"{where}: {key} must be {bound}, got {value}")
+
+
+def check_run_name(name: str, where: str = "run_name") -> str:
+    """``name`` if it is a plain folder name that is not reserved, else ValueError."""
+    if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"{where}: {name!r} is not a plain folder name (letters, digits, '.', '_', '-'; no "
+                         "path separators, no leading dot): runs live only inside the results folder")
+    if name in RESERVED_NAMES:
+        raise ValueError(f"{where}: {name!r} is reserved for results/{name}/; choose another run_name")
+    return name
+
+
+def validate(values: Mapping[str, Any], where: str = "params") -> dict[str, Any]:
+    """Reject unknown keys, wrong types, out-of-range values and unknown choices; return
+    the typed values. Nothing is created on disk before this has passed."""
     out = {}
     for key, value in values.items():
         if key not in FIELDS:
             raise ValueError(f"{where}: unknown config key {key!r}; known keys: {sorted(FIELDS)}")
-        out[key] = _check_type(key, value, FIELDS[key].type, where)
+        out[key] = _check_type(key, value, where)
         if key in CHOICES and out[key] not in CHOICES[key]:
             raise ValueError(f"{where}: {key}={out[key]!r} is not one of {list(CHOICES[key])}")
-    for key in ("epochs", "batch_size", "image_size", "eval_batch_size"):
-        if key in out and out[key] < 1:
-            raise ValueError(f"{where}: {key} must be >= 1, got {out[key]}")
+        _check_range(key, out[key], where)
+    if "run_name" in out:
+        check_run_name(out["run_name"], f"{where}: run_name")
+    if out.get("val_fraction", 0) + out.get("test_fraction", 0) >= 1:
+        raise ValueError(f"{where}: val_fraction + test_fraction must be below 1, got "
+                         f"{out['val_fraction']} + {out['test_fraction']}")
     return out
 
 
-def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+def read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A params file's values with its ``base:`` chain applied (the file's own win)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"params file not found: {path}")
+        raise FileNotFoundError(f"params file not found: {path}"
+                                + (f" (the base of {_chain[-1]})" if _chain else ""))
+    if path.resolve() in _chain:
+        cycle = " -> ".join(p.name for p in (*_chain, path.resolve()))
+        raise ValueError(f"{path}: base: files form a cycle ({cycle})")
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from None
+        raise ValueError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of keys to values, got {type(values).__name__}")
     base = values.pop("base", None)
     if base is None:
         return values
-    return {**read_yaml(path.parent / base), **values}
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: base must be one file name (relative to this file), got {base!r}")
+    return {**read_yaml(path.parent / base, (*_chain, path.resolve())), **values}
 
 
-def resolve(values: dict[str, Any], where: str = "params") -> TrainConfig:
+def resolve(values: Mapping[str, Any], where: str = "params") -> TrainConfig:
     """Defaults <- protocol preset <- ``values``; warns where a preset value is overridden."""
     values = validate(values, where)
     protocol = values.get("protocol", TrainConfig.protocol)
     preset = PROTOCOLS[protocol]
     changed = {k: v for k, v in values.items() if k in preset and preset[k] != v}
-    if changed and protocol != "demo":
+    if changed and protocol in PAPER_PROTOCOLS:
         warnings.warn(f"{where}: overrides the {protocol!r} protocol's {changed}; the run no longer "
                       f"follows that protocol exactly", stacklevel=2)
     return TrainConfig(**{**preset, **values})
 
 
-def split_notebook_keys(values: dict[str, Any], where: str = "params") -> tuple[dict[str, Any], dict[str, Any]]:
+def protocol_deviations(cfg: TrainConfig) -> dict[str, Any]:
+    """The values of ``cfg`` that differ from its protocol's preset (empty: followed exactly)."""
+    return {k: getattr(cfg, k) for k, v in PROTOCOLS[cfg.protocol].items() if getattr(cfg, k) != v}
+
+
+def split_notebook_keys(values: Mapping[str, Any], where: str = "params") -> tuple[dict[str, Any], dict[str, Any]]:
     """``(training values, notebook-only values)``; notebook-only values are type-checked."""
     train, other = {}, {}
     for key, value in values.items():
@@ -186,5 +272,37 @@ def load_params(path: str | os.PathLike, **overrides: Any) -> TrainConfig:
     return resolve(train, where=str(path))
 
 
-__all__ = ["CHOICES", "NOTEBOOK_KEYS", "PROTOCOLS", "TrainConfig", "load_params", "read_yaml", "resolve",
-           "resolved_values", "split_notebook_keys", "validate"]
+def base_path(base: str | os.PathLike) -> Path:
+    """A ``base`` named in a notebook: absolute, relative to the working directory, or a
+    file of ``params/`` (papermill ``-f params/x.yaml`` passes the file's own ``base:``
+    verbatim, and it is relative to ``params/``)."""
+    base = Path(base)
+    for candidate in (base, paths.PARAMS / base):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"base params file not found: {base} (looked in the working directory and in "
+                            f"{paths.PARAMS})")
+
+
+def from_notebook(namespace: Mapping[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+    """The config and notebook-only values (``download``) a notebook's parameters give.
+
+    ``None`` means "not set": the value then comes from ``base`` (a params file, with its
+    own base chain), else the protocol preset, else ``TrainConfig``'s default. So a
+    notebook run by hand with ``papermill -f params/x.yaml`` (papermill injects the file's
+    keys, ``base`` included, without following it) trains exactly what
+    ``python -m resemote_lib.pipeline params/x.yaml`` trains, and a JupyterLab user who
+    sets ``protocol = "paper"`` gets the whole paper preset.
+    """
+    explicit = {k: v for k, v in namespace.items() if (k in FIELDS or k in NOTEBOOK_KEYS) and v is not None}
+    base = namespace.get("base")
+    where = f"notebook parameters (base {base})" if base else "notebook parameters"
+    train, other = split_notebook_keys({**(read_yaml(base_path(base)) if base else {}), **explicit}, where)
+    defaults = {k: default for k, (_, default) in NOTEBOOK_KEYS.items()}
+    return resolve(train, where=where), {**defaults, **other}
+
+
+__all__ = ["CHOICES", "NOTEBOOK_KEYS", "PAPER_PROTOCOLS", "PROTOCOLS", "RANGES", "RESERVED_NAMES", "TrainConfig",
+           "base_path", "check_run_name",
+           "from_notebook", "load_params", "protocol_deviations", "read_yaml", "resolve", "resolved_values",
+           "split_notebook_keys", "validate"]

@@ -3,16 +3,18 @@
 For each params file: validate every key against the parameters the notebooks declare
 (papermill itself only warns on unknown ones) before any kernel starts, then execute
 00_data, 01_train, 02_evaluate and 04_explore into ``results/<run_name>/notebooks/``
-with the resolved values; finally 03_paper regenerates ``results/paper/``. A failing
-notebook stops the pipeline with the path of the executed copy showing the failing cell.
+with the resolved values, holding the run directory's lock (shared with the kernels);
+finally 03_paper regenerates ``results/paper/``. A failing notebook stops the pipeline
+with the path of the executed copy showing the failing cell; a cell that runs longer than
+its notebook's timeout (``CELL_TIMEOUTS``) is stopped and named.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +22,25 @@ import yaml
 
 from . import paths
 from .params import resolved_values
+from .runs import RunLock
 
 log = logging.getLogger(__name__)
 EXPERIMENT_NOTEBOOKS = ("00_data", "01_train", "02_evaluate", "04_explore")
 FINAL_NOTEBOOK = "03_paper"
 NOTEBOOKS = (*EXPERIMENT_NOTEBOOKS, FINAL_NOTEBOOK)
 KERNEL = "python3"
+# Seconds one cell may run before the pipeline stops it (None: no limit). Training runs for
+# hours by design; anything else that takes an hour is hung (a kernel waiting forever).
+DEFAULT_CELL_TIMEOUT = 3600
+CELL_TIMEOUTS: dict[str, int | None] = {"01_train": None}
 
 
-class PipelineError(RuntimeError):
-    """A params file that does not fit the notebooks, or a notebook that failed."""
+class PipelineError(ValueError):
+    """A params file that does not fit the notebooks."""
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised, or one of its cells ran past its timeout."""
 
 
 def declared_parameters(notebook: str | os.PathLike) -> dict[str, dict[str, Any]]:
@@ -54,19 +65,46 @@ def check_params(values: dict[str, Any], where: str) -> dict[str, dict[str, Any]
     return {name: {k: v for k, v in values.items() if k in params} for name, params in declared.items()}
 
 
-def execute(name: str, output: Path, parameters: dict[str, Any], *, progress: bool = True) -> Path:
-    """Execute one notebook with papermill into ``output``; raise with its path on failure."""
-    import papermill as pm
+def execute(name: str, output: Path, parameters: dict[str, Any], *, progress: bool = True,
+            timeout: int | str | None = "default") -> Path:
+    """Execute one notebook with papermill into ``output``; raise with its path on failure.
 
+    Args:
+        timeout: seconds any one cell may run; ``"default"``: ``CELL_TIMEOUTS`` for this
+            notebook, else ``DEFAULT_CELL_TIMEOUT``; None: no limit.
+    """
+    import papermill as pm
+    from nbclient.exceptions import CellTimeoutError
+
+    if timeout == "default":
+        timeout = CELL_TIMEOUTS.get(name, DEFAULT_CELL_TIMEOUT)
     output.parent.mkdir(parents=True, exist_ok=True)
     log.info("running %s -> %s", name, output)
     try:
         pm.execute_notebook(str(notebook_path(name)), str(output), parameters=parameters, kernel_name=KERNEL,
-                            progress_bar=progress, log_output=True, cwd=str(paths.ROOT))
+                            progress_bar=progress, log_output=True, cwd=str(paths.ROOT),
+                            execution_timeout=timeout)
     except pm.PapermillExecutionError as e:
-        raise PipelineError(f"{name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n"
-                            f"See the executed notebook: {output}") from None
+        raise NotebookFailed(f"{name} failed in cell {e.exec_count}: {e.ename}: {e.evalue} "
+                             f"(see the executed notebook: {output})") from None
+    except CellTimeoutError:
+        cell = _running_cell(output)
+        raise NotebookFailed(f"{name}: cell {cell} ran longer than its {timeout} s timeout and was stopped "
+                             f"(see the executed notebook: {output})") from None
     return output
+
+
+def _running_cell(executed: Path) -> str:
+    """``"<n> (<first line>)"`` of the cell papermill last marked as running."""
+    try:
+        cells = json.loads(executed.read_text())["cells"]
+    except (OSError, ValueError, KeyError):
+        return "?"
+    for i, cell in enumerate(cells):
+        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
+            source = "".join(cell.get("source", "")).strip().splitlines()
+            return f"{i + 1} ({source[0][:80] if source else 'empty'})"
+    return "?"
 
 
 def run_experiment(params_file: str | os.PathLike, *, results_dir: str | os.PathLike | None = None,
@@ -78,11 +116,11 @@ def run_experiment(params_file: str | os.PathLike, *, results_dir: str | os.Path
         values["results_dir"] = str(Path(results_dir).resolve())
     per_notebook = check_params(values, str(params_file))
     run_dir = Path(values["results_dir"] or paths.RESULTS) / values["run_name"]
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "params.yaml").write_text(
-        f"# resolved from {params_file}\n" + yaml.safe_dump(values, sort_keys=False))
-    for name in EXPERIMENT_NOTEBOOKS:
-        execute(name, run_dir / "notebooks" / f"{name}.ipynb", per_notebook[name], progress=progress)
+    with RunLock(run_dir, what="pipeline") as lock, lock.shared_with_children():
+        (run_dir / "params.yaml").write_text(
+            f"# resolved from {params_file}\n" + yaml.safe_dump(values, sort_keys=False))
+        for name in EXPERIMENT_NOTEBOOKS:
+            execute(name, run_dir / "notebooks" / f"{name}.ipynb", per_notebook[name], progress=progress)
     return run_dir
 
 
@@ -106,7 +144,10 @@ def data_present(params_file: str | os.PathLike) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
+def pipeline_command(argv: list[str]) -> int:
+    """The CLI's ``pipeline`` command (errors are raised; ``cli.run`` maps them to exit codes)."""
+    from .cli import parse_overrides
+
     parser = argparse.ArgumentParser(prog="python -m resemote_lib.pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="+", help="params/*.yaml, one experiment each")
@@ -117,28 +158,33 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a parameter for every experiment (YAML value), e.g. --set epochs=3")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
-    try:
-        for params_file in args.params:
-            if args.if_data_present and not data_present(params_file):
-                log.warning("skipping %s: its dataset is not on disk (download it, or set download: true)",
-                            params_file)
-                continue
-            run_dir = run_experiment(params_file, results_dir=args.results, progress=not args.no_progress,
-                                     **overrides)
-            log.info("done: %s", run_dir)
-        paper = regenerate_paper(args.results, progress=not args.no_progress)
-        log.info("Table III and figures: %s", paper.parent)
-    except (PipelineError, FileNotFoundError, ValueError) as e:
-        print(f"pipeline failed: {e}", file=sys.stderr)
-        return 1
+    logging.getLogger("resemote_lib").setLevel(logging.INFO)
+    overrides = parse_overrides(args.set)
+    for params_file in args.params:  # every file checked before the first notebook runs
+        check_params(resolved_values(params_file, **overrides), str(params_file))
+    for params_file in args.params:
+        if args.if_data_present and not data_present(params_file):
+            log.warning("skipping %s: its dataset is not on disk (download it, or set download: true)", params_file)
+            continue
+        run_dir = run_experiment(params_file, results_dir=args.results, progress=not args.no_progress, **overrides)
+        log.info("done: %s", run_dir)
+    paper = regenerate_paper(args.results, progress=not args.no_progress)
+    log.info("Table III and figures: %s", paper.parent)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m resemote_lib.pipeline``: the CLI's ``pipeline`` command, with its exit codes."""
+    import sys
+
+    from .cli import main as cli_main
+
+    return cli_main(["pipeline", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = ["EXPERIMENT_NOTEBOOKS", "NOTEBOOKS", "PipelineError", "check_params", "declared_parameters",
-           "execute", "main", "regenerate_paper", "run_experiment"]
+__all__ = ["CELL_TIMEOUTS", "EXPERIMENT_NOTEBOOKS", "NOTEBOOKS", "NotebookFailed", "PipelineError", "check_params",
+           "declared_parameters", "execute", "main", "pipeline_command", "regenerate_paper", "run_experiment"]

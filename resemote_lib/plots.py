@@ -233,5 +233,102 @@ def paper_comparison(table: pd.DataFrame) -> Figure:
 
 
 __all__ = ["cam_overlay", "class_distribution", "confused_examples", "confusion_matrix", "duplicate_pairs",
-           "example_grid", "image_pairs", "paper_comparison", "probability_bars", "reliability_diagram", "save",
-           "se_gates", "training_curves"]
+           "example_grid", "image_pairs", "paper_comparison", "probability_bars", "quality_examples",
+           "reliability_diagram", "save", "se_gates", "training_curves"]
+
+
+# Imported here, beside the one function that takes it, not in the header (no cycle: the audit
+# imports nothing from plots).
+from matplotlib.figure import SubFigure  # noqa: E402
+
+from .data.audit import QualityReport  # noqa: E402
+
+
+def _short_id(item_id: str) -> str:
+    """``angry/Training_10118481.jpg`` -> ``Training_10118481``: captions stay one line."""
+    return Path(str(item_id)).stem
+
+
+def _spread(frame: pd.DataFrame, n: int, by: str | None = None) -> pd.DataFrame:
+    """``n`` rows evenly spread over ``frame`` (sorted by ``by``, ascending): the weakest
+    and the strongest, not only the first found."""
+    if by is not None:
+        frame = frame.sort_values(by, kind="stable")
+    if len(frame) <= n:
+        return frame
+    return frame.iloc[np.unique(np.linspace(0, len(frame) - 1, n).round().astype(int))]
+
+
+def _image_grid(fig: SubFigure, items: list[tuple[list[np.ndarray], str]], title: str, cols: int) -> None:
+    """Tiles of one or two images with a caption, ``cols`` tiles per row, in a subfigure."""
+    width = max(len(imgs) for imgs, _ in items)
+    rows = (len(items) + cols - 1) // cols
+    axes = fig.subplots(rows, cols * width, squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, (imgs, caption) in enumerate(items):
+        r, c = divmod(k, cols)
+        for j, img in enumerate(imgs):
+            axes[r][c * width + j].imshow(img, cmap="gray", vmin=0, vmax=255)
+        axes[r][c * width].set_title(caption, fontsize=6.5, loc="left")
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+
+
+def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_kind: int = 2, conflicts: int = 4,
+                     blanks: int = 8, cols: int = 4) -> Figure:
+    """Examples from a ``data.audit.QualityReport``: ``per_kind`` pairs of every (split pair,
+    kind) present, spread over the correlation range (the weakest kept pair included), then
+    ``conflicts`` label-conflict groups and ``blanks`` blank images covering every reason.
+
+    Each pair is captioned with its splits, kind and correlation, then each image's label
+    and file stem. ``splits`` must be the audited splits (the indices are theirs).
+    """
+    def image(split: str, index: int) -> np.ndarray:
+        return splits[split].images[int(index), 0].numpy()
+
+    pair_items = []
+    by_combo = dict(iter(report.pairs.groupby(["split_a", "split_b", "kind"], sort=False)))
+    for a, b, kind in report.summary()[["split_a", "split_b", "kind"]].itertuples(index=False):
+        if (a, b, kind) not in by_combo:  # summary lists every combination in order, zeros too
+            continue
+        for r in _spread(by_combo[(a, b, kind)], per_kind, by="correlation").itertuples():
+            pair_items.append(([image(a, r.index_a), image(b, r.index_b)],
+                               f"{a}/{b} {kind} r={r.correlation:.3f}\n{r.label_a} | {r.label_b}\n"
+                               f"{_short_id(r.id_a)} | {_short_id(r.id_b)}"))
+    conflict_items = []
+    table = report.conflicts()
+    for g in _spread(table[["group"]].drop_duplicates(), conflicts)["group"]:
+        members = table[table["group"] == g]
+        first = members.iloc[0]
+        other = members[members["label"] != first["label"]].iloc[0]
+        conflict_items.append(([image(first["split"], first["index"]), image(other["split"], other["index"])],
+                               f"group {g} ({len(members)} images)\n{first['split']} {first['label']} | "
+                               f"{other['split']} {other['label']}\n{_short_id(first['id'])} | "
+                               f"{_short_id(other['id'])}"))
+    blank_items = []
+    by_reason = [sub for _, sub in report.blanks.groupby("reason", sort=True)]
+    for k in range(max((len(s) for s in by_reason), default=0)):  # round-robin: every reason shows
+        for sub in by_reason:
+            if k < len(sub) and len(blank_items) < blanks:
+                r = sub.iloc[k]
+                blank_items.append(([image(r["split"], r["index"])],
+                                    f"{r['reason']} std={r['std']:.1f}\n{r['split']} {r['label']}\n"
+                                    f"{_short_id(r['id'])}"))
+    sections = [(items, title, n_cols) for items, title, n_cols in (
+        (pair_items, f"duplicate pairs: {len(report.pairs):,} in all, {per_kind} per split pair and kind "
+                     "(spread over correlation)", cols),
+        (conflict_items, f"label conflicts: {table['group'].nunique() if len(table) else 0} group(s) "
+                         "holding more than one label", cols),
+        (blank_items, f"blank images: {len(report.blanks)} (kept out of the pair search)", cols * 2),
+    ) if items]
+    if not sections:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.text(0, 0.5, "no duplicates, conflicts or blanks found", fontsize=11)
+        return fig
+    heights = [(len(items) + n - 1) // n * 1.25 + 0.35 for items, _, n in sections]
+    fig = plt.figure(figsize=(cols * 2.7, sum(heights)), layout="constrained")
+    subfigs = fig.subfigures(len(sections), 1, height_ratios=heights, squeeze=False)[:, 0]
+    for sub, (items, title, n_cols) in zip(subfigs, sections, strict=True):
+        _image_grid(sub, items, title, n_cols)
+    return fig

@@ -15,6 +15,7 @@ import csv
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,12 +27,13 @@ from PIL import Image, UnidentifiedImageError
 
 from .checkpoint import load_model
 from .data.base import to_gray_square
-from .data.transforms import EVAL
 from .device import resolve_device
+from .inference import predict_logits
 from .model import ResEmoteNet
 
 log = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
+_VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
@@ -191,16 +193,14 @@ class Predictor:
         self.detector = make_detector(detector)
         self.tta, self.margin = tta, margin
 
-    @torch.inference_mode()
     def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:
             return np.zeros((0, len(self.class_names)))
-        x = EVAL(torch.from_numpy(np.stack(crops))[:, None]).to(self.device)
-        logits = self.model(x).float() / self.temperature
-        probs = logits.softmax(1)
-        if self.tta:
-            probs = (probs + (self.model(x.flip(-1)).float() / self.temperature).softmax(1)) / 2
-        return probs.cpu().numpy()
+        images = torch.from_numpy(np.stack(crops))[:, None]
+        views = (False, True) if self.tta else (False,)
+        probs = [(predict_logits(self.model, images, device=self.device, flip=flip) / self.temperature).softmax(1)
+                 for flip in views]
+        return (sum(probs) / len(probs)).cpu().numpy()
 
     def _crops(self, rgb: np.ndarray) -> tuple[list[np.ndarray], list[tuple[Box, float]]]:
         """Detected faces of one RGB image, cropped with the margin and preprocessed."""
@@ -360,5 +360,56 @@ def write_results(results: Iterable[Result], path: str | os.PathLike) -> Path:
     return path
 
 
+def _detector(spec: str):
+    if spec == "none":
+        return None
+    if spec.startswith("yunet:"):
+        return YuNetDetector(spec.split(":", 1)[1])
+    return spec
+
+
+def predict_command(args: Any) -> int:
+    """The CLI's ``predict``: images and folders in batches, then videos; exit 1 if any input failed."""
+
+    predictor = Predictor(args.checkpoint, detector=_detector(args.detector), device=args.device, tta=args.tta)
+    images = [i for i in args.inputs if Path(i).suffix.lower() not in _VIDEO_SUFFIXES and not i.startswith("webcam:")]
+    videos = [i for i in args.inputs if i not in images]
+    failed = 0
+    results = []
+    for r in predictor.predict_many(images):
+        results.append(r)
+        if r.error:
+            failed += 1
+            print(f"{r.source}: {r.error}", file=sys.stderr)
+        elif args.annotate:
+            import cv2
+
+            out = Path(args.annotate) / f"{Path(r.source).stem}_annotated.jpg"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(out), draw_faces(to_rgb(r.source)[:, :, ::-1], r.faces))
+    if args.out:
+        write_results(results, args.out)
+    else:
+        for r in results:
+            summary = ", ".join(f"{f.label} {f.probs[f.label]:.2f} at {f.box}" for f in r.faces) or "no face found"
+            print(f"{r.source}: {r.error or summary}")
+    for v in videos:
+        import pandas as pd
+
+        source = int(v.split(":", 1)[1]) if v.startswith("webcam:") else v
+        annotate = Path(args.annotate) / f"{Path(str(v)).stem}_annotated.mp4" if args.annotate else None
+        try:
+            rows = predictor.predict_video(source, every=args.every, smoothing=args.smoothing, annotate=annotate,
+                                           max_frames=args.max_frames)
+        except FileNotFoundError as e:
+            failed += 1
+            print(f"{v}: {e}", file=sys.stderr)
+            continue
+        out = Path(args.out).with_name(f"{Path(str(v)).stem}_frames.csv") if args.out else Path(f"{Path(str(v)).stem}_frames.csv")
+        pd.DataFrame(rows).to_csv(out, index=False)
+        print(f"{v}: {len(rows)} frames -> {out}")
+    return 1 if failed else 0
+
+
 __all__ = ["Detector", "Face", "FixedBoxes", "HaarDetector", "Predictor", "Result", "YuNetDetector", "draw_faces",
-           "expand_box", "iter_image_files", "make_detector", "to_rgb", "write_results"]
+           "expand_box", "iter_image_files", "make_detector", "predict_command", "to_rgb", "write_results"]

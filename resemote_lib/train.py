@@ -1,37 +1,46 @@
 """Training: ``fit(config) -> RunResult``, resumable, on any device, under DDP too.
 
-The loop never touches the test split: model selection uses validation only, and the
-test set is evaluated once, afterwards, by ``evaluate.evaluate_run``. Batches are sliced
-from the decoded uint8 tensor and augmented on the device (no per-item Python work).
-Each epoch appends to ``history.csv`` and writes ``last.pt`` atomically with everything
-needed to continue bit-for-bit (model, optimiser, scheduler, scaler, RNG states,
-counters); rerunning the same run directory resumes from it.
+``fit`` reads as the steps of torchvision's reference script: set up, restore, train one
+epoch, validate, decide, save, finish. The loop never touches the test split: the
+checkpoint is selected on validation, and the test set is evaluated once, afterwards, by
+``evaluate.evaluate_run``.
+
+On the device and without host syncs per step: each epoch's permutation and flip mask are
+drawn once, from generators seeded by (seed, epoch), on the device that holds the decoded
+uint8 split; batches are gathered and augmented there; loss and accuracy accumulate there
+and are read once per ``LOG_EVERY`` steps. Batches have one static shape (the last partial
+batch is dropped and counted in the history). ``last.pt`` holds everything needed to
+continue bit-for-bit on the same machine (model, optimiser, scheduler, scaler, RNG states,
+the position inside an interrupted epoch); SIGINT or SIGTERM finish the current step, save,
+and stop with a message saying how to resume. Under DDP every decision is taken from
+numbers all ranks share (see ``distributed``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import errno
 import json
 import logging
 import math
-import os
 import random
 import shutil
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import paths, provenance
+from . import provenance
 from .checkpoint import (
     CheckpointError,
     atomic_torch_save,
@@ -40,20 +49,38 @@ from .checkpoint import (
     tensor_bytes,
     unwrap,
 )
-from .data import FaceDataset, open_dataset
-from .data.base import stratified_split
-from .data.transforms import EVAL, TRAIN
-from .device import check_cuda_arch, resolve_device
+from .data import FaceDataset
+from .data.transforms import TRAIN
+from .device import Precision, choose_precision, resolve_device
+from .distributed import (
+    DistInfo,
+    all_reduce_sum,
+    any_rank,
+    barrier,
+    broadcast_buffers,
+    init_distributed,
+    shard,
+)
+from .inference import loss_and_correct, predict_logits
 from .labels import CLASS_NAMES
 from .model import ResEmoteNet
-from .params import TrainConfig, resolve
+from .params import TrainConfig, protocol_deviations
+from .runs import RunLock, open_training_splits, run_dir_for, selected_checkpoint
 
 log = logging.getLogger(__name__)
-HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"]
+HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_images", "dropped", "val_loss", "val_acc",
+                   "train_seconds", "val_seconds", "checkpoint_seconds", "seconds"]
+LOG_EVERY = 25  # steps between host syncs (progress bar, NaN check, shared stop requests under DDP)
+# Config keys that may change between a run and its resumption without changing its result.
+_RESUMABLE_CHANGES = ("results_dir", "eval_batch_size", "tta_flip", "checkpoint_every", "resume_other_code")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped training after a step; ``last.pt`` holds where, to resume."""
 
 
 @dataclass
@@ -65,15 +92,438 @@ class RunResult:
     selected_checkpoint: Path
     stopped_early: bool
     epochs_run: int
+    precision: str = "fp32"
+    model: nn.Module | None = None  # the trained weights (last epoch), unwrapped, in eval mode
 
 
-# --- reproducibility -------------------------------------------------------------------
+@dataclass
+class TrainState:
+    """What ``last.pt`` restores besides the tensors: counters, history, the decisions."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # steps completed of the next epoch (> 0 only after an interruption)
+    partial: dict[str, Any] | None = None  # that epoch's running sums, when step > 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_val_acc: float = -1.0
+    best_epoch: int = 0
+    epochs_without_gain: int = 0
+    stopped_early: bool = False
+
+
+@dataclass
+class _Run:
+    """Everything set up once: the objects the steps of ``fit`` share."""
+
+    cfg: TrainConfig
+    dist: DistInfo
+    device: torch.device
+    precision: Precision
+    channels_last: bool
+    run_dir: Path
+    model: nn.Module  # the plain module (saved, validated)
+    train_model: nn.Module  # what trains it: DDP and/or torch.compile around ``model``
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    images: torch.Tensor  # the training split, uint8, on ``data_device``
+    labels: torch.Tensor
+    val: FaceDataset
+    splits: dict[str, FaceDataset]
+    steps: int  # static-shape steps per epoch
+    progress: bool
+    on_epoch: Callable[[pd.DataFrame], None] | None
+    removed_temp_files: list[str]
+
+    @property
+    def rank_batch(self) -> int:
+        return self.cfg.batch_size // self.dist.world_size
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+
+# --- the loop --------------------------------------------------------------------------
+
+def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, progress: bool = True,
+        on_epoch: Callable[[pd.DataFrame], None] | None = None) -> RunResult:
+    """Train ``cfg`` into ``results/<run_name>/``; resume if ``last.pt`` is there.
+
+    Args:
+        cfg: the experiment.
+        datasets: ``{"train": ..., "val": ...}`` already opened (else opened from cfg).
+            A ``"test"`` entry is ignored: training never looks at test data.
+        progress: show tqdm bars.
+        on_epoch: called (main process) with the history so far after each epoch is saved,
+            e.g. to redraw a notebook's table and curves.
+    """
+    dist_info = init_distributed(cfg.device)
+    run_dir = run_dir_for(cfg)
+    with RunLock(run_dir) if dist_info.is_main else _NoLock() as lock, _StopRequests() as stop:
+        run = set_up(cfg, run_dir, dist_info, datasets, progress, on_epoch, list(lock.removed or ()))
+        state = restore(run)
+        while not finished(run, state):
+            stats = train_one_epoch(run, state, stop)
+            if stats is None:  # asked to stop mid-epoch: save where, then say how to resume
+                _interrupt(run, state, stop)
+            improved = decide(run, state, stats, validate(run))
+            save(run, state, improved)
+            if any_rank(stop.signal is not None, run.dist, run.device):
+                _interrupt(run, state, stop)
+        return finish(run, state)
+
+
+def finished(run: _Run, state: TrainState) -> bool:
+    return state.epoch >= run.cfg.epochs or state.stopped_early
+
+
+def train_one_epoch(run: _Run, state: TrainState, stop: _StopRequests) -> dict[str, float] | None:
+    """One pass over the training split (from ``state.step`` on, after an interruption).
+
+    Returns the epoch's training statistics, or None when a stop was requested (the
+    position and running sums are then in ``state``).
+    """
+    epoch, cfg, device = state.epoch + 1, run.cfg, run.device
+    order, flips = epoch_plan(len(run.labels), epoch, cfg.seed, run.images.device)
+    sums = _restore_sums(state.partial, device)
+    t0 = time.perf_counter() - sums.pop("seconds")
+    run.train_model.train()
+    rows = shard(cfg.batch_size, run.dist)  # this rank's rows of each global batch
+    bar = tqdm(total=run.steps, initial=state.step, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
+               disable=not (run.progress and run.dist.is_main))
+    for step in range(state.step, run.steps):
+        train_step(run, order[step * cfg.batch_size:(step + 1) * cfg.batch_size][rows], flips, sums)
+        state.step = step + 1
+        bar.update(1)
+        if state.step % LOG_EVERY == 0 or state.step == run.steps:
+            _check_finite(run, sums, epoch, state.step, bar)
+        shared_check = state.step % LOG_EVERY == 0 or not run.dist.active  # a collective under DDP
+        if state.step < run.steps and shared_check and any_rank(stop.signal is not None, run.dist, device):
+            state.partial = {**sums, "seconds": time.perf_counter() - t0}
+            bar.close()
+            return None
+    bar.close()
+    seen = torch.tensor(float(sums["seen"]), device=device, dtype=torch.float64)
+    totals = all_reduce_sum(torch.stack([sums["loss"].double(), sums["correct"].double(), seen]), run.dist).tolist()
+    return {"train_loss": totals[0] / totals[2], "train_acc": totals[1] / totals[2], "train_images": int(totals[2]),
+            "dropped": len(run.labels) - run.steps * cfg.batch_size, "train_seconds": time.perf_counter() - t0}
+
+
+def train_step(run: _Run, batch: torch.Tensor, flips: torch.Tensor, sums: dict[str, Any]) -> None:
+    """One optimisation step on the items ``batch`` (indices on the data's device), with
+    the epoch's flip mask; adds to the running sums on the device (no host sync)."""
+    device = run.device
+    x = TRAIN(run.images[batch].to(device, non_blocking=True), flip_mask=flips[batch].to(device, non_blocking=True))
+    y = run.labels[batch].to(device, non_blocking=True)
+    if run.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with run.precision.autocast(device):
+        logits = run.train_model(x)
+        loss = F.cross_entropy(logits.float(), y)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    sums["loss"] += loss.detach().to(sums["loss"].dtype) * len(y)
+    sums["correct"] += (logits.detach().argmax(1) == y).sum()
+    sums["seen"] += len(y)
+
+
+@torch.inference_mode()
+def validate(run: _Run) -> dict[str, float]:
+    """Validation loss and accuracy, identical on every rank: each rank scores its
+    unpadded shard with rank 0's BatchNorm statistics, and the sums are all-reduced."""
+    t0 = time.perf_counter()
+    broadcast_buffers(run.model, run.dist)
+    part = shard(len(run.val), run.dist)
+    logits = predict_logits(run.model, run.val.images[part], batch_size=run.cfg.eval_batch_size, device=run.device,
+                            precision=run.precision, channels_last=run.channels_last)
+    loss_sum, correct = loss_and_correct(logits, run.val.labels[part])
+    n = torch.tensor(float(len(logits)), device=run.device, dtype=torch.float64)
+    totals = all_reduce_sum(torch.stack([loss_sum.double(), correct.double(), n]), run.dist).tolist()
+    return {"val_loss": totals[0] / totals[2], "val_acc": totals[1] / totals[2],
+            "val_seconds": time.perf_counter() - t0}
+
+
+def decide(run: _Run, state: TrainState, stats: dict[str, float], val: dict[str, float]) -> bool:
+    """LR schedule, best epoch and early stopping, from numbers every rank shares.
+
+    Early stopping follows the reference code: stop when the number of epochs without a
+    validation gain exceeds the patience (``patience_counter > patience``).
+    """
+    cfg, epoch, val_acc = run.cfg, state.epoch + 1, val["val_acc"]
+    lr = run.optimizer.param_groups[0]["lr"]
+    if run.scheduler is not None:
+        run.scheduler.step(val_acc)
+    improved = val_acc > state.best_val_acc
+    if improved:
+        state.best_val_acc, state.best_epoch, state.epochs_without_gain = val_acc, epoch, 0
+    else:
+        state.epochs_without_gain += 1
+    if cfg.early_stopping_patience is not None and state.epochs_without_gain > cfg.early_stopping_patience:
+        state.stopped_early = True
+        log.info("early stopping after epoch %d: %d epochs without a gain (best val acc %.4f at epoch %d)", epoch,
+                 state.epochs_without_gain, state.best_val_acc, state.best_epoch)
+    state.history.append({"epoch": epoch, "lr": lr, **stats, **val, "checkpoint_seconds": 0.0, "seconds": 0.0})
+    state.epoch, state.step, state.partial = epoch, 0, None
+    log.info("epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2g", epoch, stats["train_loss"],
+             stats["train_acc"], val["val_loss"], val_acc, lr)
+    return improved
+
+
+def save(run: _Run, state: TrainState, improved: bool) -> None:
+    """``best.pt`` when it improved (and is used), ``last.pt`` every ``checkpoint_every``
+    epochs and at the end, ``history.csv`` every epoch; main process only."""
+    t0 = time.perf_counter()
+    if run.dist.is_main:
+        if improved and run.cfg.selection == "best_val":
+            save_checkpoint(run.run_dir / "best.pt", run.model, image_size=run.cfg.image_size,
+                            config=run.cfg.to_dict(), epoch=state.epoch, val_acc=state.best_val_acc,
+                            precision=run.precision.name)
+        if state.epoch % run.cfg.checkpoint_every == 0 or finished(run, state):
+            save_last(run, state)
+        row = state.history[-1]
+        row["checkpoint_seconds"] = round(time.perf_counter() - t0, 3)
+        row["seconds"] = round(row["train_seconds"] + row["val_seconds"] + row["checkpoint_seconds"], 3)
+        _write_history(run.run_dir / "history.csv", state.history)
+        if run.on_epoch is not None:
+            run.on_epoch(history_frame(state.history))
+    barrier(run.dist)
+
+
+def finish(run: _Run, state: TrainState) -> RunResult:
+    """``final.pt`` (last-epoch selection), ``provenance.json`` and ``config.json``."""
+    selected = selected_checkpoint(run.run_dir, run.cfg)
+    if run.dist.is_main:
+        if run.cfg.selection == "last":
+            save_checkpoint(selected, run.model, image_size=run.cfg.image_size, config=run.cfg.to_dict(),
+                            epoch=state.epoch, precision=run.precision.name)
+        _write_provenance(run, "finished", state)
+        (run.run_dir / "config.json").write_text(json.dumps(run.cfg.to_dict(), indent=2))
+    barrier(run.dist)
+    return RunResult(run_dir=run.run_dir, history=history_frame(state.history), best_epoch=state.best_epoch,
+                     best_val_acc=state.best_val_acc, selected_checkpoint=selected, stopped_early=state.stopped_early,
+                     epochs_run=state.epoch, precision=run.precision.name, model=run.model.eval())
+
+
+# --- set-up and restore ----------------------------------------------------------------
+
+def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[str, FaceDataset] | None,
+           progress: bool, on_epoch: Callable[[pd.DataFrame], None] | None, removed: list[Path]) -> _Run:
+    """Device, precision, data, model, optimiser: everything checked before epoch 1."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and dist_info.active:
+        device = torch.device("cuda", dist_info.local_rank)
+    if cfg.batch_size % dist_info.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} does not divide by the {dist_info.world_size} processes: "
+                         "each process must take an equal part of every batch")
+    seed_everything(cfg.seed)
+    splits = {k: v for k, v in (datasets or open_training_splits(cfg)).items() if k in ("train", "val")}
+    train_ds, val_ds = splits["train"], splits["val"]
+    steps = len(train_ds) // cfg.batch_size
+    if steps < 1:
+        raise ValueError(f"the training split of {cfg.dataset} has {len(train_ds)} image(s), fewer than one batch "
+                         f"(batch_size {cfg.batch_size}); lower batch_size or train on more images")
+    if len(val_ds) == 0:
+        raise ValueError(f"the validation split of {cfg.dataset} ({val_ds.report.get('source', val_ds.root)}) "
+                         "has no images: checkpoints could not be selected; check the data (FER2013 needs "
+                         "PublicTest rows) or val_fraction")
+    precision = choose_precision(device, cfg.amp)
+    precision.apply()
+    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
+    model = ResEmoteNet(num_classes=len(CLASS_NAMES)).to(device)
+    if cfg.sync_bn and dist_info.active:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg, model, device)
+    if dist_info.is_main:
+        check_disk_space(run_dir, model, cfg)
+    train_model: nn.Module = model
+    if dist_info.active:
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                          else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    # The uint8 splits live on the accelerator when they fit (FER2013 at 64x64: 118 MB):
+    # batches are then gathered there, with no host-to-device copy per step.
+    on_device = device.type != "cpu" and train_ds.images.numel() + val_ds.images.numel() < 2 * 1024**3
+    data_device = device if on_device else torch.device("cpu")
+    if on_device:
+        val_ds = _on(val_ds, device)
+    run = _Run(cfg=cfg, dist=dist_info, device=device, precision=precision, channels_last=channels_last,
+               run_dir=run_dir, model=model, train_model=train_model, optimizer=optimizer,
+               scheduler=build_scheduler(cfg, optimizer),
+               scaler=torch.amp.GradScaler(device.type, enabled=precision.scaler),
+               images=train_ds.images.to(data_device), labels=train_ds.labels.to(data_device), val=val_ds,
+               splits=splits, steps=steps, progress=progress, on_epoch=on_epoch,
+               removed_temp_files=[p.name for p in removed])
+    if dist_info.is_main:
+        _write_provenance(run, "running", None)
+    return run
+
+
+def restore(run: _Run) -> TrainState:
+    """The state saved in ``last.pt`` (a fresh one without it), after checking that the
+    same config and the same code wrote it."""
+    if not run.last_path.is_file():
+        return TrainState()
+    try:
+        ckpt = read_checkpoint(run.last_path)
+    except CheckpointError as e:
+        raise CheckpointError(f"cannot resume: {e}. Delete {run.last_path} to restart this run from epoch 1, "
+                              "or use another run_name.") from None
+    saved, now = _comparable(ckpt["config"]), _comparable(run.cfg.to_dict())
+    if saved != now:
+        diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
+        raise ValueError(f"{run.last_path} was written by a different config {diff} (saved, now); "
+                         "use another run_name or delete the run directory")
+    code = provenance.code_hash()
+    if ckpt.get("code_sha256") != code and not run.cfg.resume_other_code:
+        raise ValueError(f"{run.last_path} was written by different library code (source hash "
+                         f"{str(ckpt.get('code_sha256'))[:12]}, now {code[:12]}): resuming would mix two versions "
+                         "in one run. Use another run_name, or set resume_other_code=true to continue anyway")
+    unwrap(run.model).load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    if run.scheduler is not None:
+        run.scheduler.load_state_dict(ckpt["scheduler"])
+    run.scaler.load_state_dict(ckpt["scaler"])
+    _set_rng_state(ckpt["rng"])
+    state = TrainState(**ckpt["state"])
+    if run.dist.is_main:  # the history as of the checkpoint: epochs after it are redone
+        _write_history(run.run_dir / "history.csv", state.history)
+    log.info("resuming %s after epoch %d%s", run.run_dir, state.epoch,
+             f", step {state.step} of epoch {state.epoch + 1}" if state.step else "")
+    return state
+
+
+def save_last(run: _Run, state: TrainState) -> None:
+    """``last.pt``: weights, optimiser, scheduler, scaler, RNG, counters, config, code hash."""
+    atomic_torch_save({"model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
+                       "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+                       "scaler": run.scaler.state_dict(), "rng": _rng_state(), "state": dataclasses.asdict(state),
+                       "config": run.cfg.to_dict(), "code_sha256": provenance.code_hash()}, run.last_path)
+
+
+# --- parts -----------------------------------------------------------------------------
+
+def epoch_plan(n: int, epoch: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The epoch's order of the ``n`` training items and which of them are flipped.
+
+    A function of (seed, epoch) only, drawn on ``device`` in one go: the same for every
+    rank (each takes its rows of every global batch), and the same again on resume.
+    """
+    g = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g, device=device)
+    flips = torch.rand(n, generator=g, device=device) < TRAIN.flip
+    return order, flips
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+    """SGD or AdamW; on CUDA the fused implementation (one kernel for all parameters)."""
+    kwargs = {"fused": True} if device.type == "cuda" else {}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                               **kwargs)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
+    if cfg.scheduler == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    return None
+
+
+def check_disk_space(run_dir: Path, model: nn.Module, cfg: TrainConfig) -> None:
+    """Fail before the first epoch, not after it, when the run's checkpoints cannot fit on disk.
+
+    At its peak a run holds the selected weights (best.pt or final.pt), last.pt (weights
+    and optimizer state) and the temporary copy of last.pt that an atomic save writes
+    before it replaces the old one.
+    """
+    weights = tensor_bytes(model.state_dict())
+    slots = 2 if cfg.optimizer == "adamw" else int(cfg.momentum > 0)
+    last = weights * (1 + slots)
+    needed = weights + 2 * last
+    needed -= sum(p.stat().st_size for p in (run_dir / "best.pt", run_dir / "last.pt") if p.is_file())
+    free = shutil.disk_usage(run_dir).free
+    if needed > free:
+        raise OSError(errno.ENOSPC, f"{run_dir} is on a device with {free / 2**20:.0f} MiB free, but this run's "
+                      f"checkpoints need about {needed / 2**20:.0f} MiB more (the selected weights, last.pt with "
+                      f"{cfg.optimizer} state, and a temporary copy while saving). Free some space or set "
+                      "RESEMOTE_RESULTS to a larger disk.")
+
 
 def seed_everything(seed: int) -> None:
     """One seed for Python, NumPy and torch (all devices)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+
+
+def _on(ds: FaceDataset, device: torch.device) -> FaceDataset:
+    return FaceDataset(ds.images.to(device), ds.labels.to(device), ds.ids, name=ds.name, split=ds.split,
+                       layout=ds.layout, root=ds.root, transform=ds.transform, report=ds.report,
+                       class_names=ds.class_names)
+
+
+def _restore_sums(partial: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
+    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+    sums = {"loss": torch.zeros((), device=device, dtype=dtype), "correct": torch.zeros((), device=device,
+                                                                                       dtype=torch.int64),
+            "seen": 0, "seconds": 0.0}
+    for k, v in (partial or {}).items():
+        sums[k] = v.to(device) if isinstance(v, torch.Tensor) else v
+    return sums
+
+
+def _check_finite(run: _Run, sums: dict[str, Any], epoch: int, step: int, bar: tqdm) -> None:
+    """One host sync: the running loss, for the bar and the NaN check."""
+    mean_loss = float(sums["loss"]) / max(1, sums["seen"])
+    if not math.isfinite(mean_loss):
+        raise TrainingDiverged(
+            f"loss became {mean_loss} at epoch {epoch}, step {step}; stopped. The last good checkpoint is "
+            f"{run.last_path if run.last_path.exists() else '(none yet)'}. Try a lower lr (now "
+            f"{run.optimizer.param_groups[0]['lr']}) or amp=false.")
+    bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{float(sums['correct']) / max(1, sums['seen']):.3f}")
+
+
+def _interrupt(run: _Run, state: TrainState, stop: _StopRequests) -> None:
+    if run.dist.is_main:
+        save_last(run, state)
+    barrier(run.dist)
+    where = f"epoch {state.epoch + 1}, step {state.step} of {run.steps}" if state.step else f"epoch {state.epoch}"
+    raise TrainingInterrupted(f"training stopped by {stop.name} after {where}; saved {run.last_path}. Run the same "
+                              "command (or notebook) again to resume from there.")
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k not in _RESUMABLE_CHANGES}
+
+
+def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    history_frame(rows).to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def _write_provenance(run: _Run, status: str, state: TrainState | None) -> None:
+    record = provenance.collect(
+        config=run.cfg.to_dict(), device=run.device, datasets=run.splits, world_size=run.dist.world_size,
+        protocol=run.cfg.protocol, protocol_deviations=protocol_deviations(run.cfg), status=status,
+        training={"precision": run.precision.name, "channels_last": run.channels_last, "compile": run.cfg.compile,
+                  "sync_bn": run.cfg.sync_bn and run.dist.active, "optimizer": type(run.optimizer).__name__,
+                  "optimizer_fused": bool(run.optimizer.defaults.get("fused")), "steps_per_epoch": run.steps,
+                  "global_batch": run.cfg.batch_size, "world_size": run.dist.world_size,
+                  "removed_temp_files": run.removed_temp_files,
+                  **({"epochs_run": state.epoch, "best_epoch": state.best_epoch, "stopped_early": state.stopped_early}
+                     if state is not None else {})})
+    provenance.write(run.run_dir / "provenance.json", record)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -98,380 +548,62 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# --- distributed -----------------------------------------------------------------------
+class _NoLock:
+    """Ranks other than 0 write nothing, so they take no lock."""
 
-@dataclass(frozen=True)
-class DistInfo:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
+    removed: tuple[Path, ...] = ()
+
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class _StopRequests:
+    """SIGINT and SIGTERM ask the loop to stop after the current step (and save); a second
+    SIGINT interrupts at once. Handlers are installed only in the main thread."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
 
     @property
-    def is_main(self) -> bool:
-        return self.rank == 0
+    def name(self) -> str:
+        return signal.Signals(self.signal).name if self.signal else "?"
 
+    def __enter__(self) -> _StopRequests:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
 
-def init_distributed(device_name: str) -> DistInfo:
-    """Join the process group when launched by torchrun (RANK/WORLD_SIZE set)."""
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
-    if not dist.is_initialized():
-        use_nccl = device_name != "cpu" and torch.cuda.is_available()
-        if use_nccl:
-            torch.cuda.set_device(info.local_rank)
-        dist.init_process_group("nccl" if use_nccl else "gloo")
-    return info
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
-
-# --- data ------------------------------------------------------------------------------
-
-def open_split(cfg: TrainConfig, split: str) -> FaceDataset:
-    """One split of ``cfg``'s dataset with all of its data options."""
-    return open_dataset(cfg.dataset, cfg.data_root, split, image_size=cfg.image_size, val_fraction=cfg.val_fraction,
-                        test_fraction=cfg.test_fraction, seed=cfg.seed, test_per_class=cfg.test_per_class,
-                        synthetic_sizes={"n_train": cfg.synthetic_n_train, "n_val": cfg.synthetic_n_val,
-                                         "n_test": cfg.synthetic_n_test, "seed": cfg.seed})
-
-
-def open_training_splits(cfg: TrainConfig) -> dict[str, FaceDataset]:
-    """The train and val splits of ``cfg`` (never test), with the optional train subset."""
-    out = {split: open_split(cfg, split) for split in ("train", "val")}
-    if cfg.max_train_items is not None and cfg.max_train_items < len(out["train"]):
-        out["train"] = subset(out["train"], cfg.max_train_items, cfg.seed)
-    return out
-
-
-def selected_checkpoint(run_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
-    """The weights a run is tested with: ``best.pt`` (best validation) or ``final.pt`` (last epoch)."""
-    return Path(run_dir) / ("best.pt" if cfg.selection == "best_val" else "final.pt")
-
-
-def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
-    """The config a finished (or running) training run was started with."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished training run "
-                                "(run 01_train, or python -m resemote_lib.train, first)")
-    return resolve(json.loads(path.read_text()), where=str(path))
-
-
-def subset(ds: FaceDataset, n: int, seed: int) -> FaceDataset:
-    """A seeded, stratified subset of ``n`` items (for smoke runs and learning curves)."""
-    keep, _ = stratified_split(ds.targets, (n / len(ds),), seed)
-    idx = torch.as_tensor(keep)
-    report = {**ds.report, "subset": {"n": len(idx), "of": len(ds), "seed": seed}}
-    return FaceDataset(ds.images[idx], ds.labels[idx], [ds.ids[i] for i in keep], name=ds.name, split=ds.split,
-                       layout=ds.layout, root=ds.root, transform=ds.transform, report=report,
-                       class_names=ds.class_names)
-
-
-def epoch_indices(n: int, epoch: int, seed: int, dist_info: DistInfo) -> torch.Tensor:
-    """This rank's shuffled indices for ``epoch``: a function of (seed, epoch) only.
-
-    Same contract as ``DistributedSampler(shuffle=True, drop_last=False)``: one shared
-    permutation, padded by wrapping to a multiple of the world size, strided by rank.
-    """
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    if dist_info.world_size > 1:
-        total = math.ceil(n / dist_info.world_size) * dist_info.world_size
-        perm = torch.cat([perm, perm[: total - n]])[dist_info.rank::dist_info.world_size]
-    return perm
-
-
-# --- model, optimiser ------------------------------------------------------------------
-
-def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    use = cfg.amp if cfg.amp is not None else device.type == "cuda"
-    if not use:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16  # CPU/MPS autocast, only when asked for explicitly
-
-
-def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def check_disk_space(run_dir: Path, model: nn.Module, cfg: TrainConfig) -> None:
-    """Fail before the first epoch, not after it, when the run's checkpoints cannot fit on disk.
-
-    At its peak a run holds best.pt (weights), last.pt (weights and optimizer state) and the
-    temporary copy of last.pt that an atomic save writes before it replaces the old one.
-    """
-    weights = tensor_bytes(model.state_dict())
-    slots = 2 if cfg.optimizer == "adamw" else int(cfg.momentum > 0)
-    last = weights * (1 + slots)
-    needed = weights + 2 * last
-    needed -= sum(p.stat().st_size for p in (run_dir / "best.pt", run_dir / "last.pt") if p.is_file())
-    free = shutil.disk_usage(run_dir).free
-    if needed > free:
-        raise OSError(errno.ENOSPC, f"{run_dir} is on a device with {free / 2**20:.0f} MiB free, but this run's "
-                      f"checkpoints need about {needed / 2**20:.0f} MiB more (best.pt, last.pt with {cfg.optimizer} "
-                      "state, and a temporary copy while saving). Free some space or set RESEMOTE_RESULTS to "
-                      "a larger disk.")
-
-
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-    return None
-
-
-# --- evaluation used during training (validation only) ---------------------------------
-
-@torch.inference_mode()
-def evaluate_loss_acc(model: nn.Module, ds: FaceDataset, device: torch.device, batch_size: int,
-                      amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split, no augmentation."""
-    model.eval()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    correct = torch.zeros((), device=device, dtype=torch.int64)
-    for start in range(0, len(ds), batch_size):
-        x = ds.images[start:start + batch_size].to(device, non_blocking=True)
-        y = ds.labels[start:start + batch_size].to(device, non_blocking=True)
-        x = _prepare(x, channels_last, train=False)
-        with _autocast(device, amp_dtype):
-            logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
-        correct += (logits.argmax(1) == y).sum()
-    n = max(1, len(ds))
-    return float(loss_sum) / n, float(correct) / n
-
-
-def _prepare(x: torch.Tensor, channels_last: bool, train: bool, generator: torch.Generator | None = None) -> torch.Tensor:
-    """uint8 batch -> normalised float batch (flipped at random when training)."""
-    x = (TRAIN if train else EVAL)(x, generator=generator)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# --- the loop --------------------------------------------------------------------------
-
-def run_dir_for(cfg: TrainConfig) -> Path:
-    return Path(cfg.results_dir or paths.RESULTS) / cfg.run_name
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    # Keys that may change between a run and its resumption without changing the result.
-    return {k: v for k, v in config.items() if k not in ("results_dir", "eval_batch_size", "tta_flip")}
-
-
-def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, progress: bool = True) -> RunResult:
-    """Train ``cfg`` into ``results/<run_name>/``; resume if ``last.pt`` is there.
-
-    Args:
-        cfg: the experiment.
-        datasets: ``{"train": ..., "val": ...}`` already opened (else opened from cfg).
-            A ``"test"`` entry is ignored: training never looks at test data.
-        progress: show tqdm bars.
-    """
-    dist_info = init_distributed(cfg.device)
-    device = resolve_device(cfg.device)
-    if device.type == "cuda" and dist_info.world_size > 1:
-        device = torch.device("cuda", dist_info.local_rank)
-    run_dir = run_dir_for(cfg)
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    if dist_info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-    seed_everything(cfg.seed)
-    splits = {k: v for k, v in (datasets or open_training_splits(cfg)).items() if k in ("train", "val")}
-    train_ds, val_ds = splits["train"], splits["val"]
-    if len(train_ds) < 2:
-        raise ValueError(f"training split of {cfg.dataset} has {len(train_ds)} item(s); need at least 2")
-
-    model = ResEmoteNet(num_classes=len(CLASS_NAMES)).to(device)
-    channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(cfg, model)
-    scheduler = build_scheduler(cfg, optimizer)
-    if dist_info.is_main:
-        check_disk_space(run_dir, model, cfg)
-    amp_dtype = _amp_dtype(cfg, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-
-    state: dict[str, Any] = {"epoch": 0, "history": [], "best_val_acc": -1.0, "best_epoch": 0,
-                             "epochs_without_gain": 0, "stopped_early": False}
-    if last_path.is_file():
-        try:
-            ckpt = read_checkpoint(last_path)
-        except CheckpointError as e:
-            raise CheckpointError(f"cannot resume: {e}. Delete {last_path} to restart this run from epoch 1, "
-                                  "or use another run_name.") from None
-        if _comparable(ckpt["config"]) != _comparable(cfg.to_dict()):
-            diff = {k: (ckpt["config"].get(k), v) for k, v in _comparable(cfg.to_dict()).items()
-                    if ckpt["config"].get(k) != v}
-            raise ValueError(f"{last_path} was written by a different config {diff} (saved, now); "
-                             "use another run_name or delete the run directory")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state = ckpt["state"]
-        _set_rng_state(ckpt["rng"])
-        log.info("resuming %s from epoch %d", run_dir, state["epoch"])
-
-    train_model: nn.Module = model
-    if dist_info.world_size > 1:
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-
-    per_rank_batch = max(1, cfg.batch_size // dist_info.world_size)
-    # The uint8 split lives on the accelerator when it fits (FER2013 at 64x64: 118 MB): batches
-    # are then gathered there, with no host-to-device copy per step.
-    on_device = device.type != "cpu" and train_ds.images.numel() < 2 * 1024**3
-    train_images = train_ds.images.to(device) if on_device else train_ds.images
-    train_labels = train_ds.labels.to(device) if on_device else train_ds.labels
-    while state["epoch"] < cfg.epochs and not state["stopped_early"]:
-        epoch = state["epoch"] + 1
-        t0 = time.perf_counter()
-        train_model.train()
-        idx = epoch_indices(len(train_ds), epoch, cfg.seed, dist_info)
-        flip_gen = torch.Generator().manual_seed(cfg.seed * 7919 + epoch * 31 + dist_info.rank)
-        batches = [idx[i:i + per_rank_batch] for i in range(0, len(idx), per_rank_batch)]
-        if len(batches) > 1 and len(batches[-1]) < 2:  # BatchNorm cannot train on one item
-            batches = batches[:-1]
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        correct = torch.zeros((), device=device, dtype=torch.int64)
-        seen = 0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
-                   disable=not (progress and dist_info.is_main))
-        for step, b in enumerate(bar, start=1):
-            # uint8 to the device (4x less traffic than float), then flip/normalise there.
-            if on_device:
-                b = b.to(device, non_blocking=True)
-            x = train_images[b].to(device, non_blocking=True)
-            y = train_labels[b].to(device, non_blocking=True)
-            x = _prepare(x, channels_last, train=True, generator=flip_gen)
-            with _autocast(device, amp_dtype):
-                logits = train_model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach().double() * len(b)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(b)
-            if step % 10 == 0 or step == len(batches):
-                mean_loss = float(loss_sum) / seen  # one host sync every 10 steps
-                if not math.isfinite(mean_loss):
-                    raise TrainingDiverged(
-                        f"loss became {mean_loss} at epoch {epoch}, step {step}; stopped. The last good "
-                        f"checkpoint is {last_path if last_path.exists() else '(none yet)'}. Try a lower lr "
-                        f"(now {optimizer.param_groups[0]['lr']}) or amp=False.")
-                bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{float(correct) / seen:.3f}",
-                                img_s=f"{seen * dist_info.world_size / (time.perf_counter() - t0):.0f}")
-        if dist_info.world_size > 1:
-            stats = torch.stack([loss_sum, correct.double(), torch.tensor(float(seen), device=device,
-                                                                          dtype=torch.float64)])
-            dist.all_reduce(stats)
-            loss_sum, correct, seen = stats[0], stats[1], int(stats[2])
-        train_loss, train_acc = float(loss_sum) / seen, float(correct) / seen
-        if not math.isfinite(train_loss):
-            raise TrainingDiverged(f"loss became {train_loss} at epoch {epoch}; stopped. Last good checkpoint: "
-                                   f"{last_path if last_path.exists() else '(none yet)'}")
-        val_loss, val_acc = evaluate_loss_acc(model, val_ds, device, cfg.eval_batch_size, amp_dtype, channels_last)
-        lr = optimizer.param_groups[0]["lr"]
-        if scheduler is not None:
-            scheduler.step(val_acc)
-        state["history"].append({"epoch": epoch, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
-                                 "val_loss": val_loss, "val_acc": val_acc,
-                                 "seconds": round(time.perf_counter() - t0, 3)})
-        improved = val_acc > state["best_val_acc"]
-        if improved:
-            state.update(best_val_acc=val_acc, best_epoch=epoch, epochs_without_gain=0)
-        else:
-            state["epochs_without_gain"] += 1
-        if cfg.early_stopping_patience is not None and state["epochs_without_gain"] >= cfg.early_stopping_patience:
-            state["stopped_early"] = True
-            log.info("early stopping at epoch %d (best val acc %.4f at epoch %d)", epoch, state["best_val_acc"],
-                     state["best_epoch"])
-        state["epoch"] = epoch
-        if dist_info.is_main:
-            meta = {"config": cfg.to_dict(), "epoch": epoch, "val_acc": val_acc}
-            if improved:
-                save_checkpoint(best_path, model, image_size=cfg.image_size, **meta)
-            atomic_torch_save({"model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                               "scaler": scaler.state_dict(), "rng": _rng_state(), "state": state,
-                               "config": cfg.to_dict()}, last_path)
-            # history.csv is rewritten from the checkpoint's history: the two always agree.
-            _write_history(run_dir / "history.csv", state["history"])
-        log.info("epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2g",
-                 epoch, train_loss, train_acc, val_loss, val_acc, lr)
-        if dist_info.world_size > 1:
-            dist.barrier()
-
-    selected = selected_checkpoint(run_dir, cfg)
-    if dist_info.is_main:
-        if cfg.selection == "last":
-            save_checkpoint(selected, model, image_size=cfg.image_size, config=cfg.to_dict(), epoch=state["epoch"])
-        record = provenance.collect(config=cfg.to_dict(), device=device, datasets=splits,
-                                    world_size=dist_info.world_size, protocol=cfg.protocol)
-        provenance.write(run_dir / "provenance.json", record)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-    return RunResult(run_dir=run_dir, history=pd.DataFrame(state["history"], columns=HISTORY_COLUMNS),
-                     best_epoch=state["best_epoch"], best_val_acc=state["best_val_acc"],
-                     selected_checkpoint=selected, stopped_early=state["stopped_early"],
-                     epochs_run=state["epoch"])
-
-
-def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    pd.DataFrame(rows, columns=HISTORY_COLUMNS).to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    def _handle(self, signum: int, _frame: object) -> None:
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+        log.warning("%s received: stopping after this step and saving last.pt (press Ctrl-C again to stop at once)",
+                    signal.Signals(signum).name)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m resemote_lib.train params/x.yaml [key=value ...]`` (torchrun-friendly)."""
-    import argparse
+    """``python -m resemote_lib.train PARAMS.yaml [key=value ...]`` (torchrun-friendly): the
+    CLI's ``train`` command, with its exit codes."""
+    import sys
 
-    import yaml
+    from .cli import main as cli_main
 
-    from .params import load_params
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("params", help="params/*.yaml")
-    parser.add_argument("overrides", nargs="*", help="key=value (YAML values), e.g. epochs=3")
-    args = parser.parse_args(argv)
-    overrides = {k: yaml.safe_load(v) for k, _, v in (o.partition("=") for o in args.overrides)}
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    fit(load_params(args.params, **overrides))
-    if dist.is_initialized():
-        dist.destroy_process_group()
-    return 0
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
 
 
-__all__ = [
-    "HISTORY_COLUMNS",
-    "RunResult",
-    "TrainingDiverged",
-    "check_cuda_arch",
-    "fit",
-    "load_run_config",
-    "open_split",
-    "open_training_splits",
-    "resolve_device",
-    "seed_everything",
-    "selected_checkpoint",
-    "subset",
-]
+__all__ = ["HISTORY_COLUMNS", "RunResult", "TrainState", "TrainingDiverged", "TrainingInterrupted",
+           "build_optimizer", "build_scheduler", "decide", "epoch_plan", "finish", "fit", "restore", "save",
+           "seed_everything", "set_up", "train_one_epoch", "train_step", "validate"]

@@ -135,12 +135,39 @@ def test_full_disk_keeps_previous_file_and_says_how_much_is_needed(tmp_path, mon
         raise failure
 
     monkeypatch.setattr(checkpoint.torch, "save", fill_disk_then_fail)
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: type("Usage", (), {"free": 2**20})())
     with pytest.raises(OSError, match=r"last\.pt: it needs about 4 MiB.*the previous last\.pt is intact") as err:
         checkpoint.atomic_torch_save({"w": torch.zeros(2**20)}, path)
     assert err.value.errno == 28
     monkeypatch.undo()
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.zeros(4))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
+
+
+def test_ctrl_c_during_a_save_is_an_interruption_not_a_full_disk(tmp_path, monkeypatch):
+    """torch's zip writer reports Ctrl-C as "unexpected pos ..."; with plenty of space free,
+    that is an interruption (the old file kept), not a full disk."""
+    from resemote_lib import checkpoint
+
+    path = checkpoint.atomic_torch_save({"w": torch.zeros(4)}, tmp_path / "last.pt")
+
+    def interrupted(obj, f):
+        f.write(b"partial")
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") from None
+
+    monkeypatch.setattr(checkpoint.torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt, match=r"interrupted while saving .*last\.pt; the previous last\.pt is intact"):
+        checkpoint.atomic_torch_save({"w": torch.zeros(8)}, path)
+    monkeypatch.setattr(checkpoint.torch, "save", lambda obj, f: (_ for _ in ()).throw(
+        RuntimeError("unexpected pos 64 vs 0")))
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # space is free: not called a full disk
+        checkpoint.atomic_torch_save({"w": torch.zeros(8)}, path)
+    monkeypatch.undo()
+    assert torch.equal(torch.load(path, weights_only=True)["w"], torch.zeros(4))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
 
 
 def test_other_save_errors_pass_through_unchanged(tmp_path, monkeypatch):

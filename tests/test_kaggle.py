@@ -3,6 +3,7 @@ from __future__ import annotations
 import shutil
 import sys
 
+import pandas as pd
 import pytest
 
 from resemote_lib import kaggle
@@ -93,3 +94,117 @@ def test_credential_sources_names_places_only(tmp_path, monkeypatch):
     found = kaggle.credential_sources()
     assert found == [str(tmp_path / "kaggle.json"), "KAGGLE_API_TOKEN"]
     assert "tok-123" not in " ".join(found)
+
+
+# ---------------------------------------------------------------- the Kaggle mount (read-only)
+
+
+def snapshot(root):
+    """Every entry under ``root`` with its size, mtime and mode: equal iff nothing was written."""
+    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1, p.stat().st_mtime_ns,
+                                       p.stat().st_mode) for p in [root, *root.rglob("*")]}
+
+
+@pytest.fixture
+def read_only():
+    """chmod -R a-w on the folders given, restored at teardown so tmp_path can be deleted.
+
+    As root, permission bits do not stop writes: the tests also compare ``snapshot``s.
+    """
+    made = []
+
+    def make(folder):
+        from resemote_lib.kaggle_runner.runner import make_read_only
+
+        make_read_only(folder)
+        made.append(folder)
+        return folder
+
+    yield make
+    for folder in made:
+        for p in [folder, *folder.rglob("*")]:
+            p.chmod(p.stat().st_mode | 0o200)
+
+
+class Forbidden:
+    def download(self, slug, dest):
+        raise AssertionError(f"downloaded {slug} although the Kaggle mount holds it")
+
+
+@pytest.mark.parametrize("where", ["input/fer2013", "input/datasets/msambare/fer2013"])
+def test_attached_dataset_is_used_in_place(tmp_path, no_credentials, monkeypatch, read_only, where):
+    """download=True on Kaggle: the read-only mount is returned, nothing downloaded or written."""
+    from resemote_lib import data
+
+    mount = read_only(L.write_fer2013_folders(tmp_path / where))
+    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "input")
+    before = snapshot(tmp_path / "input")
+    sys.modules.pop("kaggle", None)
+    assert kaggle.download("fer2013", None, client=Forbidden()) == mount
+    assert kaggle.download("fer2013") == mount  # no client, no credentials
+    assert kaggle.download("fer2013", tmp_path / "data" / "fer2013") == mount  # a dest without data: the mount
+    assert not (tmp_path / "data").exists()
+    assert "kaggle" not in sys.modules
+    assert snapshot(tmp_path / "input") == before
+    ds = open_dataset("fer2013", mount, "val", image_size=48, cache_dir=tmp_path / "working" / "cache")
+    assert ds.counts() == L.FER_COUNTS["PublicTest"]
+    assert snapshot(tmp_path / "input") == before
+
+
+def test_mount_candidates_follow_default_root(tmp_path, monkeypatch):
+    from resemote_lib import data
+
+    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "input")
+    assert kaggle.mount_candidates("rafdb") == [tmp_path / "input/datasets/shuvoalok/raf-db-dataset"]
+    (tmp_path / "input/raf-db-dataset").mkdir(parents=True)
+    assert kaggle.mount_candidates("rafdb") == [tmp_path / "input/raf-db-dataset",
+                                                tmp_path / "input/datasets/shuvoalok/raf-db-dataset"]
+    assert kaggle.mounted_root("rafdb") is None  # mounted, but no layout there
+
+
+def test_explicit_dest_with_data_wins_over_the_mount(tmp_path, no_credentials, monkeypatch):
+    from resemote_lib import data
+
+    L.write_fer2013_folders(tmp_path / "input" / "fer2013")
+    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "input")
+    mine = L.write_fer2013_csv(tmp_path / "mine")
+    assert kaggle.download("fer2013", mine, client=Forbidden()) == mine
+
+
+def test_dest_inside_the_mount_is_never_written(tmp_path, no_credentials, monkeypatch):
+    from resemote_lib import data
+
+    (tmp_path / "input").mkdir()
+    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "input")
+    with pytest.raises(kaggle.KaggleError, match=r"read-only Kaggle input.*attach the dataset msambare/fer2013"):
+        kaggle.download("fer2013", tmp_path / "input" / "fer2013", client=Forbidden())
+    assert list((tmp_path / "input").iterdir()) == []
+
+
+@pytest.mark.realdata
+def test_real_fer2013_from_a_read_only_kaggle_mount(real_fer2013, tmp_path, monkeypatch, read_only):
+    """00_data with download=True, no credentials, FER2013 attached read-only: used in place."""
+    from resemote_lib import pipeline
+
+    kaggle_root = tmp_path / "kaggle"
+    mount = kaggle_root / "input" / "fer2013"
+    shutil.copytree(real_fer2013, mount)  # a copy: chmod must not touch the user's data
+    read_only(mount)
+    before = snapshot(mount)
+    working = kaggle_root / "working"
+    monkeypatch.setenv("RESEMOTE_KAGGLE_INPUT", str(kaggle_root / "input"))
+    monkeypatch.setenv("RESEMOTE_CACHE", str(working / "cache"))
+    monkeypatch.setenv("RESEMOTE_DATA", str(working / "data"))
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle-config"))
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    out = pipeline.execute("00_data", working / "notebooks" / "00_data.ipynb",
+                           {"dataset": "fer2013", "download": True, "image_size": 48, "run_name": "kaggle_real",
+                            "results_dir": str(working / "results")}, progress=False)
+    assert snapshot(mount) == before
+    assert out.is_file()
+    table1 = pd.read_csv(working / "results" / "kaggle_real" / "table1.csv")
+    assert table1.loc[0, ["layout", "total"]].tolist() == ["fer2013-folders", 35887]
+    assert list((working / "cache").rglob("*.pt")), "decoded images are cached in the working folder"
+    # RESEMOTE_DATA is empty and nothing was downloaded: the mount was the only copy it could read.
+    assert not (working / "data").exists()

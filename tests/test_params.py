@@ -3,7 +3,15 @@ from __future__ import annotations
 import pytest
 
 from resemote_lib import paths
-from resemote_lib.params import PROTOCOLS, TrainConfig, load_params, resolve, resolved_values
+from resemote_lib.params import (
+    PROTOCOLS,
+    TrainConfig,
+    from_notebook,
+    load_params,
+    protocol_deviations,
+    resolve,
+    resolved_values,
+)
 
 PARAM_FILES = sorted(p for p in paths.PARAMS.glob("*.yaml") if not p.name.startswith("_"))
 
@@ -27,7 +35,7 @@ def test_protocol_presets_are_exact():
 
 @pytest.mark.parametrize(("text", "message"), [
     ("protocol: clean\nepocs: 3\n", "unknown config key 'epocs'"),
-    ("protocol: clean\nepochs: three\n", "epochs must be <class 'int'>, got 'three'"),
+    ("protocol: clean\nepochs: three\n", "epochs must be int, got 'three' \\(str\\)"),
     ("protocol: magic\n", "protocol='magic' is not one of"),
     ("epochs: 0\n", "epochs must be >= 1"),
     ("- a\n- b\n", "expected a mapping"),
@@ -64,6 +72,69 @@ def test_ints_are_accepted_for_floats_and_config_is_frozen():
     with pytest.raises(AttributeError):
         cfg.lr = 2.0  # type: ignore[misc]
     assert TrainConfig().to_dict()["run_name"] == "smoke"
+
+
+def test_defaults_are_the_smoke_preset():
+    assert not protocol_deviations(TrainConfig())
+    assert resolve({}) == TrainConfig() and TrainConfig().protocol == "smoke"
+
+
+def test_paper_protocols_run_fp32_and_the_reference_stops_after_more_than_15():
+    for name in ("paper", "reference"):
+        assert resolve({"protocol": name}).amp is False
+    assert resolve({"protocol": "clean"}).amp is None  # mixed precision where native (see device.choose_precision)
+    assert resolve({"protocol": "reference"}).early_stopping_patience == 15
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"lr": -0.1}, r"lr must be > 0"), ({"lr": float("nan")}, r"lr must be a finite number"),
+    ({"lr": 0}, r"lr must be > 0"), ({"weight_decay": -1e-4}, r"weight_decay must be >= 0"),
+    ({"momentum": 1.5}, r"momentum must be in \[0, 0.999\]"), ({"image_size": 7}, r"image_size must be in \[8, 1024\]"),
+    ({"seed": -1}, r"seed must be in \[0, "), ({"synthetic_n_train": -5}, r"synthetic_n_train must be >= 2"),
+    ({"batch_size": 1}, r"batch_size must be >= 2"), ({"plateau_factor": 1.0}, r"plateau_factor must be in \(0, 0.999\]"),
+    ({"val_fraction": 0.6, "test_fraction": 0.5}, r"val_fraction \+ test_fraction must be below 1"),
+    ({"run_name": "../x"}, r"'../x' is not a plain folder name"), ({"run_name": "/abs/x"}, "not a plain folder name"),
+    ({"run_name": "paper"}, r"'paper' is reserved"), ({"checkpoint_every": 0}, "checkpoint_every must be >= 1"),
+])
+def test_out_of_range_values_are_rejected_before_anything_runs(values, message):
+    with pytest.raises(ValueError, match=message):
+        resolve(values)
+
+
+def test_numbers_in_strings_are_read_for_float_keys():
+    # `lr=1e-3` on a command line, or unquoted in YAML 1.1, arrives as the string "1e-3".
+    assert resolve({"lr": "1e-3"}).lr == pytest.approx(0.001)
+    with pytest.raises(ValueError, match=r"lr must be float, got 'fast' \(str\)"):
+        resolve({"lr": "fast"})
+    with pytest.raises(ValueError, match=r"epochs must be int, got '3' \(str\)"):
+        resolve({"epochs": "3"})
+
+
+def test_base_cycle_and_malformed_base_are_one_clear_error(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\nepochs: 2\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ValueError, match=r"base: files form a cycle \(a.yaml -> b.yaml -> a.yaml\)"):
+        load_params(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: [a.yaml]\n")
+    with pytest.raises(ValueError, match=r"c.yaml: base must be one file name"):
+        load_params(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(FileNotFoundError, match=r"missing.yaml \(the base of .*d.yaml\)"):
+        load_params(tmp_path / "d.yaml")
+
+
+def test_notebook_parameters_resolve_like_the_params_file():
+    # papermill -f params/fer2013.yaml injects the file's own keys, `base` included, unresolved.
+    injected = {"base": "_real.yaml", "dataset": "fer2013", "protocol": "paper", "run_name": "fer2013_paper",
+                "epochs": None, "lr": None, "device": None}
+    cfg, extra = from_notebook(injected)
+    assert cfg == load_params(paths.PARAMS / "fer2013.yaml")
+    assert extra == {"download": True}
+    # A JupyterLab user who only sets the protocol gets its whole preset.
+    cfg, _ = from_notebook({"protocol": "paper", "epochs": None, "max_train_items": None})
+    assert not protocol_deviations(cfg) and (cfg.epochs, cfg.batch_size, cfg.max_train_items) == (80, 16, None)
+    cfg, extra = from_notebook({})
+    assert cfg == TrainConfig() and extra == {"download": False}
 
 
 def test_resolved_values_include_notebook_keys():

@@ -36,7 +36,7 @@ def test_every_notebook_is_in_the_pipeline_and_declares_parameters():
 
 def test_train_notebook_declares_every_config_field():
     declared = set(pipeline.declared_parameters(pipeline.notebook_path("01_train")))
-    assert declared == set(FIELDS)
+    assert declared == set(FIELDS) | {"base"}
     data_declared = set(pipeline.declared_parameters(pipeline.notebook_path("00_data")))
     assert set(NOTEBOOK_KEYS) <= data_declared
 
@@ -54,7 +54,7 @@ def test_unknown_params_key_is_an_error_before_any_kernel(tmp_path, monkeypatch)
 
 def test_failing_notebook_names_the_executed_copy(tmp_path):
     out = tmp_path / "results"
-    with pytest.raises(pipeline.PipelineError, match=r"(?s)02_evaluate failed.*not a finished training run.*See the executed notebook: .*02_evaluate.ipynb"):
+    with pytest.raises(pipeline.NotebookFailed, match=r"(?s)02_evaluate failed.*not a finished training run.*see the executed notebook: .*02_evaluate.ipynb"):
         # no training run exists under this results dir: 02_evaluate must fail, clearly
         pipeline.execute("02_evaluate", out / "nope" / "02_evaluate.ipynb",
                          {"run_name": "nope", "results_dir": str(out)}, progress=False)

@@ -11,6 +11,7 @@ remains is cheap tensor work: flip and normalise, done per batch on the training
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -30,18 +31,35 @@ class Preset:
     std: tuple[float, float, float] = IMAGENET_STD
     channels: int = 3  # grayscale replicated, as the reference's Grayscale(3)
 
-    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """uint8 ``(N, 1, H, W)`` (or ``(1, H, W)``) -> normalised float ``(N, C, H, W)``."""
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None,
+                 flip_mask: Tensor | None = None) -> Tensor:
+        """uint8 ``(N, 1, H, W)`` (or ``(1, H, W)``) -> normalised float ``(N, C, H, W)``.
+
+        Args:
+            generator: draws the random flips (on its own device).
+            flip_mask: bool ``(N,)`` on the images' device: which to flip, drawn beforehand
+                (the training loop draws a whole epoch's at once); overrides ``generator``.
+        """
         single = images.dim() == 3
         x = images.unsqueeze(0) if single else images
-        x = x.float().div_(255.0).expand(-1, self.channels, -1, -1)
-        mean = torch.tensor(self.mean[: self.channels], device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std[: self.channels], device=x.device).view(1, -1, 1, 1)
-        x = (x - mean) / std
-        if self.flip > 0:
-            draw = torch.rand(x.shape[0], generator=generator, device=generator.device if generator else "cpu")
-            x = torch.where((draw < self.flip).to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
+        scale, shift = _affine(self.mean, self.std, self.channels, x.device)
+        x = x.float().expand(-1, self.channels, -1, -1) * scale + shift  # (x / 255 - mean) / std
+        if flip_mask is None and self.flip > 0:
+            device = generator.device if generator is not None else x.device
+            flip_mask = (torch.rand(x.shape[0], generator=generator, device=device) < self.flip).to(x.device)
+        if flip_mask is not None:
+            x = torch.where(flip_mask.view(-1, 1, 1, 1), x.flip(-1), x)
         return x[0] if single else x
+
+
+@functools.cache
+def _affine(mean: tuple[float, ...], std: tuple[float, ...], channels: int,
+            device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per-channel scale and shift on ``device``, made once per device: no host-to-device
+    copy per batch (a blocking one on CUDA)."""
+    m = torch.tensor(mean[:channels], dtype=torch.float32).view(1, -1, 1, 1)
+    s = torch.tensor(std[:channels], dtype=torch.float32).view(1, -1, 1, 1)
+    return (1 / (255 * s)).to(device), (-m / s).to(device)
 
 
 TRAIN = Preset("train", flip=0.5)

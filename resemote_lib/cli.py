@@ -1,0 +1,196 @@
+"""``python -m resemote_lib COMMAND``: the functions the notebooks call, from a shell.
+
+Commands: train, evaluate, pipeline, predict, export, kaggle (each has --help). Every
+command ends through ``run``, so ``EXIT_CODES`` holds for all of them: a user error is one
+line on stderr naming the culprit (no traceback), and its exit code says what kind it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+EXIT_CODES = {
+    0: "success",
+    1: "the work failed: some inputs failed (each is reported and the rest processed), training diverged, "
+       "or a notebook or Kaggle kernel failed",
+    2: "bad usage: wrong arguments, a bad params file, a missing or unusable file, folder, checkpoint or run",
+    3: "busy: another process is writing that run directory (its pid is named)",
+    130: "interrupted (Ctrl-C or SIGTERM): a training run saved its state and resumes when rerun",
+}
+
+log = logging.getLogger(__name__)
+
+
+def exit_code(error: BaseException) -> int:
+    """The ``EXIT_CODES`` entry of an exception a command raised (None: a bug)."""
+    from .checkpoint import CheckpointError
+    from .pipeline import NotebookFailed
+    from .runs import RunBusy
+    from .train import TrainingDiverged, TrainingInterrupted
+
+    if isinstance(error, RunBusy):
+        return 3
+    if isinstance(error, TrainingInterrupted | KeyboardInterrupt):
+        return 130
+    if isinstance(error, TrainingDiverged | NotebookFailed | WorkFailed):
+        return 1
+    if isinstance(error, FileNotFoundError | CheckpointError | ValueError | OSError | UsageError):
+        return 2
+    raise error
+
+
+class UsageError(Exception):
+    """A command used wrongly, found before any work (exit 2)."""
+
+
+class WorkFailed(Exception):
+    """Work that ran and failed (exit 1), e.g. a notebook that raised."""
+
+
+def run(command: Callable[[], int]) -> int:
+    """Call ``command`` and turn a user error into one stderr line and its exit code."""
+    try:
+        return command()
+    except BaseException as e:
+        if isinstance(e, SystemExit):
+            raise
+        code = exit_code(e)
+        message = str(e).strip() or type(e).__name__
+        print(f"error: {message}" if code != 130 else f"interrupted: {message}", file=sys.stderr)
+        return code
+
+
+# --- commands --------------------------------------------------------------------------
+
+def cmd_train(argv: list[str]) -> int:
+    from .distributed import finish
+    from .params import load_params
+    from .train import fit
+
+    parser = argparse.ArgumentParser(prog="python -m resemote_lib train",
+                                     description="Train one experiment (resumes when its run directory has last.pt).")
+    parser.add_argument("params", help="params/*.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value (YAML values), e.g. epochs=3 lr=1e-3")
+    args = parser.parse_args(argv)
+    cfg = load_params(args.params, **parse_overrides(args.overrides))
+    logging.getLogger("resemote_lib").setLevel(logging.INFO)
+    try:
+        result = fit(cfg)
+    finally:
+        finish()
+    print(f"{result.run_dir}: {result.epochs_run} epoch(s), best val acc {result.best_val_acc:.4f} at epoch "
+          f"{result.best_epoch}; tested weights: {result.selected_checkpoint.name}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, split=args.split, device=args.device)
+    print(metrics.table().to_string())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export
+
+    report = export(args.checkpoint, args.output)
+    print(f"exported {report['path']} ({report['input']}); max |exported - PyTorch| = {report['max_abs_diff']:.2e}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_command
+
+    return predict_command(args)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["epochs=3", "lr=1e-3"]`` -> ``{"epochs": 3, "lr": "1e-3"}`` (YAML values; the
+    params validation reads numeric strings for float keys)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"override {item!r} is not key=value")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"override {item!r}: {value!r} is not a YAML value") from None
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m resemote_lib", description=__doc__ + _codes_text(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="emotions of the faces in images, folders, videos or a webcam")
+    p.add_argument("checkpoint")
+    p.add_argument("inputs", nargs="+", help="image files, folders, videos (.mp4...) or webcam:N")
+    p.add_argument("--out", help="results file: .jsonl (default format) or .csv")
+    p.add_argument("--annotate", metavar="DIR", help="write images/videos with boxes and labels here")
+    p.add_argument("--detector", default="auto", help="auto (Haar), none (inputs are face crops), yunet:MODEL.onnx")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--every", type=_positive_int, default=1, help="videos: classify every n-th frame")
+    p.add_argument("--smoothing", type=_fraction, default=0.0, help="videos: EMA weight of the past, in [0, 1)")
+    p.add_argument("--max-frames", type=_positive_int, default=None, help="videos/webcam: stop after this many frames")
+    p.set_defaults(func=cmd_predict)
+    e = sub.add_parser("export", help="export a checkpoint to .onnx or TorchScript .pt, verified")
+    e.add_argument("checkpoint")
+    e.add_argument("output", help="model.onnx or model.pt")
+    e.set_defaults(func=cmd_export)
+    ev = sub.add_parser("evaluate", help="evaluate a finished run's selected checkpoint")
+    ev.add_argument("run_dir")
+    ev.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=cmd_evaluate)
+    for name, text in (("train", "train: PARAMS.yaml [key=value ...] (see train --help)"),
+                       ("pipeline", "run the notebooks: PARAMS.yaml... (see pipeline --help)"),
+                       ("kaggle", "push a run to a Kaggle GPU kernel, pull its results (see kaggle --help)")):
+        sub.add_parser(name, help=text, add_help=False)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def _codes_text() -> str:
+    return "\n\nexit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    if argv and argv[0] in ("train", "pipeline", "kaggle"):
+        command, rest = argv[0], argv[1:]
+        if command == "train":
+            return run(lambda: cmd_train(rest))
+        if command == "pipeline":
+            from .pipeline import pipeline_command
+
+            return run(lambda: pipeline_command(rest))
+        from .kernel import main as kaggle_main
+
+        return run(lambda: kaggle_main(rest))
+    args = build_parser().parse_args(argv)
+    return run(lambda: args.func(args))
+
+
+__all__ = ["EXIT_CODES", "UsageError", "WorkFailed", "build_parser", "exit_code", "main", "parse_overrides", "run"]

@@ -1,0 +1,238 @@
+"""Run directories: where a run lives, what it was started with, its data, and its lock.
+
+Shared by training, evaluation, the notebooks and the CLI, so that evaluation never
+imports training. A run directory is ``results/<run_name>/``; ``run_name`` is a plain
+name (no path), confined to the results folder. One process at a time may write a run
+directory: ``RunLock`` holds an OS lock on ``.lock`` for as long as it writes, and names
+the holder to anyone else who tries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from . import paths
+from .data import FaceDataset, open_dataset
+from .data.base import stratified_split
+from .params import TrainConfig, check_run_name, resolve
+
+log = logging.getLogger(__name__)
+LOCK_FILE = ".lock"
+# Environment variable through which a process holding run locks (the pipeline) lets the
+# processes it starts (the notebooks' kernels) write those run directories: "dir=pid;...".
+INHERITED_LOCKS = "RESEMOTE_HELD_RUN_LOCKS"
+# What ``checkpoint.atomic_torch_save`` and friends write before renaming: ".<name>.<random>.tmp".
+_TEMP_FILE = re.compile(r"\.(last|best|final)\.pt\.[^.]+\.tmp|.*\.(json|csv)\.tmp")
+
+
+class RunBusy(RuntimeError):
+    """Another live process holds the run directory's lock."""
+
+
+def run_dir_for(cfg: TrainConfig) -> Path:
+    """``<results>/<run_name>``, the run name checked (never a path outside the results)."""
+    return Path(cfg.results_dir or paths.RESULTS) / check_run_name(cfg.run_name)
+
+
+def selected_checkpoint(run_dir: str | os.PathLike, cfg: TrainConfig) -> Path:
+    """The weights a run is tested with: ``best.pt`` (best validation) or ``final.pt`` (last epoch)."""
+    return Path(run_dir) / ("best.pt" if cfg.selection == "best_val" else "final.pt")
+
+
+def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """The config a finished training run was started with; the error lists the runs that exist."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        found = finished_runs(Path(run_dir).parent)
+        hint = (f"finished runs in {Path(run_dir).parent}: {', '.join(found)}" if found
+                else f"no finished run in {Path(run_dir).parent} yet")
+        raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished training run ({hint}). Train it "
+                                "first (notebook 01_train, or python -m resemote_lib train PARAMS.yaml), or set "
+                                "run_name to one of those")
+    return resolve(json.loads(path.read_text()), where=str(path))
+
+
+def finished_runs(results_dir: str | os.PathLike | None = None) -> list[str]:
+    """Names of the finished runs (those with ``config.json``) under the results folder,
+    most recent first."""
+    root = Path(results_dir) if results_dir is not None else paths.RESULTS
+    found = [p.parent for p in root.glob("*/config.json")] if root.is_dir() else []
+    return [p.name for p in sorted(found, key=lambda p: (p / "config.json").stat().st_mtime, reverse=True)]
+
+
+# --- data ------------------------------------------------------------------------------
+
+def open_split(cfg: TrainConfig, split: str, *, image_size: int | None = None) -> FaceDataset:
+    """One split of ``cfg``'s dataset with all of its data options.
+
+    Hold-out splits (val of RAF-DB/AffectNet, test of AffectNet's Kaggle release) are drawn
+    with ``cfg.split_seed``, never the training seed: changing the seed of a run does not
+    change what it is tested on.
+    """
+    return open_dataset(cfg.dataset, cfg.data_root, split, image_size=image_size or cfg.image_size,
+                        val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
+                        test_per_class=cfg.test_per_class,
+                        synthetic_sizes={"n_train": cfg.synthetic_n_train, "n_val": cfg.synthetic_n_val,
+                                         "n_test": cfg.synthetic_n_test, "seed": cfg.split_seed})
+
+
+def open_training_splits(cfg: TrainConfig) -> dict[str, FaceDataset]:
+    """The train and val splits of ``cfg`` (never test), with the optional train subset."""
+    out = {split: open_split(cfg, split) for split in ("train", "val")}
+    if cfg.max_train_items is not None and cfg.max_train_items < len(out["train"]):
+        out["train"] = subset(out["train"], cfg.max_train_items, cfg.seed)
+    return out
+
+
+def subset(ds: FaceDataset, n: int, seed: int) -> FaceDataset:
+    """A seeded, stratified subset of ``n`` items (for smoke runs and learning curves)."""
+    keep, _ = stratified_split(ds.targets, (n / len(ds),), seed)
+    return select(ds, keep, {"subset": {"n": len(keep), "of": len(ds), "seed": seed}})
+
+
+def select(ds: FaceDataset, keep, report: dict | None = None) -> FaceDataset:
+    """The items of ``ds`` at positions ``keep`` (in that order), with ``report`` added."""
+    idx = torch.as_tensor(keep, dtype=torch.int64)
+    return FaceDataset(ds.images[idx], ds.labels[idx], [ds.ids[i] for i in idx.tolist()], name=ds.name,
+                       split=ds.split, layout=ds.layout, root=ds.root, transform=ds.transform,
+                       report={**ds.report, **(report or {})}, class_names=ds.class_names)
+
+
+# --- the lock --------------------------------------------------------------------------
+
+@dataclass
+class RunLock:
+    """Exclusive right to write ``run_dir`` (an OS lock on ``run_dir/.lock``).
+
+    Entering creates the folder, checks that files can be written there (a read-only
+    folder fails now, not after an epoch), takes the lock or raises ``RunBusy`` naming the
+    holder, and removes temporary files that a killed save left behind (only the lock
+    holder can have been writing them). The OS releases the lock when the process dies,
+    however it dies. A process started by the lock holder inherits the lock through
+    ``RESEMOTE_HELD_RUN_LOCKS`` (the pipeline runs notebooks that write the run).
+    """
+
+    run_dir: Path
+    what: str = "training"
+    removed: list[Path] | None = None
+    _fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.run_dir = Path(self.run_dir)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot create the run directory {self.run_dir}: {e.strerror}") from None
+        if not self._inherited():
+            self._acquire()
+        _check_writable(self.run_dir)
+        self.removed = remove_stale_temp_files(self.run_dir)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @contextlib.contextmanager
+    def shared_with_children(self) -> Iterator[None]:
+        """Let processes started inside this block (notebook kernels) write the run directory."""
+        before = os.environ.get(INHERITED_LOCKS)
+        entry = f"{self.run_dir.resolve()}={os.getpid()}"
+        os.environ[INHERITED_LOCKS] = os.pathsep.join(e for e in (before, entry) if e)
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(INHERITED_LOCKS, None)
+            else:
+                os.environ[INHERITED_LOCKS] = before
+
+    def _inherited(self) -> bool:
+        for entry in os.environ.get(INHERITED_LOCKS, "").split(os.pathsep):
+            folder, _, pid = entry.rpartition("=")
+            if folder == str(self.run_dir.resolve()) and pid.isdigit() and _holder(self.run_dir).get("pid") == int(pid):
+                return _alive(int(pid))
+        return False
+
+    def _acquire(self) -> None:
+        import fcntl
+
+        path = self.run_dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot write {path}: {e.strerror}; is {self.run_dir} read-only? Choose a "
+                          "writable results folder (RESEMOTE_RESULTS) or another run_name") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = _holder(self.run_dir)
+            raise RunBusy(f"{self.run_dir} is in use by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                          f"({holder.get('what', '?')} since {holder.get('since', '?')}: {holder.get('command', '?')}); "
+                          "wait for it to finish, stop it, or use another run_name") from None
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
+                "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(info).encode())
+        self._fd = fd
+
+
+def _holder(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / LOCK_FILE).read_text() or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _check_writable(folder: Path) -> None:
+    probe = folder / f".write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write files in {folder} ({e.strerror}); make it writable, set "
+                      "RESEMOTE_RESULTS to a writable folder, or use another run_name") from None
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files an interrupted atomic save left in ``run_dir``."""
+    stale = [p for p in run_dir.iterdir() if p.is_file() and _TEMP_FILE.fullmatch(p.name)]
+    if stale:
+        size = sum(p.stat().st_size for p in stale)
+        log.warning("%s: removing %d temporary file(s) (%.0f MiB) left by an interrupted save: %s", run_dir,
+                    len(stale), size / 2**20, ", ".join(p.name for p in stale))
+        for p in stale:
+            p.unlink(missing_ok=True)
+    return stale
+
+
+__all__ = ["RunBusy", "RunLock", "finished_runs", "load_run_config",
+           "open_split", "open_training_splits", "remove_stale_temp_files", "run_dir_for", "select",
+           "selected_checkpoint", "subset"]
