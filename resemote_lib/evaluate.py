@@ -35,9 +35,11 @@ from .checkpoint import load_model, set_checkpoint_meta
 from .data import FaceDataset
 from .device import FP32, Precision, choose_precision, resolve_device
 from .labels import CLASS_NAMES
-from .runs import RunLock, load_run_config, open_split, selected_checkpoint
+from .params import PAPER_PROTOCOLS, TrainConfig
+from .runs import RunLock, load_run_config, open_split, quality, selected_checkpoint
 
 log = logging.getLogger(__name__)
+_NOT_SERIALISED = ("logits", "probs", "tta_probs")  # kept on Metrics.extra for plots and files
 
 
 @dataclass
@@ -60,8 +62,10 @@ class Metrics:
         return np.divide(self.confusion, rows, out=np.zeros_like(self.confusion, dtype=float), where=rows > 0)
 
     def to_dict(self) -> dict[str, Any]:
+        correct = int(np.trace(self.confusion))
         out = {
-            "accuracy": self.accuracy, "balanced_accuracy": self.balanced_accuracy, "macro_f1": self.macro_f1,
+            "accuracy": self.accuracy, "accuracy_ci95": list(wilson_interval(correct, self.n)),
+            "balanced_accuracy": self.balanced_accuracy, "macro_f1": self.macro_f1,
             "nll": self.nll, "ece": self.ece, "n": self.n, "class_names": list(self.class_names),
             "per_class": self.per_class.reset_index().to_dict(orient="records"),
             "confusion": self.confusion.tolist(),
@@ -69,7 +73,7 @@ class Metrics:
         }
         if self.tta is not None:
             out["tta_flip"] = {k: v for k, v in self.tta.to_dict().items() if k != "tta_flip"}
-        return {**out, **self.extra}
+        return {**out, **{k: v for k, v in self.extra.items() if k not in _NOT_SERIALISED}}
 
     def table(self) -> pd.DataFrame:
         """One-row-per-metric table for display."""
@@ -80,6 +84,16 @@ class Metrics:
             df["with flip TTA"] = [self.tta.accuracy, self.tta.balanced_accuracy, self.tta.macro_f1,
                                    self.tta.nll, self.tta.ece]
         return df
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% (``z`` 1.96) Wilson score interval of a proportion ``correct / n``."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
@@ -115,20 +129,25 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: tuple[st
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
     labels = list(range(len(class_names)))
-    pred = probs.argmax(1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # classes absent from a tiny split: 0, not a warning storm
-        p, r, f, s = precision_recall_fscore_support(y_true, pred, labels=labels, zero_division=0)
-        bal = balanced_accuracy_score(y_true, pred) if len(y_true) else 0.0
+    pred = probs.argmax(1) if len(probs) else np.zeros(0, dtype=int)
+    if not len(y_true):  # an empty subset (e.g. no test image has a copy): zeros, not an error
+        empty = np.zeros(len(labels))
+        p, r, f, s, bal = empty, empty, empty, empty.astype(int), 0.0
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # classes absent from a tiny split: 0, not a warning storm
+            p, r, f, s = precision_recall_fscore_support(y_true, pred, labels=labels, zero_division=0)
+            bal = balanced_accuracy_score(y_true, pred)
     per_class = pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s},
                              index=pd.Index(class_names, name="class"))
     nll = float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1)).mean()) if len(y_true) else 0.0
     return Metrics(
         accuracy=float((pred == y_true).mean()) if len(y_true) else 0.0,
         balanced_accuracy=float(bal),
-        macro_f1=float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)),
+        macro_f1=float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)) if len(y_true) else 0.0,
         nll=nll, ece=expected_calibration_error(probs, y_true),
-        per_class=per_class, confusion=confusion_matrix(y_true, pred, labels=labels),
+        per_class=per_class, confusion=confusion_matrix(y_true, pred, labels=labels) if len(y_true)
+        else np.zeros((len(labels), len(labels)), dtype=int),
         class_names=tuple(class_names), n=len(y_true),
     )
 
@@ -197,15 +216,29 @@ def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_
     if tta:  # one extra pass over the mirror images, averaged with the pass above
         mirrored = predict_logits(model, dataset, batch_size=batch_size, device=device, flip=True,
                                   precision=precision)
-        metrics.tta = compute_metrics(y, (probs + softmax(mirrored, temperature)) / 2, dataset.class_names)
+        metrics.extra["tta_probs"] = (probs + softmax(mirrored, temperature)) / 2
+        metrics.tta = compute_metrics(y, metrics.extra["tta_probs"], dataset.class_names)
     return metrics
 
 
-def write_predictions(path: str | os.PathLike, dataset: FaceDataset, probs: np.ndarray) -> Path:
-    """``predictions.csv``: item id, true, predicted, one probability column per class."""
+def subset_metrics(metrics: Metrics, labels: np.ndarray, keep: np.ndarray) -> Metrics:
+    """``metrics`` recomputed on the items where ``keep`` is True (flip TTA too)."""
+    out = compute_metrics(labels[keep], metrics.extra["probs"][keep], metrics.class_names)
+    if metrics.tta is not None:
+        out.tta = compute_metrics(labels[keep], metrics.extra["tta_probs"][keep], metrics.class_names)
+    return out
+
+
+def write_predictions(path: str | os.PathLike, dataset: FaceDataset, probs: np.ndarray,
+                      duplicate_of: list[str] | None = None) -> Path:
+    """``predictions.csv``: item id, true, predicted, one probability column per class, and
+    (for a test split) ``duplicate_of``: the train/val copy that excludes the item from the
+    deduplicated test figure, empty for the others."""
     path = Path(path)
     df = pd.DataFrame({"id": dataset.ids, "true": [dataset.class_names[i] for i in dataset.targets],
                        "predicted": [dataset.class_names[i] for i in probs.argmax(1)]})
+    if duplicate_of is not None:
+        df["duplicate_of"] = duplicate_of
     for k, name in enumerate(dataset.class_names):
         df[f"p_{name}"] = np.round(probs[:, k], 6)
     df.to_csv(path, index=False)
@@ -214,7 +247,7 @@ def write_predictions(path: str | os.PathLike, dataset: FaceDataset, probs: np.n
 
 def write_metrics(path: str | os.PathLike, metrics: Metrics, **context: Any) -> Path:
     path = Path(path)
-    payload = {k: v for k, v in metrics.to_dict().items() if k not in ("probs", "logits")}
+    payload = metrics.to_dict()
     payload.update(context)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2, default=str))
@@ -227,9 +260,13 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
     """Evaluate a finished run's selected checkpoint on ``split`` (once) and write files.
 
     Writes ``metrics.json`` (``metrics_<split>.json`` for other splits) with the protocol,
-    split sizes, checkpoint, precision and provenance, and ``predictions.csv``. The
-    precision is the run's (what selected the checkpoint on validation); the run
-    directory is locked while its files are written.
+    the test set's definition, split sizes, checkpoint, precision and provenance, and
+    ``predictions.csv``. On the test split it also scores the deduplicated test set (the
+    official one minus every image with a copy in train or val, from the data-quality
+    audit): ``metrics["dedup"]``, ``metrics["copies_only"]`` (the excluded images alone:
+    how much the copies inflate the official figure) and ``test_excluded.csv``. Every
+    accuracy has its 95% Wilson interval. The precision is the run's (what selected the
+    checkpoint on validation); the run directory is locked while its files are written.
     """
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -251,15 +288,70 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
                                         "ece_before": metrics.ece, "ece_after": calibrated.ece,
                                         "nll_before": metrics.nll, "nll_after": calibrated.nll}
         suffix = "" if split == "test" else f"_{split}"
-        write_predictions(run_dir / f"predictions{suffix}.csv", ds, metrics.extra["probs"])
+        duplicate_of = None
+        if split == "test":
+            duplicate_of = add_dedup_metrics(metrics, ds, quality(cfg).test_excluded(), run_dir / "test_excluded.csv")
+        write_predictions(run_dir / f"predictions{suffix}.csv", ds, metrics.extra["probs"], duplicate_of)
         record = provenance.collect(config=cfg.to_dict(), device=device, datasets={split: ds})
         write_metrics(run_dir / f"metrics{suffix}.json", metrics, split=split, protocol=cfg.protocol,
-                      dataset=cfg.dataset, checkpoint=str(checkpoint),
+                      dataset=cfg.dataset, test_set=describe_test_set(cfg, ds), checkpoint=str(checkpoint),
                       checkpoint_epoch=model.checkpoint_meta.get("epoch"), split_sizes={split: len(ds)},
                       provenance=record)
     return metrics
 
 
-__all__ = ["Metrics", "compute_metrics", "evaluate", "evaluate_run", "expected_calibration_error",
-           "fit_temperature", "predict_logits", "reliability", "softmax", "write_metrics",
-           "write_predictions"]
+def add_dedup_metrics(metrics: Metrics, ds: FaceDataset, excluded: pd.DataFrame, csv_path: Path) -> list[str]:
+    """Add ``dedup`` and ``copies_only`` to ``metrics.extra``, write ``test_excluded.csv``,
+    and return each test image's ``duplicate_of`` (``"<split>/<id>"``, or ``""``)."""
+    by_id = {r.id: f"{r.by_split}/{r.by_id}" for r in excluded.itertuples()}
+    duplicate_of = [by_id.get(item, "") for item in ds.ids]
+    copy = np.array([bool(d) for d in duplicate_of], dtype=bool)
+    labels = ds.labels.numpy()
+    dedup, copies = subset_metrics(metrics, labels, ~copy), subset_metrics(metrics, labels, copy)
+    metrics.extra["dedup"] = {**dedup.to_dict(), "rule": "official test minus every image with an exact, mirrored "
+                              "or near copy in train or val (data-quality audit)", "excluded": int(copy.sum())}
+    metrics.extra["copies_only"] = {k: v for k, v in copies.to_dict().items()
+                                    if k in ("accuracy", "accuracy_ci95", "n", "balanced_accuracy")}
+    excluded[["id", "by_split", "by_id", "kind", "correlation"]].to_csv(csv_path, index=False)
+    return duplicate_of
+
+
+def describe_test_set(cfg: TrainConfig, ds: FaceDataset) -> dict[str, Any]:
+    """What the test set is, and whether the paper's number is comparable with ours on it.
+
+    The paper tests on FER2013's PrivateTest, RAF-DB's official test list and 500 images
+    per class of AffectNet's official validation set; anything else gets the reason why
+    not, and Table III then shows no published number or gap for it.
+    """
+    rule = ds.report.get("usage") or ds.report.get("rule") or ds.report.get("source", "")
+    why_not = None
+    if cfg.dataset == "synthetic":
+        why_not = "synthetic faces: the paper has no number for them"
+    elif cfg.protocol not in PAPER_PROTOCOLS:
+        why_not = f"protocol {cfg.protocol!r} is not one of the paper's ({', '.join(PAPER_PROTOCOLS)})"
+    elif cfg.dataset == "affectnet" and ds.layout != "affectnet-official":
+        why_not = "AffectNet's Kaggle release has no official test split: this is a stratified hold-out"
+    elif cfg.dataset == "affectnet" and cfg.test_per_class != 500:
+        why_not = f"the paper tests on 500 images per class; this test set has test_per_class={cfg.test_per_class}"
+    return {"dataset": cfg.dataset, "layout": ds.layout, "split": ds.split, "rule": str(rule), "n": len(ds),
+            "image_size": cfg.image_size, "split_seed": cfg.split_seed, "paper_comparable": why_not is None,
+            "why_not_comparable": why_not}
+
+
+__all__ = [
+    "Metrics",
+    "add_dedup_metrics",
+    "compute_metrics",
+    "describe_test_set",
+    "evaluate",
+    "evaluate_run",
+    "expected_calibration_error",
+    "fit_temperature",
+    "predict_logits",
+    "reliability",
+    "softmax",
+    "subset_metrics",
+    "wilson_interval",
+    "write_metrics",
+    "write_predictions",
+]

@@ -14,19 +14,43 @@ import matplotlib.pyplot as plt  # headless, matplotlib falls back to Agg by its
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 
 from . import paths
+from .data.audit import QualityReport
 from .data.base import FaceDataset
 
 
-def save(fig: Figure, name: str, out_dir: str | os.PathLike | None = None, *, dpi: int = 120) -> Path:
-    """Write ``fig`` as ``<out_dir>/<name>.png`` (default ``results/figures``)."""
+def save(fig: Figure, name: str, out_dir: str | os.PathLike | None = None, *, dpi: int = 120,
+         close: bool = False) -> Path:
+    """Write ``fig`` as ``<out_dir>/<name>.png`` (default ``results/figures``); ``close``
+    it afterwards (a notebook then does not draw it)."""
     out = Path(out_dir) if out_dir is not None else paths.FIGURES
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.png"
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    if close:
+        plt.close(fig)
     return path
+
+
+def show(fig: Figure, name: str | None = None, out_dir: str | os.PathLike | None = None, *, dpi: int = 120) -> None:
+    """Save ``fig`` (when ``name`` is given), display it once as a PNG, and close it.
+
+    Displaying the PNG explicitly shows the figure whatever the matplotlib backend
+    (``MPLBACKEND=Agg`` included) and keeps it in saved notebooks; closing it stops the
+    inline backend from drawing it a second time. Returns None: no stray repr in a cell.
+    """
+    import io
+
+    from IPython.display import Image, display
+
+    if name is not None:
+        save(fig, name, out_dir, dpi=dpi)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(buf.getvalue()))
 
 
 def class_distribution(splits: dict[str, FaceDataset], title: str = "") -> Figure:
@@ -209,9 +233,10 @@ def cam_overlay(image: np.ndarray, cam: np.ndarray, title: str = "") -> Figure:
 
 
 def paper_comparison(table: pd.DataFrame) -> Figure:
-    """Published accuracy beside ours, per run (from ``paper.table3``); runs with no
-    published number (synthetic) show ours alone."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(table) + 2), 3.6))
+    """Per run (from ``paper.table3``): the published accuracy where the test set is the
+    paper's, ours on the official test set and on the deduplicated one, each with its 95%
+    interval."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.9 * len(table) + 2), 3.8))
     if table.empty:
         ax.text(0.5, 0.5, "no evaluated runs yet", ha="center")
         ax.axis("off")
@@ -219,29 +244,32 @@ def paper_comparison(table: pd.DataFrame) -> Figure:
     labels = [f"{r.dataset}\n{r.protocol}\n{r.run}" for r in table.itertuples()]
     x = np.arange(len(table))
     published = table["published"].astype(float)
-    ax.bar(x[published.notna()] - 0.2, published[published.notna()], width=0.4, label="published (paper)")
-    ax.bar(x + 0.2, table["ours"], width=0.4, label="ours (measured)")
+    ax.bar(x[published.notna()] - 0.27, published[published.notna()], width=0.27, label="published (paper)",
+           color="C7")
+    for offset, column, label, color in ((0.0, "official", "ours, official test", "C0"),
+                                         (0.27, "dedup", "ours, without copies of train/val", "C2")):
+        values = table[column].astype(float)
+        lo_hi = np.array([_interval(c, v) for c, v in zip(table[f"{column} 95% CI"], values, strict=True)])
+        err = np.abs(lo_hi.T - values.to_numpy())
+        ax.bar(x + offset, values, width=0.27, yerr=err, capsize=3, label=label, color=color)
+        for xi, v in zip(x, values, strict=True):
+            if np.isfinite(v):
+                ax.text(xi + offset, v + 1.5, f"{v:.1f}", ha="center", fontsize=7)
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_xlim(-0.8, len(table) - 0.2)
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 105)
-    ax.legend(loc="lower right")
-    for xi, v in zip(x, table["ours"], strict=True):
-        ax.text(xi + 0.2, v + 1, f"{v:.1f}", ha="center", fontsize=8)
+    ax.set_ylim(0, 110)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
 
 
-__all__ = ["cam_overlay", "class_distribution", "confused_examples", "confusion_matrix", "duplicate_pairs",
-           "example_grid", "image_pairs", "paper_comparison", "probability_bars", "quality_examples",
-           "reliability_diagram", "save", "se_gates", "training_curves"]
-
-
-# Imported here, beside the one function that takes it, not in the header (no cycle: the audit
-# imports nothing from plots).
-from matplotlib.figure import SubFigure  # noqa: E402
-
-from .data.audit import QualityReport  # noqa: E402
+def _interval(ci: object, value: float) -> tuple[float, float]:
+    """``"71.2-74.3"`` -> (71.2, 74.3); the value itself when there is no interval."""
+    if isinstance(ci, str) and "-" in ci:
+        lo, hi = ci.split("-")
+        return float(lo), float(hi)
+    return value, value
 
 
 def _short_id(item_id: str) -> str:
@@ -332,3 +360,8 @@ def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_
     for sub, (items, title, n_cols) in zip(subfigs, sections, strict=True):
         _image_grid(sub, items, title, n_cols)
     return fig
+
+
+__all__ = ["cam_overlay", "class_distribution", "confused_examples", "confusion_matrix", "duplicate_pairs",
+           "example_grid", "image_pairs", "paper_comparison", "probability_bars", "quality_examples",
+           "reliability_diagram", "save", "se_gates", "show", "training_curves"]

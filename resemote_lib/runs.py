@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from . import paths
-from .data import FaceDataset, open_dataset
+from .data import SPLITS, FaceDataset, open_dataset
+from .data.audit import AUDIT_SIZE, QualityReport, quality_report
 from .data.base import stratified_split
 from .params import TrainConfig, check_run_name, resolve
 
@@ -89,11 +90,35 @@ def open_split(cfg: TrainConfig, split: str, *, image_size: int | None = None) -
 
 
 def open_training_splits(cfg: TrainConfig) -> dict[str, FaceDataset]:
-    """The train and val splits of ``cfg`` (never test), with the optional train subset."""
+    """The train and val splits of ``cfg`` (never test), with the optional train subset.
+
+    Under the ``clean`` protocol, what the data-quality audit finds is removed first (see
+    ``audit.QualityReport.clean_exclusions``): from train, the copies of val and test
+    images, every member of a group of copies with conflicting labels, and blank images;
+    from val, the copies of train images. The counts per reason are in each split's
+    ``report["clean"]`` (and so in provenance.json).
+    """
     out = {split: open_split(cfg, split) for split in ("train", "val")}
+    if cfg.protocol == "clean":
+        removed = quality(cfg).clean_exclusions()
+        out = {split: _without(ds, removed[removed["split"] == split]) for split, ds in out.items()}
     if cfg.max_train_items is not None and cfg.max_train_items < len(out["train"]):
         out["train"] = subset(out["train"], cfg.max_train_items, cfg.seed)
     return out
+
+
+def quality(cfg: TrainConfig) -> QualityReport:
+    """The data-quality audit of ``cfg``'s dataset: all three splits decoded at
+    ``AUDIT_SIZE`` whatever the model's size, computed once and then read from the cache."""
+    return quality_report({split: open_split(cfg, split, image_size=AUDIT_SIZE) for split in SPLITS})
+
+
+def _without(ds: FaceDataset, removed) -> FaceDataset:
+    drop = set(removed["id"])
+    keep = [i for i, item in enumerate(ds.ids) if item not in drop]
+    counts = removed["reason"].value_counts().to_dict()
+    return select(ds, keep, {"clean": {"removed": len(ds) - len(keep), "of": len(ds),
+                                       "by_reason": {k: int(v) for k, v in sorted(counts.items())}}})
 
 
 def subset(ds: FaceDataset, n: int, seed: int) -> FaceDataset:
@@ -233,6 +258,17 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
     return stale
 
 
-__all__ = ["RunBusy", "RunLock", "finished_runs", "load_run_config",
-           "open_split", "open_training_splits", "remove_stale_temp_files", "run_dir_for", "select",
-           "selected_checkpoint", "subset"]
+__all__ = [
+    "RunBusy",
+    "RunLock",
+    "finished_runs",
+    "load_run_config",
+    "open_split",
+    "open_training_splits",
+    "quality",
+    "remove_stale_temp_files",
+    "run_dir_for",
+    "select",
+    "selected_checkpoint",
+    "subset",
+]

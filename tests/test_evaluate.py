@@ -9,10 +9,13 @@ import torch
 
 from resemote_lib.data.base import FaceDataset
 from resemote_lib.evaluate import (
+    add_dedup_metrics,
     compute_metrics,
+    describe_test_set,
     evaluate,
     expected_calibration_error,
     reliability,
+    wilson_interval,
     write_metrics,
     write_predictions,
 )
@@ -82,3 +85,55 @@ def test_evaluate_refuses_mismatched_label_order():
     model.class_names = ("happy", "surprise", "sad", "angry", "disgust", "fear", "neutral")
     with pytest.raises(ValueError, match="remap"):
         evaluate(model, _tiny_dataset())
+
+
+def test_wilson_interval_by_hand():
+    lo, hi = wilson_interval(8, 10)  # textbook value: (0.4902, 0.9433)
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
+    assert wilson_interval(0, 0) == (0.0, 1.0) and wilson_interval(10, 10)[1] == 1.0
+    m = compute_metrics(np.array([0, 1, 2, 3]), _onehot(np.array([0, 1, 2, 0])))
+    assert m.to_dict()["accuracy_ci95"] == list(wilson_interval(3, 4))
+
+
+def test_dedup_figures_exclude_copies_and_mark_them(tmp_path):
+    ds = _tiny_dataset(n=10)
+    y = ds.labels.numpy()
+    pred = y.copy()
+    pred[[0, 1, 2]] = (y[[0, 1, 2]] + 1) % 7  # three wrong: items 0, 1, 2
+    m = evaluate(ResEmoteNet().eval(), ds, tta=True)
+    m.extra["probs"] = m.extra["tta_probs"] = _onehot(pred)
+    excluded = pd.DataFrame({"id": ["i0", "i5"], "index": [0, 5], "by_split": ["train", "val"],
+                             "by_id": ["a.jpg", "b.jpg"], "kind": ["exact", "near"], "correlation": [1.0, 0.95]})
+    duplicate_of = add_dedup_metrics(m, ds, excluded, tmp_path / "test_excluded.csv")
+    assert duplicate_of[0] == "train/a.jpg" and duplicate_of[5] == "val/b.jpg" and duplicate_of.count("") == 8
+    assert m.extra["dedup"]["n"] == 8 and m.extra["dedup"]["accuracy"] == pytest.approx(6 / 8)  # i1, i2 wrong
+    assert m.extra["dedup"]["excluded"] == 2 and m.extra["dedup"]["tta_flip"]["n"] == 8
+    assert m.extra["copies_only"]["n"] == 2 and m.extra["copies_only"]["accuracy"] == pytest.approx(1 / 2)
+    assert m.extra["dedup"]["accuracy_ci95"] == list(wilson_interval(6, 8))
+    assert pd.read_csv(tmp_path / "test_excluded.csv")["id"].tolist() == ["i0", "i5"]
+    df = pd.read_csv(write_predictions(tmp_path / "p.csv", ds, m.extra["probs"], duplicate_of), keep_default_na=False)
+    assert len(df) == 10 and df["duplicate_of"].tolist()[:2] == ["train/a.jpg", ""]
+
+
+@pytest.mark.parametrize(("values", "layout", "comparable"), [
+    ({"dataset": "fer2013", "protocol": "paper"}, "fer2013-folders", True),
+    ({"dataset": "fer2013", "protocol": "clean", "epochs": 1}, "fer2013-csv", True),  # deviations: still its test set
+    ({"dataset": "synthetic", "protocol": "demo"}, "fer2013-csv", False),
+    ({"dataset": "fer2013", "protocol": "smoke"}, "fer2013-folders", False),
+    ({"dataset": "affectnet", "protocol": "paper", "test_per_class": 500}, "affectnet-official", True),
+    ({"dataset": "affectnet", "protocol": "paper", "test_per_class": 500}, "affectnet-kaggle", False),
+    ({"dataset": "affectnet", "protocol": "paper"}, "affectnet-official", False),
+])
+def test_the_paper_number_applies_only_to_the_papers_test_set(values, layout, comparable):
+    import warnings
+
+    from resemote_lib.params import resolve
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cfg = resolve(values)
+    ds = _tiny_dataset()
+    ds.layout = layout
+    definition = describe_test_set(cfg, ds)
+    assert definition["paper_comparable"] is comparable
+    assert (definition["why_not_comparable"] is None) is comparable

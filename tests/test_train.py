@@ -325,12 +325,22 @@ def _env():
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+def _start(cmd: list[str], log: Path) -> subprocess.Popen:
+    """A training process whose stderr goes to ``log`` (a pipe would fill up with progress bars)."""
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err, text=True)
+    proc.log = log
+    return proc
+
+
 def _wait_for(predicate, proc, seconds=300):
     deadline = time.time() + seconds
     while time.time() < deadline:
         if predicate():
             return
-        assert proc.poll() is None, "the run finished before it could be stopped"
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (exit {proc.returncode}) before it could be stopped: "
+                                 f"{proc.log.read_text()[-2000:]}")
         time.sleep(0.1)
     raise AssertionError("timed out")
 
@@ -344,7 +354,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     ref_dir = tmp_path / "results" / "uninterrupted"
     run_dir = tmp_path / "results" / "smoke"
     for kill_after_rows in (1, 2):  # kill during epoch 2, then again during epoch 3
-        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = _start(cmd, tmp_path / f"run{kill_after_rows}.log")
         hist = run_dir / "history.csv"
         _wait_for(lambda n=kill_after_rows, h=hist: h.exists() and len(pd.read_csv(h)) >= n, proc)
         time.sleep(1.5)  # well inside the next epoch
@@ -366,11 +376,12 @@ def test_signal_mid_epoch_saves_and_resumes_bit_identical(tmp_path, sig):
     params = _write_params(tmp_path, epochs=2, max_train_items=128, batch_size=4, image_size=32)
     cmd = [sys.executable, "-m", "resemote_lib.train", str(params)]
     subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start(cmd, tmp_path / "run.log")
     _wait_for((tmp_path / "results" / "smoke" / "provenance.json").exists, proc)  # written once set up
     time.sleep(2)  # inside epoch 1 (32 steps of 4 images); a signal before the first step stops after it
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    err = proc.log.read_text()
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted: training stopped by" in err and "Run the same command" in err
     state = read_checkpoint(tmp_path / "results" / "smoke" / "last.pt")["state"]

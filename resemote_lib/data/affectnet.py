@@ -7,7 +7,8 @@ with the CSV's box before resizing.
 
 Kaggle (noamsegal/affectnet-training-data): labels.csv is the ground truth (not the
 folder), contempt is excluded and counted, and train/val/test are stratified seeded
-splits (80/10/10 by default).
+splits (80/10/10 by default); with ``test_per_class`` the test split is that many images
+per class (the paper's rule, on a pool that is not the paper's validation set).
 """
 
 from __future__ import annotations
@@ -94,11 +95,13 @@ def list_items(root: Path, layout: str, split: str, *, val_fraction: float = 0.1
         if split == "test":
             keep = (_per_class_subset(labels, test_per_class, seed) if test_per_class
                     else np.arange(len(rows)))
-            report.update(test_per_class=test_per_class)
+            report.update(test_per_class=test_per_class,
+                          rule=f"validation.csv, {test_per_class} per class (seeded)" if test_per_class
+                          else "validation.csv, all")
         else:
             val_idx, train_idx = stratified_split(labels, (val_fraction,), seed)
             keep = val_idx if split == "val" else train_idx
-            report.update(val_fraction=val_fraction)
+            report.update(val_fraction=val_fraction, rule="stratified seeded hold-out of training.csv")
         rows = [rows[i] for i in keep]
         images = root / "Manually_Annotated_Images"
         report.update(source=str(source), excluded=excluded)
@@ -108,10 +111,20 @@ def list_items(root: Path, layout: str, split: str, *, val_fraction: float = 0.1
     source = root / "labels.csv"
     rows, excluded = _read_kaggle(source)
     labels = [y for _, y in rows]
-    val_idx, test_idx, train_idx = stratified_split(labels, (val_fraction, test_fraction), seed)
+    if test_per_class:  # the paper's rule (N per class) applied to the release's one pool of images
+        test_idx = _per_class_subset(labels, test_per_class, seed)
+        rest = np.setdiff1d(np.arange(len(labels)), test_idx)
+        val_rel, train_rel = stratified_split([labels[i] for i in rest], (val_fraction,), seed)
+        val_idx, train_idx = rest[val_rel], rest[train_rel]
+        test_rule = f"{test_per_class} per class drawn (seeded) from labels.csv: not the paper's test set"
+    else:
+        val_idx, test_idx, train_idx = stratified_split(labels, (val_fraction, test_fraction), seed)
+        test_rule = f"stratified seeded {test_fraction:.0%} hold-out of labels.csv: not the paper's test set"
     keep = {"train": train_idx, "val": val_idx, "test": test_idx}[split]
     rows = [rows[i] for i in keep]
-    report.update(source=str(source), excluded=excluded, val_fraction=val_fraction, test_fraction=test_fraction)
+    report.update(source=str(source), excluded=excluded, val_fraction=val_fraction, test_fraction=test_fraction,
+                  test_per_class=test_per_class,
+                  rule={"test": test_rule, "val": "stratified seeded hold-out of labels.csv"}.get(split, "the rest"))
     return Items(ids=[p for p, _ in rows], labels=[y for _, y in rows], files=[root / p for p, _ in rows],
                  sources=[source], report=report)
 

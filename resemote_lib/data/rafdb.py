@@ -79,12 +79,13 @@ def list_items(root: Path, layout: str, split: str, *, val_fraction: float = 0.1
         sources = [root / f"{part}_labels.csv"]
     ids = [name for name, _ in rows]
     labels = [y for _, y in rows]
-    report: dict[str, object] = {"source": str(sources[0])}
+    report: dict[str, object] = {"source": str(sources[0]), "rule": f"official {part} list"}
     if part == "train":
         val_idx, train_idx = stratified_split(labels, (val_fraction,), seed)
         keep = val_idx if split == "val" else train_idx
         ids, labels, files = [ids[i] for i in keep], [labels[i] for i in keep], [files[i] for i in keep]
-        report.update(val_fraction=val_fraction, seed=seed, val_from="official train list, stratified")
+        report.update(val_fraction=val_fraction, seed=seed, val_from="official train list, stratified",
+                      rule=f"{'stratified seeded hold-out' if split == 'val' else 'rest'} of the official train list")
     return Items(ids=ids, labels=labels, files=files, sources=sources, report=report)
 
 
