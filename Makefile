@@ -6,10 +6,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS := dev,export
 
-.PHONY: env demo test test-fast test-real lint format paper bench lock clean-cache
+.PHONY: env demo docs test test-fast test-real lint format paper bench lock clean-cache
 
 # Create or update .venv with the exact locked set, and nothing else.
+# The locked set (numpy 2.4, pandas 3.1, ipython 9, torch 2.14.1) needs Python 3.11 or newer.
 env:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "make env: the locked set (constraints.txt) needs Python 3.11 or newer; $(PYTHON) is" \
+	       "$$($(PYTHON) --version 2>&1 || echo missing). Install Python 3.11+ (python.org, pyenv, conda:" \
+	       "conda env create -f environment.yml) and run: make env PYTHON=python3.11" >&2; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	# Register the kernel papermill/nbval ask for ("python3") with this venv's interpreter.
@@ -24,6 +29,15 @@ $(STAMP): pyproject.toml constraints.txt
 # Run the whole pipeline (notebooks 00-03) on the embedded synthetic faces into results/.
 demo: $(STAMP)
 	$(PY) -m resemote_lib.pipeline params/demo.yaml
+
+# Copy the demo's Table III and figures (results/paper/, as make demo wrote them) into docs/demo/
+# for README. Run after make demo when the README's figures should change; make demo alone
+# never modifies tracked files.
+docs:
+	test -f results/paper/table3.md || { echo "make docs: run make demo first (no results/paper/table3.md)" >&2; exit 2; }
+	mkdir -p docs/demo
+	cp results/paper/table3.md results/paper/table3.csv results/paper/table3.png results/paper/fig3_demo.png docs/demo/
+	cp results/demo/history.csv results/demo/metrics.json docs/demo/
 
 # The whole suite: unit tests, slow tests and every notebook under nbval.
 test: $(STAMP)

@@ -15,13 +15,17 @@ from resemote_lib import paths
 def test_benchmark_runs_and_reports_every_ratio(tmp_path):
     out = subprocess.run([sys.executable, str(paths.ROOT / "benchmarks" / "run.py"), "--device", "cpu",
                           "--image-size", "32", "--images", "96", "--epoch-images", "32", "--no-compile",
+                          "--repeats", "2", "--steps-16", "2", "--steps-128", "1",
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["loader"]["ratio"] > 0 and report["efficiency"]["ratio"] > 0
-    assert set(report["train_step"]) == {"batch_16", "batch_128"}
+    assert set(report["fit_loop"]) == {"batch_16", "batch_128"}
+    for row in report["fit_loop"].values():
+        assert row["ratio"] > 0 and len(row["ratio_all"]) == 2 and row["checkpoint_s_per_epoch"] > 0
     assert report["inference"]["batch_64_img_s"]["best_over_eager"] >= 1.0
     assert report["epoch"]["ratio_ours_over_reference"] > 0
     assert 0 < report["step_profile"]["conv_backward_share"] < 1
     table = (tmp_path / "bench.md").read_text()
     assert "loader: ours / reference-style" in table and "training FLOP/s" in table and "step profile" in table
+    assert "fit loop batch_16: model-only step / fit step" in table and "checkpoint write per epoch" in table

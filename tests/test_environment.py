@@ -38,3 +38,21 @@ def test_constraints_pin_every_dependency_exactly():
         assert _name(req) in pins, f"{req} from pyproject is not pinned in constraints.txt"
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
     assert pins["opencv-python-headless"].split(".")[0] == "4"
+
+
+def test_make_env_names_the_python_the_locked_set_needs(tmp_path):
+    """On Python 3.10, pip would fail deep inside the locked set: make env says so first."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        import pytest
+
+        pytest.skip("make is not installed")
+    fake = tmp_path / "python3.10"
+    fake.write_text('#!/bin/sh\nif [ "$1" = "--version" ]; then echo "Python 3.10.12"; exit 0; fi\nexit 1\n')
+    fake.chmod(0o755)
+    out = subprocess.run(["make", "-s", "env", f"PYTHON={fake}"], cwd=paths.ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode != 0
+    assert "needs Python 3.11 or newer" in out.stderr and "Python 3.10.12" in out.stderr

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -9,7 +11,7 @@ import pytest
 from PIL import Image
 
 from resemote_lib import paths, pipeline
-from resemote_lib.params import FIELDS, NOTEBOOK_KEYS, read_yaml
+from resemote_lib.params import FIELDS, NOTEBOOK_KEYS, read_yaml, resolved_values
 
 PARAM_FILES = sorted(paths.PARAMS.glob("*.yaml"))
 
@@ -96,3 +98,59 @@ def test_smoke_pipeline_end_to_end(tmp_path):
 def test_make_paper_skips_experiments_without_data():
     assert pipeline.data_present(paths.PARAMS / "smoke.yaml")
     assert not pipeline.data_present(paths.PARAMS / "fer2013.yaml")  # nothing under the test's data/
+
+
+def _papermill(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("papermill")
+    return subprocess.run([str(exe), *args, "--cwd", str(paths.ROOT), "-k", pipeline.KERNEL, "--no-progress-bar"],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_papermill_by_hand_trains_what_the_pipeline_resolves(tmp_path):
+    """`papermill notebooks/01_train.ipynb out.ipynb -f params/fer2013.yaml -p ...` (the file's
+    base: chain followed, the paper preset filling the rest) trains the config the pipeline
+    resolves for the same file and overrides."""
+    from . import layouts as L
+
+    overrides = {"data_root": str(L.write_fer2013_folders(tmp_path / "fer")), "epochs": 1, "max_train_items": 16,
+                 "batch_size": 8, "image_size": 16, "device": "cpu", "results_dir": str(tmp_path / "results")}
+    flags = [x for k, v in overrides.items() for x in ("-p", k, str(v))]
+    out = _papermill(str(pipeline.notebook_path("01_train")), str(tmp_path / "out.ipynb"), "-f",
+                     str(paths.PARAMS / "fer2013.yaml"), *flags)
+    assert out.returncode == 0, out.stderr[-3000:]
+    trained = json.loads((tmp_path / "results" / "fer2013_paper" / "config.json").read_text())
+    with pytest.warns(UserWarning, match="overrides the 'paper' protocol"):
+        expected = resolved_values(paths.PARAMS / "fer2013.yaml", **overrides)
+    assert trained == {k: v for k, v in expected.items() if k in FIELDS}
+    assert trained["optimizer"] == "sgd" and trained["lr"] == 0.001 and trained["scheduler"] == "plateau"
+
+
+def test_setting_only_the_protocol_in_the_parameters_cell_gives_its_preset(tmp_path):
+    """A JupyterLab user edits the parameters cell to `protocol = "paper"`: the whole preset
+    follows (batch 16, 80 epochs, SGD, plateau, last epoch, 64 px), not the smoke defaults."""
+    nb = nbformat.read(pipeline.notebook_path("01_train"), as_version=4)
+    cells = nb.cells
+    params_cell = next(c for c in cells if "parameters" in c.metadata.get("tags", []))
+    params_cell.source = params_cell.source.replace('protocol: Optional[str] = None', 'protocol: Optional[str] = "paper"')
+    cfg_index = next(i for i, c in enumerate(cells) if "params.from_notebook(globals())" in c.source)
+    nb.cells = [*cells[:cfg_index + 1], nbformat.v4.new_code_cell(
+        f"import json; open({str(tmp_path / 'cfg.json')!r}, 'w').write(json.dumps(cfg.to_dict()))")]
+    path = tmp_path / "edited.ipynb"
+    nbformat.write(nb, path)
+    out = _papermill(str(path), str(tmp_path / "out.ipynb"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    from resemote_lib.params import PROTOCOLS
+
+    assert {k: cfg[k] for k in PROTOCOLS["paper"]} == PROTOCOLS["paper"] and cfg["protocol"] == "paper"
+
+
+def test_everything_a_run_writes_is_ignored_by_git():
+    """make demo writes results/<run>/ and results/paper/: none of it may show as a change."""
+    written = ["results/demo/best.pt", "results/demo/metrics.json", "results/paper/table3.md",
+               "results/paper/table3.png", "results/bench/bench.json", "data/fer2013/train/angry/x.jpg",
+               ".cache/datasets/x.pt"]
+    out = subprocess.run(["git", "check-ignore", *written], cwd=paths.ROOT, capture_output=True, text=True)
+    assert out.stdout.split() == written
+    assert subprocess.run(["git", "check-ignore", "-q", "results/README.md"], cwd=paths.ROOT).returncode == 1
