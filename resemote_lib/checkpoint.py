@@ -1,19 +1,33 @@
-"""Saving and loading checkpoints: ours and the reference implementation's.
+"""Saving and loading checkpoints: ours, our training states and the reference's.
 
 Loading never runs code (``torch.load(weights_only=True)``), does all key surgery in
 ``checkpoint_filter_fn`` (timm's pattern) and then loads with ``strict=True``; the number
 of classes and input channels are read off the tensors' shapes (CLIP's ``build_model``).
+
+``classify`` is the one place that says what a checkpoint file is, and so what its
+outputs mean and what input size it expects:
+
+- ``resemote``: ``save_checkpoint``'s format (``best.pt``, ``final.pt``): class names,
+  image size and provenance are in the file;
+- ``training-state``: a run's ``last.pt`` (weights, optimizer, counters, config): its
+  ``model`` weights, canonical class order, the config's image size;
+- ``reference``: the reference repository's bare state_dict or
+  ``{"model_state_dict": ...}``: the reference's class order, 64x64.
+
+Anything else is a ``CheckpointError`` that says what the file is instead.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import pickle
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -184,7 +198,7 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
+def checkpoint_filter_fn(state_dict: Mapping[str, Any], path: str | os.PathLike = "checkpoint") -> dict[str, Tensor]:
     """Turn any supported checkpoint payload into a plain ResEmoteNet state_dict.
 
     Unwraps ``state_dict`` / ``model_state_dict`` / ``model`` containers and strips the
@@ -195,11 +209,11 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
         if isinstance(sd, Mapping) and key in sd and isinstance(sd[key], Mapping):
             sd = sd[key]
     if not isinstance(sd, Mapping) or not sd:
-        raise CheckpointError("no state_dict found (expected a mapping of parameter names to tensors)")
+        raise CheckpointError(f"{path}: no state_dict found (expected a mapping of parameter names to tensors)")
     out: dict[str, Tensor] = {}
     for key, value in sd.items():
         if not isinstance(value, Tensor):
-            raise CheckpointError(f"entry {key!r} is a {type(value).__name__}, not a tensor")
+            raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
         for prefix in ("module.", "_orig_mod."):
             while key.startswith(prefix):
                 key = key[len(prefix):]
@@ -207,18 +221,69 @@ def checkpoint_filter_fn(state_dict: Mapping[str, Any]) -> dict[str, Tensor]:
     return out
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint file's payload without executing any code in it."""
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save since PyTorch 1.6 (and TorchScript) write a zip archive
+_PICKLE_PROTOCOLS = range(2, 6)  # older torch.save and pickle.dump: b"\x80" + protocol byte
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """What a file is, from its first bytes and (for a zip) its member names.
+
+    Returns ``"checkpoint"`` (a ``torch.save`` zip archive), ``"torchscript"`` (a
+    ``torch.jit.save`` archive), ``"pickle"`` (a legacy ``torch.save`` or a plain pickle),
+    ``"empty"`` or ``"other"``. Reads no tensor data.
+    """
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "empty"
+    if head.startswith(ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "checkpoint"  # a truncated torch.save: torch.load says what is wrong with it
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return "torchscript"
+        return "checkpoint"
+    if len(head) >= 2 and head[0] == 0x80 and head[1] in _PICKLE_PROTOCOLS:
+        return "pickle"
+    return "other"
+
+
+def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file's payload without executing any code in it.
+
+    Args:
+        path: the file.
+        mmap: map the tensors' bytes instead of reading them (zip checkpoints only): a
+            ``last.pt`` is mostly optimizer state that loading a model never touches.
+    """
     path = Path(path)
+    if path.is_dir():
+        raise FileNotFoundError(f"checkpoint {path} is a folder; pass the .pt file inside it (best.pt, last.pt)")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    kind = file_kind(path)
+    if kind == "empty":
+        raise CheckpointError(f"{path} is empty (0 bytes): an interrupted copy or download? Copy it again")
+    if kind == "torchscript":
+        raise CheckpointError(f"{path} is a TorchScript export, not a checkpoint: run it with "
+                              "resemote_lib.export.run_exported (or torch.jit.load); predict and export need the "
+                              "checkpoint it was exported from")
+    if kind == "other":
+        with open(path, "rb") as f:
+            head = f.read(8)
+        hint = " (an ONNX export? predict and export need the .pt checkpoint)" if path.suffix == ".onnx" else ""
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint at all{hint}: it starts with bytes {head!r}, "
+                              "neither a zip archive (PK\\x03\\x04, torch.save) nor a pickle (\\x80 + protocol). "
+                              "Is it the right file?")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and kind == "checkpoint")
     except pickle.UnpicklingError as e:
         # weights_only refuses any global it does not know: never execute it.
         raise CheckpointError(
-            f"{path} was refused: it holds objects other than tensors and plain data "
-            f"(loading it could run code). Detail: {str(e).splitlines()[0]}"
+            f"{path} was refused: it is a PyTorch/pickle file holding objects other than tensors and plain data, "
+            f"and loading it could run code. Detail: {str(e).splitlines()[0]}"
         ) from None
     except Exception as e:  # torch raises RuntimeError, EOFError, KeyError... on junk
         raise CheckpointError(
@@ -230,6 +295,80 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return dict(payload)
 
 
+@dataclass(frozen=True)
+class Classified:
+    """What ``classify`` found: the weights and what they mean."""
+
+    kind: str  # "resemote", "training-state" or "reference"
+    state_dict: dict[str, Tensor]
+    class_names: tuple[str, ...] | None  # None: a reference model with an unknown number of classes
+    image_size: int
+    meta: dict[str, Any]
+
+
+TRAINING_STATE_KEYS = frozenset({"model", "optimizer", "state", "config"})  # train.save_last
+
+
+def classify(payload: Mapping[str, Any], path: str | os.PathLike = "checkpoint") -> Classified:
+    """Say what a checkpoint payload is (see the module docstring) and extract its weights.
+
+    Raises ``CheckpointError`` for a payload that is none of ours, a training state or the
+    reference's, naming its top-level keys.
+    """
+    if payload.get("format") == FORMAT:
+        version = payload.get("format_version", 1)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise CheckpointError(f"{path} has format_version {version!r}; this resemote reads up to "
+                                  f"{FORMAT_VERSION}: update resemote")
+        return Classified("resemote", checkpoint_filter_fn(payload["state_dict"], path),
+                          tuple(payload["class_names"]), int(payload.get("image_size", RESEMOTE.image_size)),
+                          dict(payload.get("meta") or {}))
+    if set(payload) >= TRAINING_STATE_KEYS:
+        config, state = payload["config"], payload["state"]
+        if not isinstance(config, Mapping) or "image_size" not in config or not isinstance(state, Mapping):
+            raise CheckpointError(f"{path} looks like a training state (keys {sorted(TRAINING_STATE_KEYS)}) but its "
+                                  "config has no image_size: it was not written by resemote's training")
+        meta = {"source": f"training state {Path(path).name} (weights after epoch {state.get('epoch', '?')}"
+                          + (f", step {state['step']} of the next" if state.get("step") else "") + ")",
+                "training_state": True, "epoch": state.get("epoch"), "step": state.get("step", 0),
+                "config": dict(config)}
+        return Classified("training-state", checkpoint_filter_fn(payload["model"], path), RESEMOTE.class_names,
+                          int(config["image_size"]), meta)
+    wrapped = [k for k in ("state_dict", "model_state_dict", "model") if isinstance(payload.get(k), Mapping)]
+    values = list(payload.values())
+    if wrapped or (values and all(isinstance(v, Tensor) for v in values)):
+        state_dict = checkpoint_filter_fn(payload, path)
+        n = state_dict["fc4.weight"].shape[0] if "fc4.weight" in state_dict else None
+        names = REFERENCE.class_names if n == len(REFERENCE.class_names) else None
+        return Classified("reference", state_dict, names, REFERENCE.image_size, {"source": REFERENCE.source})
+    raise CheckpointError(
+        f"{path} is a PyTorch file but not a ResEmoteNet checkpoint: top-level keys {sorted(map(str, payload))[:10]}. "
+        f"Expected one of: ours (format {FORMAT!r}: best.pt, final.pt), a training state "
+        f"({sorted(TRAINING_STATE_KEYS)}: last.pt), or the reference's state_dict / {{'model_state_dict': ...}}"
+    )
+
+
+def check_finite(state_dict: Mapping[str, Tensor], path: str | os.PathLike = "checkpoint") -> None:
+    """Raise ``CheckpointError`` naming the first tensor holding NaN or infinity."""
+    for key, value in state_dict.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{path}: tensor {key!r} holds {bad} NaN/inf value(s) of {value.numel()}: these "
+                                  "weights are broken (a run that diverged?); use an earlier checkpoint")
+
+
+def check_temperature(value: Any, where: str) -> float:
+    """A softmax temperature: a finite number > 0 (``ValueError`` naming ``where`` otherwise)."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: temperature must be a number > 0, got {value!r}") from None
+    if not math.isfinite(t) or t <= 0:
+        raise ValueError(f"{where}: temperature must be a finite number > 0, got {value!r} (1 leaves the "
+                         "probabilities as the model gives them; evaluation fits one on the validation split)")
+    return t
+
+
 def load_model(
     path: str | os.PathLike,
     *,
@@ -238,40 +377,52 @@ def load_model(
 ) -> ResEmoteNet:
     """Load a checkpoint into an eval-mode ``ResEmoteNet`` with ``class_names`` set.
 
-    Accepts our own format, a reference bare state_dict and a reference
-    ``{"model_state_dict": ...}`` (also with DDP / compile prefixes). A reference
-    checkpoint keeps the reference's output order, and ``class_names`` says so.
+    Accepts our own format, a run's ``last.pt`` (its weights, with the run's image size),
+    a reference bare state_dict and a reference ``{"model_state_dict": ...}`` (also with
+    DDP / compile prefixes): ``classify`` tells them apart. A reference checkpoint keeps
+    the reference's output order, and ``class_names`` says so. Weights holding NaN or
+    infinity, and a stored temperature that is not a finite number > 0, are refused.
+
+    The model gets ``class_names``, ``image_size``, ``checkpoint_kind`` (``classify``'s
+    kind) and ``checkpoint_meta`` (the file's provenance; for a training state, its
+    epoch and config and ``training_state: True``).
 
     Args:
         path: the checkpoint file.
         class_names: override what the outputs mean (e.g. for a 6-class reference model).
         device: where to put the model.
     """
-    payload = read_checkpoint(path)
-    ours = payload.get("format") == FORMAT
-    state_dict = checkpoint_filter_fn(payload)
+    found = classify(read_checkpoint(path, mmap=True), path)
+    state_dict = found.state_dict
     for key in ("fc4.weight", "conv1.weight"):
         if key not in state_dict:
             raise CheckpointError(f"{path}: no {key!r}; this is not a ResEmoteNet state_dict "
                                   f"(first keys: {list(state_dict)[:5]})")
+    check_finite(state_dict, path)
+    if "temperature" in found.meta:
+        try:
+            check_temperature(found.meta["temperature"], f"{path}: the stored calibration")
+        except ValueError as e:
+            raise CheckpointError(f"{e}. Re-run the evaluation that fitted it, or reset it: "
+                                  f"set_checkpoint_meta({str(path)!r}, temperature=1.0)") from None
     num_classes = state_dict["fc4.weight"].shape[0]
     in_channels = state_dict["conv1.weight"].shape[1]
     model = ResEmoteNet(num_classes=num_classes, in_channels=in_channels)
     _load_strict(model, state_dict, path)
     if class_names is None:
-        if ours:
-            class_names = payload["class_names"]
-        elif num_classes == len(REFERENCE.class_names):
-            class_names = REFERENCE.class_names
-        else:
+        class_names = found.class_names
+        if class_names is None:
             class_names = tuple(f"class_{i}" for i in range(num_classes))
             warnings.warn(f"{path}: {num_classes}-class reference checkpoint with no known label "
                           "order; pass class_names=... to name its outputs", stacklevel=2)
     if len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names for {num_classes} outputs")
+        raise ValueError(f"{path}: {len(class_names)} class names for {num_classes} outputs")
     model.class_names = tuple(class_names)
-    model.image_size = int(payload.get("image_size", REFERENCE.image_size))
-    model.checkpoint_meta = payload.get("meta", {}) if ours else {"source": REFERENCE.source}
+    model.image_size = found.image_size
+    model.checkpoint_kind = found.kind
+    model.checkpoint_meta = found.meta
+    if found.kind == "training-state":
+        log.info("%s: %s", path, found.meta["source"])
     from .device import resolve_device
 
     return model.to(resolve_device(str(device))).eval()
@@ -292,7 +443,7 @@ def _load_strict(model: nn.Module, state_dict: dict[str, Tensor], path: Path | s
 
 
 __all__ = [
-    "REFERENCE", "RESEMOTE", "CheckpointError", "CheckpointSpec", "atomic_torch_save",
-    "checkpoint_filter_fn", "load_model", "read_checkpoint", "save_checkpoint", "set_checkpoint_meta", "tensor_bytes",
-    "unwrap",
+    "REFERENCE", "RESEMOTE", "CheckpointError", "CheckpointSpec", "Classified", "atomic_torch_save", "check_finite",
+    "check_temperature", "checkpoint_filter_fn", "classify", "file_kind", "load_model", "read_checkpoint",
+    "save_checkpoint", "set_checkpoint_meta", "tensor_bytes", "unwrap",
 ]

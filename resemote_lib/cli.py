@@ -17,7 +17,8 @@ EXIT_CODES = {
     1: "the work failed: some inputs failed (each is reported and the rest processed), training diverged, "
        "or a notebook or Kaggle kernel failed",
     2: "bad usage: wrong arguments, a bad params file, a missing or unusable file, folder, checkpoint or run",
-    3: "busy: another process is writing that run directory (its pid is named)",
+    3: "busy: another process is writing that run directory (its pid is named), or its Kaggle kernel is still "
+       "queued or running (kaggle pull: pull again later)",
     130: "interrupted (Ctrl-C or SIGTERM): a training run saved its state and resumes when rerun",
 }
 

@@ -3,6 +3,11 @@
 The exported graph includes the preprocessing after decoding: it takes grayscale face
 crops as float ``(N, 1, S, S)`` in 0..255, replicates them to 3 channels, normalises
 with ImageNet mean/std, and returns logits and (temperature-calibrated) probabilities.
+
+An export never destroys a checkpoint: the output may not be the input (whatever path
+names it), an existing PyTorch checkpoint is replaced only with ``overwrite=True``, and
+the file is written to a temporary name beside it and renamed once complete and
+verified, so a failed export leaves whatever was there before.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import tempfile
 import warnings
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -18,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import load_model
+from .checkpoint import _umask, file_kind, load_model
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 log = logging.getLogger(__name__)
@@ -40,39 +46,84 @@ class Deployable(nn.Module):
         return logits, (logits / self.temperature).softmax(1)
 
 
-def export(checkpoint: str | os.PathLike, path: str | os.PathLike, *, verify: bool = True) -> dict:
+FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
+
+
+def check_output(checkpoint: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Refuse an export output that would destroy something; returns ``path``.
+
+    Raises ``ValueError`` for an unknown suffix, a folder, or the input checkpoint itself
+    (however it is spelled: same file after resolving links), and ``FileExistsError`` for
+    an existing PyTorch checkpoint unless ``overwrite``. An earlier ONNX or TorchScript
+    export at ``path`` is replaced.
+    """
+    src, dst = Path(checkpoint), Path(path)
+    if dst.suffix not in FORMATS:
+        raise ValueError(f"unknown export format {dst.suffix!r} for {dst}: use .onnx, or .pt/.ts for TorchScript")
+    if dst.is_dir():
+        raise ValueError(f"export output {dst} is a folder; give a file name such as {dst / 'model.onnx'}")
+    if not dst.exists():
+        return dst
+    if src.exists() and os.path.samefile(src, dst):
+        raise ValueError(f"export output {dst} is the input checkpoint {src}: exporting would replace the "
+                         f"checkpoint; choose another name, e.g. {src.with_suffix('.onnx')}")
+    kind = file_kind(dst)
+    if kind in ("checkpoint", "pickle") and not overwrite:
+        raise FileExistsError(f"export output {dst} already exists and is a PyTorch checkpoint; refusing to replace "
+                              "it with an export. Choose another name, or pass --force (overwrite=True) to replace it")
+    return dst
+
+
+def export(checkpoint: str | os.PathLike, path: str | os.PathLike, *, verify: bool = True,
+           overwrite: bool = False) -> dict:
     """Export ``checkpoint`` to ``path`` (``.onnx``, or ``.pt``/``.ts`` for TorchScript).
+
+    Args:
+        checkpoint: any checkpoint ``load_model`` reads.
+        path: the output; checked by ``check_output`` before anything is loaded.
+        verify: run the exported file on a batch and compare it with PyTorch.
+        overwrite: replace an existing PyTorch checkpoint at ``path`` (never ``checkpoint`` itself).
 
     Returns a report: path, input size, class names and, when verified, the maximum
     absolute difference of the exported model's probabilities from PyTorch's.
     """
+    path = check_output(checkpoint, path, overwrite=overwrite)
     model = load_model(checkpoint)
     meta = model.checkpoint_meta or {}
     wrapped = Deployable(model, float(meta.get("temperature", 1.0))).eval()
     size = model.image_size
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(2, 1, size, size) * 255
     report = {"path": str(path), "input": f"float32 (N, 1, {size}, {size}), gray 0..255",
-              "outputs": ["logits", "probs"], "class_names": list(model.class_names)}
+              "outputs": ["logits", "probs"], "class_names": list(model.class_names),
+              "checkpoint_kind": getattr(model, "checkpoint_kind", "resemote")}
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        _write(wrapped, tmp, size)
+        if verify:
+            x = torch.rand(5, 1, size, size) * 255  # a batch size other than the traced one
+            with torch.inference_mode():
+                expected = wrapped(x)[1].numpy()
+            report["max_abs_diff"] = float(np.abs(run_exported(tmp, x.numpy()) - expected).max())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an export gets the usual mode
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("exported %s", report)
+    return report
+
+
+def _write(wrapped: Deployable, path: Path, size: int) -> None:
+    example = torch.rand(2, 1, size, size) * 255
     with warnings.catch_warnings(), redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")  # the TorchScript-based exporters warn about their deprecation
-        if path.suffix == ".onnx":
+        if FORMATS[path.suffix] == "onnx":
             torch.onnx.export(wrapped, (example,), str(path), input_names=["gray255"], output_names=["logits", "probs"],
                               dynamic_axes={"gray255": {0: "batch"}, "logits": {0: "batch"}, "probs": {0: "batch"}},
                               dynamo=False)
-        elif path.suffix in (".pt", ".ts"):
-            torch.jit.trace(wrapped, example).save(str(path))
         else:
-            raise ValueError(f"unknown export format {path.suffix!r}: use .onnx or .pt")
-    if verify:
-        x = torch.rand(5, 1, size, size) * 255  # a batch size other than the traced one
-        with torch.inference_mode():
-            expected = wrapped(x)[1].numpy()
-        got = run_exported(path, x.numpy())
-        report["max_abs_diff"] = float(np.abs(got - expected).max())
-    log.info("exported %s", report)
-    return report
+            torch.jit.trace(wrapped, example).save(str(path))
 
 
 def run_exported(path: str | os.PathLike, gray255: np.ndarray) -> np.ndarray:
@@ -90,4 +141,4 @@ def run_exported(path: str | os.PathLike, gray255: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(gray255.astype(np.float32)))[1].numpy()
 
 
-__all__ = ["Deployable", "export", "run_exported"]
+__all__ = ["FORMATS", "Deployable", "check_output", "export", "run_exported"]

@@ -7,6 +7,9 @@ approach/ResEmoteNet.py @ fabbe68) so that its state_dicts load with ``strict=Tr
 
 from __future__ import annotations
 
+from typing import Any
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -81,15 +84,21 @@ class ResEmoteNet(nn.Module):
     Stem: three conv3x3-BN-ReLU-maxpool stages (64, 128, 256 channels) with Dropout(0.2)
     after the first two only; SE on 256 channels; residual blocks to 512, 1024, 2048
     channels, each stride 2; global average pool; head 2048-1024-512-256-classes with
-    Dropout(0.5) after each hidden layer.
+    Dropout(0.5) after each hidden layer. ``se`` and ``res_blocks`` switch parts off for
+    the ablation variants (``VARIANTS``); the defaults are exactly the reference network.
 
     Args:
         num_classes: outputs of ``fc4``. The canonical order is ``labels.CLASS_NAMES``.
         in_channels: 3 for the published model (grayscale replicated to 3 channels).
+        se: keep the Squeeze-and-Excitation block.
+        res_blocks: how many of the three residual blocks to keep (0 or 3 in ``VARIANTS``).
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = 3) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = 3, *, se: bool = True,
+                 res_blocks: int = 3) -> None:
         super().__init__()
+        if not 0 <= res_blocks <= 3:
+            raise ValueError(f"res_blocks must be 0..3, got {res_blocks}")
         self.conv1 = nn.Conv2d(in_channels, 64, 3, padding=1)
         self.bn1 = nn.BatchNorm2d(64)
         self.conv2 = nn.Conv2d(64, 128, 3, padding=1)
@@ -97,29 +106,34 @@ class ResEmoteNet(nn.Module):
         self.conv3 = nn.Conv2d(128, 256, 3, padding=1)
         self.bn3 = nn.BatchNorm2d(256)
         self.dropout_stem = nn.Dropout(0.2)
-        self.se = SEBlock(256, reduction=16)
-        self.res_block1 = ResidualBlock(256, 512, stride=2)
-        self.res_block2 = ResidualBlock(512, 1024, stride=2)
-        self.res_block3 = ResidualBlock(1024, 2048, stride=2)
+        self.se = SEBlock(256, reduction=16) if se else None
+        widths = (256, 512, 1024, 2048)
+        for k in range(res_blocks):
+            setattr(self, f"res_block{k + 1}", ResidualBlock(widths[k], widths[k + 1], stride=2))
+        self.res_blocks = res_blocks
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc1 = nn.Linear(2048, 1024)
+        self.fc1 = nn.Linear(widths[res_blocks], 1024)
         self.fc2 = nn.Linear(1024, 512)
         self.fc3 = nn.Linear(512, 256)
         self.dropout_head = nn.Dropout(0.5)
         self.fc4 = nn.Linear(256, num_classes)
 
     def features(self, x: Tensor) -> Tensor:
-        """The 2048-channel map after ``res_block3``, before pooling (for CAMs)."""
+        """The map after the last residual block (2048 channels), before pooling."""
+        x = self.stem(x)
+        for k in range(self.res_blocks):
+            x = getattr(self, f"res_block{k + 1}")(x)
+        return x
+
+    def stem(self, x: Tensor) -> Tensor:
+        """Three conv stages, then the SE block (when kept): the 256-channel map."""
         x = self.dropout_stem(F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2))
         x = self.dropout_stem(F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2))
         x = F.max_pool2d(F.relu(self.bn3(self.conv3(x))), 2)
-        x = self.se(x)
-        x = self.res_block1(x)
-        x = self.res_block2(x)
-        return self.res_block3(x)
+        return self.se(x) if self.se is not None else x
 
     def head(self, x: Tensor) -> Tensor:
-        """Logits from the pooled 2048-vector."""
+        """Logits from the pooled feature vector."""
         x = self.dropout_head(F.relu(self.fc1(x)))
         x = self.dropout_head(F.relu(self.fc2(x)))
         x = self.dropout_head(F.relu(self.fc3(x)))
@@ -129,8 +143,69 @@ class ResEmoteNet(nn.Module):
         return self.head(self.pool(self.features(x)).flatten(1))
 
 
+# The ablation's variants: one builder, named arguments (timm's model_args), never copied
+# classes. `cnn` is our stem and head (not the reference repository's separate 5-conv
+# baseline). `resemotenet_lean` is the same function as `resemotenet` at a given input size,
+# with the convolution taps that only ever multiply zero padding removed.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "resemotenet": dict(se=True, res_blocks=3),
+    "resemotenet_lean": dict(se=True, res_blocks=3, lean=True),
+    "cnn": dict(se=False, res_blocks=0),
+    "cnn_se": dict(se=True, res_blocks=0),
+    "cnn_res": dict(se=False, res_blocks=3),
+}
+
+
+def build_model(name: str = "resemotenet", *, num_classes: int = NUM_CLASSES, in_channels: int = 3,
+                image_size: int = 64) -> ResEmoteNet:
+    """A freshly initialised variant ``name`` (``VARIANTS``); ``image_size`` matters only to
+    ``resemotenet_lean``, whose pruned convolutions are exact at that size only."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown model {name!r}; available: {sorted(VARIANTS)}")
+    args = dict(VARIANTS[name])
+    lean = args.pop("lean", False)
+    model = ResEmoteNet(num_classes=num_classes, in_channels=in_channels, **args)
+    return make_lean(model, image_size) if lean else model
+
+
+def make_lean(model: ResEmoteNet, image_size: int) -> ResEmoteNet:
+    """``model`` with each residual 3x3 convolution cut to the taps that touch data at
+    ``image_size`` (in place; the weights are the kept taps of the originals).
+
+    At 64x64, ``res_block3.conv1`` (stride 2 on a 2x2 map) uses 2x2 of its 9 taps: exactly a
+    2x2 convolution without padding; ``res_block3.conv2`` sees a 1x1 map: exactly a 1x1
+    convolution. The outputs are the same (up to float summation order).
+    """
+    size = image_size // 8
+    for k in range(1, model.res_blocks + 1):
+        block = getattr(model, f"res_block{k}")
+        out = (size - 1) // 2 + 1
+        block.conv1 = _cropped(block.conv1, size, out)
+        block.conv2 = _cropped(block.conv2, out, out)
+        size = out
+    model.lean_size = image_size
+    return model
+
+
+def _cropped(conv: nn.Conv2d, in_size: int, out_size: int) -> nn.Conv2d:
+    """The 3x3/padding-1 ``conv`` restricted to the contiguous taps that reach the input."""
+    stride = conv.stride[0]
+    used = sorted({k for o in range(out_size) for k in range(3) if 0 <= o * stride + k - 1 < in_size})
+    lo, hi = used[0], used[-1]
+    if (lo, hi) == (0, 2) or conv.kernel_size != (3, 3):
+        return conv
+    pad = 1 - lo  # taps before `lo` only ever met the padding
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, hi - lo + 1, stride=stride, padding=pad,
+                    bias=conv.bias is not None)
+    with torch.no_grad():
+        new.weight.copy_(conv.weight[:, :, lo:hi + 1, lo:hi + 1])
+        if conv.bias is not None:
+            new.bias.copy_(conv.bias)
+    return new.to(conv.weight.device)
+
+
 def resemotenet(*, num_classes: int = NUM_CLASSES, in_channels: int = 3) -> ResEmoteNet:
-    """Build a freshly initialised ResEmoteNet."""
+    """Build a freshly initialised ResEmoteNet (the reference network)."""
     return ResEmoteNet(num_classes=num_classes, in_channels=in_channels)
 
 
@@ -165,4 +240,5 @@ def _used_taps(in_size: int, out_size: int, stride: int) -> int:
     return len({k for o in range(out_size) for k in range(3) if 0 <= o * stride + k - 1 < in_size})
 
 
-__all__ = ["ResEmoteNet", "ResidualBlock", "SEBlock", "count_parameters", "resemotenet", "unreached_parameters"]
+__all__ = ["VARIANTS", "ResEmoteNet", "ResidualBlock", "SEBlock", "build_model", "count_parameters", "make_lean",
+           "resemotenet", "unreached_parameters"]

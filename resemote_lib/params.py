@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from . import paths
+from .model import VARIANTS
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class TrainConfig:
     dataset: str = "synthetic"  # fer2013 | rafdb | affectnet | synthetic
     data_root: str | None = None  # None: /kaggle/input/<slug> if mounted, else data/<dataset>
     protocol: str = "smoke"  # paper | reference | clean | demo | smoke (see PROTOCOLS)
+    model: str = "resemotenet"  # resemotenet | resemotenet_lean | cnn | cnn_se | cnn_res (model.VARIANTS)
     image_size: int = 48  # side of the square input (paper: 64)
     seed: int = 0  # training: initialisation, data order, flips, dropout
     split_seed: int = 0  # hold-out splits and synthetic data; fixed so every seed tests on the same images
@@ -111,6 +113,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 PAPER_PROTOCOLS = ("paper", "reference", "clean")
 CHOICES = {
     "dataset": ("fer2013", "rafdb", "affectnet", "synthetic"),
+    "model": tuple(VARIANTS),
     "protocol": tuple(PROTOCOLS),
     "optimizer": ("sgd", "adamw"),
     "scheduler": ("plateau", "none"),

@@ -6,7 +6,13 @@ that are already face crops), crops each with a margin, applies exactly the eval
 preprocessing, and returns per face its box, the probabilities keyed by class name
 (calibrated with the checkpoint's temperature when it has one), the top label and the
 detector's score. Colour order is explicit: the reference's inference scripts feed
-OpenCV's BGR pixels as RGB; here a NumPy array must say which it is.
+OpenCV's BGR pixels as RGB; here a NumPy array must say which it is. Files are decoded
+as the dataset loaders decode them (``data.base.to_8bit``: 16-bit PNGs scaled, unusual
+PIL modes refused by name).
+
+``predict_command`` (the CLI's ``predict``) checks every output it will write before it
+loads the model (exit 2 with nothing computed), writes results as they come, and never
+replaces an existing file in the ``--annotate`` folder.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,8 +32,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .checkpoint import load_model
-from .data.base import to_gray_square
+from .checkpoint import check_temperature, file_kind, load_model
+from .data.base import IMAGE_SUFFIXES, is_hidden, to_8bit, to_gray_square
 from .device import resolve_device
 from .inference import predict_logits
 from .model import ResEmoteNet
@@ -34,7 +41,6 @@ from .model import ResEmoteNet
 log = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]  # x, y, width, height in pixels
 _VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
 @dataclass
@@ -138,9 +144,9 @@ def to_rgb(image: str | os.PathLike | Image.Image | np.ndarray, color: str | Non
     """
     if isinstance(image, str | os.PathLike):
         with Image.open(image) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.asarray(to_8bit(img, image).convert("RGB"))
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(to_8bit(image).convert("RGB"))
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image array, got {arr.dtype}")
@@ -173,7 +179,8 @@ class Predictor:
         device: ``auto``, ``cpu``, ``cuda``, ``mps``.
         tta: average each face with its mirror image.
         margin: crop margin around each detected box, as a fraction of its size.
-        temperature: softmax temperature; default the checkpoint's fitted one, else 1.
+        temperature: softmax temperature (a finite number > 0); default the checkpoint's
+            fitted one, else 1.
     """
 
     def __init__(self, model_or_checkpoint: ResEmoteNet | str | os.PathLike, detector: str | Detector | None = "auto",
@@ -188,7 +195,8 @@ class Predictor:
         if len(self.class_names) != model.fc4.out_features:
             raise ValueError("the model needs a class_names attribute naming its outputs")
         meta = getattr(model, "checkpoint_meta", {}) or {}
-        self.temperature = float(temperature if temperature is not None else meta.get("temperature", 1.0))
+        self.temperature = check_temperature(temperature if temperature is not None else meta.get("temperature", 1.0),
+                                             "Predictor" if temperature is not None else "the model's checkpoint_meta")
         self.image_size = int(image_size or getattr(model, "image_size", 64))
         self.detector = make_detector(detector)
         self.tta, self.margin = tta, margin
@@ -266,15 +274,18 @@ class Predictor:
         bar.close()
 
     def predict_video(self, source: str | int, *, every: int = 1, smoothing: float = 0.0,
-                      annotate: str | os.PathLike | None = None, max_frames: int | None = None) -> list[dict]:
+                      annotate: str | os.PathLike | None = None, max_frames: int | None = None,
+                      on_row: Callable[[dict], None] | None = None) -> list[dict]:
         """Per-frame predictions of a video file or a webcam index.
 
         Args:
             every: classify every n-th frame.
             smoothing: exponential moving average weight of the past (0: none) applied to
                 the probabilities of the largest face, for stable labels.
-            annotate: write a copy of the video with boxes and labels here (.mp4).
+            annotate: write a copy of the video with boxes and labels here (.mp4; its folder
+                is created).
             max_frames: stop after this many frames (a webcam never ends by itself).
+            on_row: called with each frame's row as soon as it is computed (to write it).
         """
         import cv2
 
@@ -303,11 +314,11 @@ class Predictor:
                                      **{f"p_{k}": v for k, v in smoothed.items()}})
                     else:
                         rows.append({"frame": frame_no, "time_s": frame_no / fps, "faces": 0})
+                    if on_row is not None:
+                        on_row(rows[-1])
                     if annotate is not None:
                         if writer is None:
-                            h, w = bgr.shape[:2]
-                            writer = cv2.VideoWriter(str(annotate), cv2.VideoWriter_fourcc(*"mp4v"), fps / every,
-                                                     (w, h))
+                            writer = _video_writer(Path(annotate), fps / every, bgr.shape[:2])
                         writer.write(draw_faces(bgr, faces))
                 frame_no += 1
         finally:
@@ -315,6 +326,18 @@ class Predictor:
             if writer is not None:
                 writer.release()
         return rows
+
+
+def _video_writer(path: Path, fps: float, shape: tuple[int, int]):
+    """An OpenCV mp4 writer, its folder created; OpenCV itself fails silently (nothing written)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (shape[1], shape[0]))
+    if not writer.isOpened():
+        raise OSError(f"cannot write the annotated video {path} (OpenCV could not open it for writing; is the "
+                      "folder writable, and does this OpenCV build have the mp4v codec?)")
+    return writer
 
 
 def draw_faces(bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
@@ -331,33 +354,81 @@ def draw_faces(bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
 
 
 def iter_image_files(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:
-    """Files as given (even if missing, so they can be reported) and image files in folders."""
+    """Files as given (even if missing, so they can be reported) and image files in folders
+    (recursively; hidden files and folders such as macOS ``._*`` copies are skipped)."""
+    for path, _ in _image_inputs(inputs):
+        yield path
+
+
+def _image_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """``(file, name)`` per image: ``name`` is the path below the folder it was found in,
+    or the file's own name for a file given directly."""
+    out = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            hidden = [p for p in found if any(is_hidden(Path(part)) for part in p.relative_to(path).parts)]
+            if hidden:
+                log.info("%s: skipping %d hidden file(s) (macOS ._* copies...), e.g. %s", path, len(hidden), hidden[0])
+            out += [(p, p.relative_to(path)) for p in found if p not in set(hidden)]
         else:
-            yield path
+            out.append((path, Path(path.name)))
+    return out
 
 
-def write_results(results: Iterable[Result], path: str | os.PathLike) -> Path:
-    """``.jsonl`` (one result per line) or ``.csv`` (one face per row)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    results = list(results)
-    if path.suffix == ".csv":
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            names = sorted({n for r in results for face in r.faces for n in face.probs})
-            w.writerow(["source", "error", "x", "y", "w", "h", "label", "score", *[f"p_{n}" for n in names]])
-            for r in results:
-                if not r.faces:
-                    w.writerow([r.source, r.error or "no face found", *[""] * (6 + len(names))])
-                for face in r.faces:
-                    w.writerow([r.source, "", *face.box, face.label, face.score, *[face.probs[n] for n in names]])
-    else:
-        path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in results))
-    return path
+class ResultWriter:
+    """Results written as they come, flushed after each: ``.csv`` one row per face, else
+    ``.jsonl`` one line per input. A run that stops half-way keeps what it computed."""
+
+    def __init__(self, path: str | os.PathLike, class_names: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.names = list(class_names)
+        self.is_csv = self.path.suffix.lower() == ".csv"
+        # closed by close() / the with block: the file stays open while results come in
+        self._file = open(self.path, "w", newline="" if self.is_csv else None, encoding="utf-8")  # noqa: SIM115
+        if self.is_csv:
+            self._csv = csv.writer(self._file)
+            self._csv.writerow(["source", "error", "x", "y", "w", "h", "label", "score",
+                                *[f"p_{n}" for n in self.names]])
+
+    def write(self, r: Result) -> None:
+        if self.is_csv:
+            if not r.faces:
+                self._csv.writerow([r.source, r.error or "no face found", *[""] * (6 + len(self.names))])
+            for face in r.faces:
+                self._csv.writerow([r.source, "", *face.box, face.label, face.score,
+                                    *[face.probs.get(n, "") for n in self.names]])
+        else:
+            self._file.write(json.dumps(r.to_dict()) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ResultWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def write_results(results: Iterable[Result], path: str | os.PathLike,
+                  class_names: Sequence[str] | None = None) -> Path:
+    """``.jsonl`` (one result per line) or ``.csv`` (one face per row), written as they come.
+
+    Args:
+        class_names: the CSV's probability columns, in order; default: every name found
+            in the results, sorted (which reads them all first).
+    """
+    if class_names is None:
+        results = list(results)
+        class_names = sorted({n for r in results for face in r.faces for n in face.probs})
+    with ResultWriter(path, class_names) as writer:
+        for r in results:
+            writer.write(r)
+    return writer.path
 
 
 def _detector(spec: str):
@@ -368,48 +439,167 @@ def _detector(spec: str):
     return spec
 
 
-def predict_command(args: Any) -> int:
-    """The CLI's ``predict``: images and folders in batches, then videos; exit 1 if any input failed."""
+@dataclass
+class _Outputs:
+    """Every file a ``predict`` command will write, decided and checked before any work."""
 
-    predictor = Predictor(args.checkpoint, detector=_detector(args.detector), device=args.device, tta=args.tta)
+    annotated: list[Path | None]  # per image input
+    videos: list[tuple[Path | None, Path | None]]  # per video: (annotated .mp4, frames .csv or None: stdout)
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` and prove a file can be written there, or raise naming ``what``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OSError(e.errno, f"{what}: cannot write in {folder} ({e.strerror}); choose a writable place. "
+                      "Nothing was computed") from None
+
+
+def _stem(source: str) -> str:
+    return Path(source.replace(":", "_")).stem
+
+
+def _unique(path: Path, taken: set[Path]) -> Path:
+    """``path``, or ``<stem>-2<suffix>``, ``-3``... when an earlier output of this run took it
+    (``taken`` holds resolved paths)."""
+    candidate, n = path, 1
+    while candidate.resolve() in taken:
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    taken.add(candidate.resolve())
+    return candidate
+
+
+def _plan_outputs(checkpoint: Path, images: list[tuple[Path, Path]], videos: list[str], out: Path | None,
+                  annotate: Path | None) -> _Outputs:
+    """Name every output, and refuse (before any work) what would fail or destroy a file."""
+    taken: set[Path] = set()
+    if out is not None:
+        if out.is_dir():
+            raise ValueError(f"--out {out} is a folder; give a file name (results.jsonl or results.csv)")
+        if out.exists():
+            inputs = [checkpoint, *(p for p, _ in images)]
+            if any(p.exists() and os.path.samefile(p, out) for p in inputs):
+                raise ValueError(f"--out {out} is one of the inputs; writing results there would destroy it")
+            if file_kind(out) not in ("other", "empty"):
+                raise FileExistsError(f"--out {out} is an existing PyTorch file; refusing to replace it with "
+                                      "results: choose another name (results.jsonl or results.csv)")
+        _check_writable_folder(out.parent, f"--out {out}")
+        taken.add(out.resolve())
+    if annotate is not None:
+        if annotate.exists() and not annotate.is_dir():
+            raise ValueError(f"--annotate {annotate} is a file; give a folder (it is created if missing)")
+        _check_writable_folder(annotate, f"--annotate {annotate}")
+    annotated = [_unique(annotate / name.with_name(f"{name.stem}_annotated.jpg"), taken) if annotate else None
+                 for _, name in images]
+    planned_videos = []
+    for v in videos:
+        mp4 = _unique(annotate / f"{_stem(v)}_annotated.mp4", taken) if annotate else None
+        folder = out.parent if out is not None else annotate
+        frames = _unique(folder / f"{_stem(v)}_frames.csv", taken) if folder is not None else None
+        planned_videos.append((mp4, frames))
+    ours = [p for p in annotated + [p for pair in planned_videos for p in pair]
+            if p is not None and annotate is not None and p.resolve().is_relative_to(annotate.resolve())]
+    existing = [p for p in ours if p.exists()]
+    if existing:
+        raise FileExistsError(f"--annotate {annotate}: {len(existing)} of the files this command would write already "
+                              f"exist, e.g. {existing[0]}; nothing was replaced. Choose an empty folder, or delete them")
+    return _Outputs(annotated, planned_videos)
+
+
+def _frame_fields(class_names: Sequence[str]) -> list[str]:
+    return ["source", "frame", "time_s", "faces", "box", "label", *[f"p_{n}" for n in class_names]]
+
+
+def predict_command(args: Any) -> int:
+    """The CLI's ``predict``: images and folders in batches, then videos; exit 1 if any input failed.
+
+    Before the model is loaded, every output is named and checked (``--out`` and
+    ``--annotate`` writable, no input or checkpoint overwritten, no existing annotated
+    file replaced): a problem there is exit 2 with nothing computed. Results are written
+    as they are computed. Output places:
+
+    - ``--out FILE``: one line (.jsonl) or row per face (.csv) per image; each video's
+      per-frame table goes beside it, to ``<FILE's folder>/<video>_frames.csv``;
+    - without ``--out``: one line per image on stdout; each video's per-frame table goes to
+      ``<DIR>/<video>_frames.csv`` with ``--annotate DIR``, else to stdout as CSV;
+    - ``--annotate DIR`` (created if missing): ``<path below the input folder>/<name>_annotated.jpg``
+      per image and ``<video>_annotated.mp4`` per video; names two inputs would share get
+      ``-2``, ``-3``...; a file already there is never replaced (exit 2 instead).
+    """
     images = [i for i in args.inputs if Path(i).suffix.lower() not in _VIDEO_SUFFIXES and not i.startswith("webcam:")]
     videos = [i for i in args.inputs if i not in images]
+    out = Path(args.out) if args.out else None
+    annotate = Path(args.annotate) if args.annotate else None
+    inputs = _image_inputs(images)
+    plan = _plan_outputs(Path(args.checkpoint), inputs, videos, out, annotate)
+    predictor = Predictor(args.checkpoint, detector=_detector(args.detector), device=args.device, tta=args.tta)
     failed = 0
-    results = []
-    for r in predictor.predict_many(images):
-        results.append(r)
-        if r.error:
-            failed += 1
-            print(f"{r.source}: {r.error}", file=sys.stderr)
-        elif args.annotate:
-            import cv2
-
-            out = Path(args.annotate) / f"{Path(r.source).stem}_annotated.jpg"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(out), draw_faces(to_rgb(r.source)[:, :, ::-1], r.faces))
-    if args.out:
-        write_results(results, args.out)
-    else:
-        for r in results:
-            summary = ", ".join(f"{f.label} {f.probs[f.label]:.2f} at {f.box}" for f in r.faces) or "no face found"
-            print(f"{r.source}: {r.error or summary}")
-    for v in videos:
-        import pandas as pd
-
-        source = int(v.split(":", 1)[1]) if v.startswith("webcam:") else v
-        annotate = Path(args.annotate) / f"{Path(str(v)).stem}_annotated.mp4" if args.annotate else None
-        try:
-            rows = predictor.predict_video(source, every=args.every, smoothing=args.smoothing, annotate=annotate,
-                                           max_frames=args.max_frames)
-        except FileNotFoundError as e:
-            failed += 1
-            print(f"{v}: {e}", file=sys.stderr)
-            continue
-        out = Path(args.out).with_name(f"{Path(str(v)).stem}_frames.csv") if args.out else Path(f"{Path(str(v)).stem}_frames.csv")
-        pd.DataFrame(rows).to_csv(out, index=False)
-        print(f"{v}: {len(rows)} frames -> {out}")
+    writer = ResultWriter(out, predictor.class_names) if out is not None else None
+    try:
+        results = predictor.predict_many([p for p, _ in inputs])
+        for r, annotated in zip(results, plan.annotated, strict=True):
+            if writer is not None:
+                writer.write(r)
+            if r.error:
+                failed += 1
+                print(f"{r.source}: {r.error}", file=sys.stderr)
+                continue
+            if writer is None:
+                summary = ", ".join(f"{f.label} {f.probs[f.label]:.2f} at {f.box}" for f in r.faces) or "no face found"
+                print(f"{r.source}: {summary}", flush=True)
+            if annotated is not None:
+                failed += not _write_annotated(r, annotated)
+    finally:
+        if writer is not None:
+            writer.close()
+    for v, (mp4, frames) in zip(videos, plan.videos, strict=True):
+        failed += not _predict_video(predictor, v, mp4, frames, args)
     return 1 if failed else 0
 
 
-__all__ = ["Detector", "Face", "FixedBoxes", "HaarDetector", "Predictor", "Result", "YuNetDetector", "draw_faces",
-           "expand_box", "iter_image_files", "make_detector", "predict_command", "to_rgb", "write_results"]
+def _write_annotated(r: Result, dest: Path) -> bool:
+    import cv2
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(dest), draw_faces(to_rgb(r.source)[:, :, ::-1], r.faces)):
+        print(f"{r.source}: could not write {dest}", file=sys.stderr)
+        return False
+    return True
+
+
+def _predict_video(predictor: Predictor, v: str, mp4: Path | None, frames: Path | None, args: Any) -> bool:
+    """One video's frames, written row by row to ``frames`` (None: stdout); False if it failed."""
+    source = int(v.split(":", 1)[1]) if v.startswith("webcam:") else v
+    fields = _frame_fields(predictor.class_names)
+    table: dict[str, Any] = {}
+
+    def on_row(row: dict) -> None:
+        if not table:  # opened at the first frame: a video that cannot be read leaves no file
+            f = open(frames, "w", newline="", encoding="utf-8") if frames is not None else sys.stdout  # noqa: SIM115
+            table.update(file=f, csv=csv.DictWriter(f, fieldnames=fields, restval=""))
+            table["csv"].writeheader()
+        table["csv"].writerow({"source": v, **row})
+        table["file"].flush()
+
+    try:
+        rows = predictor.predict_video(source, every=args.every, smoothing=args.smoothing, annotate=mp4,
+                                       max_frames=args.max_frames, on_row=on_row)
+    except FileNotFoundError as e:
+        print(f"{v}: {e}", file=sys.stderr)
+        return False
+    finally:
+        if table and frames is not None:
+            table["file"].close()
+    if frames is not None:
+        print(f"{v}: {len(rows)} frames -> {frames}" + (f", {mp4}" if mp4 else ""))
+    return True
+
+
+__all__ = ["IMAGE_SUFFIXES", "Detector", "Face", "FixedBoxes", "HaarDetector", "Predictor", "Result", "ResultWriter",
+           "YuNetDetector", "draw_faces", "expand_box", "iter_image_files", "make_detector", "predict_command", "to_rgb",
+           "write_results"]

@@ -63,7 +63,7 @@ from .distributed import (
 )
 from .inference import loss_and_correct, predict_logits
 from .labels import CLASS_NAMES
-from .model import ResEmoteNet
+from .model import build_model
 from .params import TrainConfig, protocol_deviations
 from .runs import RunLock, open_training_splits, run_dir_for, selected_checkpoint
 
@@ -331,7 +331,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[
     precision = choose_precision(device, cfg.amp)
     precision.apply()
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
-    model = ResEmoteNet(num_classes=len(CLASS_NAMES)).to(device)
+    model = build_model(cfg.model, num_classes=len(CLASS_NAMES), image_size=cfg.image_size).to(device)
     if cfg.sync_bn and dist_info.active:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     if channels_last:

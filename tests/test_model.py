@@ -6,7 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from resemote_lib.model import ResEmoteNet, ResidualBlock, SEBlock, count_parameters, unreached_parameters
+from resemote_lib.model import (
+    VARIANTS,
+    ResEmoteNet,
+    ResidualBlock,
+    SEBlock,
+    build_model,
+    count_parameters,
+    make_lean,
+    unreached_parameters,
+)
 
 from .conftest import ACCEPT, REFERENCE_KEYS
 
@@ -103,3 +112,39 @@ def test_golden_logits_under_fixed_seed():
         GOLDEN.write_text(json.dumps(logits.tolist(), indent=1))
     expected = torch.tensor(json.loads(GOLDEN.read_text()))
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_builds_and_trains_a_step(name):
+    torch.manual_seed(0)
+    model = build_model(name, image_size=32).train()
+    x, y = torch.randn(4, 3, 32, 32), torch.arange(4) % 7
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss) and model(x).shape == (4, 7)
+    assert (model.se is None) == (name in ("cnn", "cnn_res"))
+
+
+def test_variants_share_the_reference_names():
+    full = dict(ResEmoteNet().state_dict())
+    for name in ("cnn_se", "cnn_res"):
+        keys = build_model(name).state_dict().keys()
+        assert all(k in full for k in keys if not k.startswith("fc1."))  # fc1's width follows the features
+    assert count_parameters(build_model("resemotenet")) == 80_238_599
+    assert count_parameters(build_model("resemotenet_lean", image_size=64)) == 80_238_599 - 44_040_192
+    with pytest.raises(ValueError, match="unknown model 'resnet'; available"):
+        build_model("resnet")
+
+
+def test_lean_equals_full_at_64():
+    import copy
+
+    torch.manual_seed(0)
+    full = build_model("resemotenet").eval()
+    lean = make_lean(copy.deepcopy(full), 64).eval()
+    assert lean.res_block3.conv1.kernel_size == (2, 2) and lean.res_block3.conv2.kernel_size == (1, 1)
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(full(x), lean(x), rtol=1e-5, atol=1e-6)  # the same sums, in another order

@@ -3,7 +3,8 @@
 Each family lives in its own module (``fer2013``, ``rafdb``, ``affectnet``, plus
 ``synthetic``, which writes a real fer2013.csv); this module finds the layout under the
 folder you give (or one level above or below it, or ``/kaggle/input/<slug>``) and
-returns a decoded, cached ``FaceDataset``.
+returns a decoded, cached ``FaceDataset``. A layout found anywhere but at the folder you
+gave is a warning naming where, and several datasets below it are an error.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import json
 import logging
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .. import paths
 from . import affectnet, fer2013, rafdb, synthetic
-from .base import FaceDataset, build_dataset, stratified_split
+from .base import FaceDataset, build_dataset, is_hidden, stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +38,28 @@ SYNTHETIC_DEFAULTS = {"n_train": 3000, "n_val": 400, "n_test": 600, "seed": 0}
 
 
 def default_root(name: str) -> Path:
-    """``/kaggle/input/<slug name>`` when it exists (on Kaggle), else ``data/<name>``."""
+    """Where Kaggle mounts the attached dataset (``/kaggle/input/<slug name>``, or the newer
+    ``/kaggle/input/datasets/<owner>/<slug name>``) when it exists, else ``data/<name>``."""
     if name in KAGGLE_SLUGS:
-        mounted = KAGGLE_INPUT / KAGGLE_SLUGS[name].split("/")[1]
-        if mounted.is_dir():
-            return mounted
+        owner, slug = KAGGLE_SLUGS[name].split("/")
+        for mounted in (KAGGLE_INPUT / slug, KAGGLE_INPUT / "datasets" / owner / slug):
+            if mounted.is_dir():
+                return mounted
     return paths.DATA / name
 
 
-def _candidates(root: Path) -> list[Path]:
-    """root itself, then one level below (unzip folders), then one level above."""
-    out = [root]
-    if root.is_dir():
-        out += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    out.append(root.parent)
-    return out
+def _subfolders(root: Path) -> list[Path]:
+    """Folders one level below ``root``, skipping hidden ones and macOS's ``__MACOSX``."""
+    return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p)) if root.is_dir() else []
 
 
 def detect_layout(name: str, root: str | os.PathLike) -> tuple[str, Path]:
-    """Find ``name``'s layout at ``root`` or one level above/below it.
+    """Find ``name``'s layout at ``root``, else one level below it, else one level above.
 
-    Returns ``(layout, dataset_root)``; raises ``FileNotFoundError`` listing the layouts
-    looked for and what was found.
+    Returns ``(layout, dataset_root)``. A layout found below or above ``root`` is used
+    with a warning naming where; several datasets below ``root`` (``data/fer2013`` and
+    ``data/fer2013_copy``) are an error listing them, since picking one would be a guess.
+    Raises ``FileNotFoundError`` listing the layouts looked for and what was found.
     """
     family = FAMILIES[name]
     root = Path(root).expanduser()
@@ -67,12 +69,22 @@ def detect_layout(name: str, root: str | os.PathLike) -> tuple[str, Path]:
             + "; ".join(f"{k}: {v}" for k, v in family.LAYOUTS.items())
             + f". Download with resemote_lib.kaggle.download({name!r}, {str(root)!r}) or pass the right root."
         )
-    for folder in _candidates(root):
-        layout = family.detect(folder)
-        if layout is not None:
-            if folder != root:
-                log.info("%s: found layout %s at %s (given %s)", name, layout, folder, root)
-            return layout, folder
+    layout = family.detect(root)
+    if layout is not None:
+        return layout, root
+    below = [(folder, family.detect(folder)) for folder in _subfolders(root)]
+    below = [(folder, layout) for folder, layout in below if layout is not None]
+    if len(below) > 1:
+        raise ValueError(f"{name}: {root} holds {len(below)} datasets one level below it: "
+                         + ", ".join(f"{folder} ({layout})" for folder, layout in below)
+                         + "; pass the one you mean as the data root (data_root=...)")
+    above = family.detect(root.parent)
+    if below or above is not None:
+        folder, layout = below[0] if below else (root.parent, above)
+        warnings.warn(f"{name}: no dataset at {root} itself; using the {layout} layout found one level "
+                      f"{'below' if below else 'above'} it, at {folder}. Pass {folder} as the data root to "
+                      "silence this warning", stacklevel=2)
+        return layout, folder
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:20] if root.is_dir() else []
     raise FileNotFoundError(
         f"{name}: no known layout at {root} (nor one level above or below). Looked for: "

@@ -121,18 +121,53 @@ class FaceDataset(torch.utils.data.Dataset):
 def read_csv_rows(path: Path, header: list[str]) -> Iterator[tuple[str, list[str]]]:
     """Rows of a CSV after checking its header and each row's field count.
 
+    Reads UTF-8, with or without the byte-order mark that Excel's "CSV UTF-8" writes.
+    A file in another encoding (UTF-16, latin-1/Windows-1252) is one ``ValueError``
+    naming the file, the line and the encoding to save it as.
+
     Yields ``(where, row)`` with ``where`` = ``"<file>, line <n>"`` for error messages.
     """
-    with open(path, newline="") as f:
+    _check_csv_encoding(path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        found = next(reader, None)
-        if found is None or [h.strip() for h in found] != header:
-            raise ValueError(f"{path}, line 1: expected header {','.join(header)!r}, got {found!r}")
-        for row in reader:
-            where = f"{path}, line {reader.line_num}"
-            if len(row) != len(header):
-                raise ValueError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
-            yield where, row
+        try:
+            found = next(reader, None)
+            if found is None or [h.strip() for h in found] != header:
+                raise ValueError(f"{path}, line 1: expected header {','.join(header)!r}, got {found!r}")
+            for row in reader:
+                where = f"{path}, line {reader.line_num}"
+                if len(row) != len(header):
+                    raise ValueError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+                yield where, row
+        except UnicodeDecodeError:
+            raise ValueError(_not_utf8(path)) from None
+
+
+_SAVE_AS_UTF8 = ("save it as UTF-8 (Excel: File > Save As > 'CSV UTF-8 (Comma delimited)'; a text editor: "
+                 "encoding UTF-8), or convert it: iconv -f {enc} -t UTF-8 in.csv > out.csv")
+
+
+def _check_csv_encoding(path: Path) -> None:
+    """Refuse UTF-16 up front: its ASCII text is valid UTF-8 with NULs in between."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in head:
+        raise ValueError(f"{path}: the file is UTF-16 text (Excel's 'Unicode Text'), not UTF-8; "
+                         + _SAVE_AS_UTF8.format(enc="UTF-16"))
+
+
+def _not_utf8(path: Path) -> str:
+    """The message for a CSV that is not UTF-8: the first offending line and byte."""
+    with open(path, "rb") as f:
+        for line_no, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                byte = line[e.start:e.start + 1]
+                return (f"{path}, line {line_no}: byte {byte!r} at column {e.start + 1} is not UTF-8; the file is "
+                        f"probably latin-1/Windows-1252 (older Excel 'CSV'); "
+                        + _SAVE_AS_UTF8.format(enc="WINDOWS-1252"))
+    return f"{path}: not UTF-8 text; " + _SAVE_AS_UTF8.format(enc="WINDOWS-1252")
 
 
 def stratified_split(
@@ -180,11 +215,52 @@ def _cache_key(name: str, layout: str, split: str, image_size: int, items: Items
     return h.hexdigest()[:24]
 
 
-def to_gray_square(img: Image.Image, size: int, box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+# PIL modes, by what decoding does with them (https://pillow.readthedocs.io/en/stable/handbook/concepts.html).
+_8BIT_MODES = {"L": "L", "1": "L", "LA": "L", "RGB": "RGB", "P": "RGB", "PA": "RGB", "RGBA": "RGB", "RGBX": "RGB",
+               "CMYK": "RGB", "YCbCr": "RGB"}
+_16BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}  # 16-bit PNG/TIFF grayscale ("I": 32-bit int holding it)
+
+
+def to_8bit(img: Image.Image, source: str | os.PathLike | None = None) -> Image.Image:
+    """An 8-bit ``L`` or ``RGB`` image from any PIL mode that holds a photograph.
+
+    8-bit modes convert as PIL does (alpha is dropped; palette, CMYK and YCbCr become
+    RGB). 16-bit grayscale (``I;16*``, and ``I`` with values in 0..65535) is scaled to
+    8 bits (v / 257, rounded): PIL's own ``convert("L")`` clips it, so almost every pixel
+    of a 16-bit PNG would turn white. Any other mode (``F`` float, ``LAB``, ``HSV``...)
+    is a ``ValueError`` naming the file and the mode.
+
+    Args:
+        img: the image (its ``filename`` names it in errors when ``source`` is not given).
+        source: what to call the image in an error message.
+    """
+    mode = img.mode
+    if mode in ("L", "RGB"):
+        return img
+    if mode in _8BIT_MODES:
+        return img.convert(_8BIT_MODES[mode])
+    name = source if source is not None else (getattr(img, "filename", "") or "image")
+    if mode in _16BIT_MODES:
+        arr = np.asarray(img).astype(np.int64)
+        lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ValueError(f"{name}: PIL mode {mode!r} with values {lo}..{hi} is not a 16-bit image (0..65535); "
+                             "save it as 8- or 16-bit grayscale or RGB")
+        return Image.fromarray(((arr + 128) // 257).astype(np.uint8), "L")
+    what = {"F": "32-bit floating point", "LAB": "CIE L*a*b*", "HSV": "hue/saturation/value"}.get(mode, "unsupported")
+    raise ValueError(f"{name}: PIL mode {mode!r} ({what} pixels) cannot be read as a photograph; save it as 8- or "
+                     "16-bit grayscale or RGB (PNG, JPEG)")
+
+
+def to_gray_square(img: Image.Image, size: int, box: tuple[int, int, int, int] | None = None,
+                   *, source: str | os.PathLike | None = None) -> np.ndarray:
     """Crop (optional), grayscale (ITU-R 601-2 luma, as torchvision's Grayscale), resize.
 
-    Resize is bilinear with antialiasing, as torchvision's ``Resize`` on PIL images.
+    Any PIL mode is first made 8-bit by ``to_8bit`` (16-bit scaled, unsupported modes
+    refused by name). Resize is bilinear with antialiasing, as torchvision's ``Resize``
+    on PIL images.
     """
+    img = to_8bit(img, source)
     if box is not None:
         x, y, w, h = box
         img = img.crop((x, y, x + w, y + h))
@@ -194,12 +270,62 @@ def to_gray_square(img: Image.Image, size: int, box: tuple[int, int, int, int] |
     return np.asarray(img, dtype=np.uint8)
 
 
+# --- which files in a folder are images ------------------------------------------------
+
+# Every format PIL decodes that image datasets ship in (Kaggle folders mix .jpg, .png, .webp, .gif).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"})
+
+
+def is_hidden(path: Path) -> bool:
+    """Dot files and folders: macOS AppleDouble ``._x.jpg``, ``.DS_Store``, ``.ipynb_checkpoints``;
+    and ``__MACOSX/``, where macOS zips keep their AppleDouble copies."""
+    return path.name.startswith(".") or path.name == "__MACOSX"
+
+
+@dataclass
+class Skipped:
+    """Files a folder listing left out: hidden ones (counted) and non-images (counted, one example)."""
+
+    hidden: int = 0
+    other: int = 0
+    example: Path | None = None
+
+    def add(self, path: Path) -> None:
+        if is_hidden(path):
+            self.hidden += 1
+        else:
+            self.other += 1
+            self.example = self.example or path
+
+    def report(self) -> dict[str, int]:
+        return {"hidden": self.hidden, "not_images": self.other}
+
+    def warn(self, where: str | os.PathLike) -> None:
+        """One warning for the non-image files (hidden files are expected and only counted)."""
+        if self.other:
+            warnings.warn(f"{where}: skipped {self.other} file(s) that are not images "
+                          f"({', '.join(sorted(IMAGE_SUFFIXES))}), e.g. {self.example}", stacklevel=3)
+        if self.hidden:
+            log.info("%s: skipped %d hidden file(s) (macOS ._* AppleDouble, .DS_Store...)", where, self.hidden)
+
+
+def image_files(folder: Path, skipped: Skipped) -> list[Path]:
+    """The image files directly in ``folder``, sorted; the rest are added to ``skipped``."""
+    out = []
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and not is_hidden(f) and f.suffix.lower() in IMAGE_SUFFIXES:
+            out.append(f)
+        else:  # hidden files, other files, and folders nested where images belong
+            skipped.add(f)
+    return out
+
+
 def _decode_file(args: tuple[Path, int, tuple[int, int, int, int] | None]) -> np.ndarray | str:
     path, size, box = args
     try:
         with Image.open(path) as img:
             img.load()
-            return to_gray_square(img, size, box)
+            return to_gray_square(img, size, box, source=path)
     except Exception as e:  # PIL raises many types on corrupt data; we report, not crash
         return f"{type(e).__name__}: {e}"
 
@@ -277,5 +403,5 @@ def build_dataset(
                        transform=TRAIN if train else EVAL, report=report)
 
 
-__all__ = ["FaceDataset", "Items", "build_dataset", "decode_items", "read_csv_rows", "stratified_split",
-           "to_gray_square"]
+__all__ = ["IMAGE_SUFFIXES", "FaceDataset", "Items", "Skipped", "build_dataset", "decode_items", "image_files",
+           "is_hidden", "read_csv_rows", "stratified_split", "to_8bit", "to_gray_square"]

@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import FER2013_CODES, FER2013_FOLDERS
-from .base import Items, read_csv_rows
+from .base import Items, Skipped, image_files, is_hidden, read_csv_rows
 
 CSV_HEADER = ["emotion", "pixels", "Usage"]
 USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 _PIXELS = 48 * 48
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
 LAYOUTS = {
     "fer2013-csv": "fer2013.csv (header emotion,pixels,Usage)",
@@ -77,17 +76,25 @@ def list_csv(root: Path, split: str) -> Items:
 
 
 def list_folders(root: Path, split: str) -> Items:
+    """One split of the Kaggle folders, from each file name's usage prefix.
+
+    Every image format PIL reads is listed (``base.IMAGE_SUFFIXES``); hidden files
+    (macOS ``._*`` AppleDouble copies, ``.DS_Store``) are skipped and counted, and other
+    skipped files are counted and warned about once (``report["skipped"]``).
+    """
     usage = USAGE[split]
     folder = root / ("train" if split == "train" else "test")
     ids, labels, files = [], [], []
     unknown = []
+    skipped = Skipped()
     for cls_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if is_hidden(cls_dir):
+            skipped.add(cls_dir)
+            continue
         if cls_dir.name not in FER2013_FOLDERS:
             raise ValueError(f"{cls_dir}: unknown class folder {cls_dir.name!r} "
                              f"(expected {sorted(FER2013_FOLDERS)})")
-        for f in sorted(cls_dir.iterdir()):
-            if f.suffix.lower() not in _IMAGE_SUFFIXES:
-                continue
+        for f in image_files(cls_dir, skipped):
             prefix = f.name.split("_", 1)[0]
             if prefix not in USAGE.values():
                 unknown.append(f)
@@ -99,7 +106,9 @@ def list_folders(root: Path, split: str) -> Items:
     if unknown:
         raise ValueError(f"{len(unknown)} file(s) under {folder} have no Training_/PublicTest_/PrivateTest_ "
                          f"prefix, so their split is unknown, e.g. {unknown[0]}")
-    return Items(ids=ids, labels=labels, files=files, report={"usage": usage, "source": str(folder)})
+    skipped.warn(folder)
+    return Items(ids=ids, labels=labels, files=files,
+                 report={"usage": usage, "source": str(folder), "skipped": skipped.report()})
 
 
 def list_items(root: Path, layout: str, split: str, **_: object) -> Items:
