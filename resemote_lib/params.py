@@ -139,6 +139,11 @@ RESERVED_NAMES = frozenset({"paper", "bench", "figures"})
 # Keys a params file may hold for the notebooks that are not training config: type, default.
 NOTEBOOK_KEYS: dict[str, tuple[type, Any]] = {
     "download": (bool, False),  # 00_data: fetch the dataset from Kaggle when absent
+    # the pipeline: which notebooks run, in order, for this experiment (03_paper always runs last)
+    "notebooks": (list, ["00_data", "01_train", "02_evaluate", "04_explore"]),
+    "variants": (list, list(VARIANTS)),  # 05_ablation: the models compared
+    "seeds": (list, [0, 1]),  # 05_ablation: training seeds per variant
+    "flow_sizes": (list, [48, 64]),  # 05_ablation: input sizes of the gradient-flow table
 }
 
 
@@ -256,6 +261,11 @@ def split_notebook_keys(values: Mapping[str, Any], where: str = "params") -> tup
             kind = NOTEBOOK_KEYS[key][0]
             if not isinstance(value, kind):
                 raise ValueError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+            if key == "variants" and not set(value) <= set(VARIANTS):
+                raise ValueError(f"{where}: variants {sorted(set(value) - set(VARIANTS))} unknown; known: "
+                                 f"{list(VARIANTS)}")
+            if key in ("seeds", "flow_sizes") and not all(isinstance(v, int) and v >= 0 for v in value):
+                raise ValueError(f"{where}: {key} must be a list of non-negative integers, got {value!r}")
             other[key] = value
         else:
             train[key] = value

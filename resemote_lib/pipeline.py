@@ -25,9 +25,9 @@ from .params import resolved_values
 from .runs import RunLock
 
 log = logging.getLogger(__name__)
-EXPERIMENT_NOTEBOOKS = ("00_data", "01_train", "02_evaluate", "04_explore")
+EXPERIMENT_NOTEBOOKS = ("00_data", "01_train", "02_evaluate", "04_explore")  # the default `notebooks`
 FINAL_NOTEBOOK = "03_paper"
-NOTEBOOKS = (*EXPERIMENT_NOTEBOOKS, FINAL_NOTEBOOK)
+NOTEBOOKS = (*EXPERIMENT_NOTEBOOKS, "05_ablation", FINAL_NOTEBOOK)
 KERNEL = "python3"
 # Seconds one cell may run before the pipeline stops it (None: no limit). Training runs for
 # hours by design; anything else that takes an hour is hung (a kernel waiting forever).
@@ -58,10 +58,14 @@ def check_params(values: dict[str, Any], where: str) -> dict[str, dict[str, Any]
     """Every key must be declared by some notebook; returns each notebook's values."""
     declared = {name: declared_parameters(notebook_path(name)) for name in NOTEBOOKS}
     known = set().union(*declared.values())
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - known - {"notebooks"})
     if unknown:
         raise PipelineError(f"{where}: key(s) {unknown} are declared by no notebook's parameters cell "
                             f"({', '.join(NOTEBOOKS)}); papermill would ignore them")
+    bad = [n for n in values.get("notebooks", EXPERIMENT_NOTEBOOKS) if n not in NOTEBOOKS or n == FINAL_NOTEBOOK]
+    if bad:
+        raise PipelineError(f"{where}: notebooks {bad} are not experiment notebooks; choose from "
+                            f"{[n for n in NOTEBOOKS if n != FINAL_NOTEBOOK]} (03_paper always runs last)")
     return {name: {k: v for k, v in values.items() if k in params} for name, params in declared.items()}
 
 
@@ -119,7 +123,7 @@ def run_experiment(params_file: str | os.PathLike, *, results_dir: str | os.Path
     with RunLock(run_dir, what="pipeline") as lock, lock.shared_with_children():
         (run_dir / "params.yaml").write_text(
             f"# resolved from {params_file}\n" + yaml.safe_dump(values, sort_keys=False))
-        for name in EXPERIMENT_NOTEBOOKS:
+        for name in values["notebooks"]:
             execute(name, run_dir / "notebooks" / f"{name}.ipynb", per_notebook[name], progress=progress)
     return run_dir
 

@@ -272,6 +272,42 @@ def _interval(ci: object, value: float) -> tuple[float, float]:
     return value, value
 
 
+def ablation(summary: pd.DataFrame) -> Figure:
+    """Test accuracy (official and deduplicated) per variant, mean ± spread over seeds, with
+    each variant's parameters and GFLOPs (from ``ablation.summarize``)."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(summary) + 2), 3.6))
+    x = np.arange(len(summary))
+    for offset, key, label, color in ((-0.18, "accuracy", "official test", "C0"),
+                                      (0.18, "dedup_accuracy", "without copies of train/val", "C2")):
+        ax.bar(x + offset, 100 * summary[f"{key}_mean"], width=0.36, yerr=100 * summary[f"{key}_std"], capsize=3,
+               label=label, color=color)
+    labels = [f"{r.variant}\n{r.params / 1e6:.1f}M params\n{r.gflops:.2f} GFLOPs" for r in summary.itertuples()]
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("test accuracy (%), mean ± s.d. over seeds")
+    ax.set_ylim(0, 105)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def gradient_flow(table: pd.DataFrame) -> Figure:
+    """Share of each layer's weights with an exactly-zero gradient, per variant (rows) and
+    input size (columns), from ``gradients.gradient_flow_table``."""
+    variants, sizes = list(dict.fromkeys(table["variant"])), sorted(table["image_size"].unique())
+    fig, axes = plt.subplots(len(variants), 1, figsize=(9, 1.2 + 1.5 * len(variants)), squeeze=False)
+    for ax, variant in zip(axes[:, 0], variants, strict=True):
+        sub = table[table["variant"] == variant]
+        grid = sub.pivot_table(index="image_size", columns="layer", values="zero_grad_share", sort=False)
+        grid = grid.reindex(index=sizes)
+        sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="magma_r", cbar=ax is axes[0, 0], annot=False)
+        ax.set_title(f"{variant}: share of weights with a zero gradient", fontsize=9, loc="left")
+        ax.set_ylabel("input px")
+        ax.set_xlabel("")
+        ax.tick_params(axis="x", labelsize=6, rotation=90)
+    fig.tight_layout()
+    return fig
+
+
 def _short_id(item_id: str) -> str:
     """``angry/Training_10118481.jpg`` -> ``Training_10118481``: captions stay one line."""
     return Path(str(item_id)).stem
@@ -362,6 +398,6 @@ def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_
     return fig
 
 
-__all__ = ["cam_overlay", "class_distribution", "confused_examples", "confusion_matrix", "duplicate_pairs",
-           "example_grid", "image_pairs", "paper_comparison", "probability_bars", "quality_examples",
+__all__ = ["ablation", "cam_overlay", "class_distribution", "confused_examples", "confusion_matrix", "duplicate_pairs",
+           "example_grid", "gradient_flow", "image_pairs", "paper_comparison", "probability_bars", "quality_examples",
            "reliability_diagram", "save", "se_gates", "show", "training_curves"]

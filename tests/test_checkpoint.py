@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 
 import pytest
 import torch
@@ -177,3 +178,96 @@ def test_other_save_errors_pass_through_unchanged(tmp_path, monkeypatch):
     with pytest.raises(TypeError, match="not picklable"):
         checkpoint.atomic_torch_save({}, tmp_path / "x.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+# --- what a file is: checkpoint.classify / file_kind --------------------------------------
+
+def test_training_state_loads_its_weights_with_the_runs_classes_and_size(model, tmp_path):
+    """A run's last.pt is not a reference checkpoint: canonical classes, the config's size."""
+    from resemote_lib.checkpoint import atomic_torch_save, file_kind
+
+    sd = model.state_dict()
+    payload = {"model": sd, "optimizer": {"state": {}, "param_groups": []}, "scheduler": None, "scaler": {},
+               "rng": {}, "state": {"epoch": 4, "step": 0, "history": []}, "config": {"image_size": 40, "lr": 1e-3},
+               "code_sha256": "x"}
+    path = atomic_torch_save(payload, tmp_path / "last.pt")
+    assert file_kind(path) == "checkpoint"
+    loaded = load_model(path)
+    assert loaded.class_names == CLASS_NAMES and loaded.image_size == 40
+    assert loaded.checkpoint_kind == "training-state"
+    assert loaded.checkpoint_meta["training_state"] is True and loaded.checkpoint_meta["epoch"] == 4
+    assert "training state last.pt (weights after epoch 4)" in loaded.checkpoint_meta["source"]
+    x = torch.randn(2, 3, 40, 40)
+    assert torch.equal(_logits(model, x), _logits(loaded, x))
+
+
+def test_kinds_are_told_apart(model, tmp_path):
+    from resemote_lib.checkpoint import classify
+
+    sd = model.state_dict()
+    assert classify({"format": "resemote-checkpoint", "state_dict": sd, "class_names": list(CLASS_NAMES),
+                     "image_size": 48}).kind == "resemote"
+    assert classify(sd).kind == "reference" and classify({"model_state_dict": sd}).class_names == REFERENCE_CLASS_NAMES
+    with pytest.raises(CheckpointError, match=r"x\.pt is a PyTorch file but not a ResEmoteNet checkpoint: top-level "
+                                              r"keys \['epoch', 'weights'\]"):
+        classify({"weights": [1.0], "epoch": 3}, "x.pt")
+    with pytest.raises(CheckpointError, match="reads up to 1: update resemote"):
+        classify({"format": "resemote-checkpoint", "format_version": 9, "state_dict": sd, "class_names": []})
+
+
+def test_random_bytes_are_not_a_pytorch_checkpoint_at_all(tmp_path):
+    junk = random.Random(0).randbytes(4096)
+    assert not junk.startswith((b"PK", b"\x80"))
+    (tmp_path / "random.pt").write_bytes(junk)
+    with pytest.raises(CheckpointError, match=r"random\.pt is not a PyTorch checkpoint at all: it starts with bytes"):
+        load_model(tmp_path / "random.pt")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")
+    with pytest.raises(CheckpointError, match=r"an ONNX export\?"):
+        load_model(tmp_path / "model.onnx")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty\.pt is empty \(0 bytes\)"):
+        load_model(tmp_path / "empty.pt")
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        load_model(tmp_path)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_real_pickle_with_foreign_objects_is_refused_as_such(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model_state_dict": {"x": _Evil()}}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match=r"evil\.pt was refused: .*loading it could run code"):
+        load_model(tmp_path / "evil.pt")
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_torchscript_export_is_named_as_such(tmp_path):
+    from resemote_lib.checkpoint import file_kind
+
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(tmp_path / "model.pt"))
+    assert file_kind(tmp_path / "model.pt") == "torchscript"
+    with pytest.raises(CheckpointError, match="is a TorchScript export, not a checkpoint"):
+        load_model(tmp_path / "model.pt")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_weights_with_nan_or_inf_name_the_first_bad_tensor(model, tmp_path, bad):
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    sd["res_block2.conv1.weight"][0, 0, 0, 0] = bad
+    sd["fc3.bias"][:2] = bad
+    path = save_checkpoint(tmp_path / "broken.pt", model)
+    payload = read_checkpoint(path)
+    payload["state_dict"] = sd
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=r"broken\.pt: tensor 'res_block2\.conv1\.weight' holds 1 NaN/inf"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("temperature", [0, -1.5, float("nan"), float("inf"), "hot"])
+def test_a_stored_temperature_that_is_not_positive_and_finite_is_refused(model, tmp_path, temperature):
+    from resemote_lib.checkpoint import check_temperature
+
+    path = save_checkpoint(tmp_path / "t.pt", model, temperature=temperature)
+    with pytest.raises(CheckpointError, match=r"t\.pt: the stored calibration: temperature must be .*> 0, got"):
+        load_model(path)
+    assert check_temperature(1.5, "x") == 1.5

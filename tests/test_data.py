@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -47,13 +48,6 @@ def test_resizes_to_image_size(tmp_path):
     ds = open_dataset("fer2013", L.write_fer2013_csv(tmp_path / "f"), "val", image_size=64, cache_dir=tmp_path / "c")
     assert ds.images.shape[1:] == (1, 64, 64) and ds.images.dtype == torch.uint8
     assert ds[0][0].shape == (3, 64, 64)
-
-
-def test_root_one_level_above_or_below(tmp_path):
-    L.write_fer2013_folders(tmp_path / "outer" / "fer2013")  # unzip nests one level
-    assert detect_layout("fer2013", tmp_path / "outer")[0] == "fer2013-folders"
-    layout, found = detect_layout("fer2013", tmp_path / "outer" / "fer2013" / "train")
-    assert layout == "fer2013-folders" and found == tmp_path / "outer" / "fer2013"
 
 
 def test_missing_root_and_unknown_layout_errors(tmp_path):
@@ -230,3 +224,190 @@ def test_default_root_prefers_kaggle_mount(tmp_path, monkeypatch):
     (tmp_path / "fer2013").mkdir()
     assert data.default_root("fer2013") == tmp_path / "fer2013"
     assert Path(data.default_root("rafdb")).name == "rafdb"
+
+
+# --- every PIL mode: decoded the same way by the loaders and the predictor, or refused by name -------
+
+GRAY = 100  # the gray level each test image holds, in whatever mode it is stored
+
+
+def _write_mode(path: Path, mode: str) -> Path:
+    """A real file, written by PIL, whose pixels are GRAY in ``mode``."""
+    from PIL import Image
+
+    size = (8, 8)
+    if mode in ("I;16", "I;16B"):  # 16-bit PNG (Pillow opens it as I;16) and big-endian 16-bit TIFF
+        arr = np.full(size, GRAY * 257, np.dtype("<u2" if mode == "I;16" else ">u2"))
+        img = Image.frombytes(mode, size, arr.tobytes())
+    elif mode == "I":
+        img = Image.fromarray(np.full(size, GRAY * 257, np.int32))
+    elif mode == "F":
+        img = Image.fromarray(np.full(size, GRAY / 255, np.float32))
+    elif mode == "1":
+        img = Image.new("1", size, 1)
+    elif mode in ("P", "PA"):
+        img = Image.new("L", size, GRAY).convert("RGB").convert("P")
+        if mode == "PA":
+            img = img.convert("PA")
+    elif mode == "CMYK":
+        img = Image.new("CMYK", size, (0, 0, 0, 255 - GRAY))
+    elif mode == "YCbCr":
+        img = Image.new("YCbCr", size, (GRAY, 128, 128))
+    elif mode == "LAB":
+        img = Image.new("LAB", size, (40, 128, 128))
+    else:
+        img = Image.new("L", size, GRAY).convert(mode)
+    img.save(path)
+    return path
+
+
+_MODE_FILES = {"1": "png", "L": "png", "P": "png", "LA": "png", "PA": "tiff", "RGB": "png", "RGBA": "png",
+               "CMYK": "jpg", "YCbCr": "tiff", "I;16": "png", "I;16B": "tiff", "I": "tiff"}
+
+
+@pytest.mark.parametrize("mode", list(_MODE_FILES))
+def test_every_photo_mode_decodes_to_its_gray_level(tmp_path, mode):
+    from PIL import Image
+
+    from resemote_lib.data.base import _decode_file, to_gray_square
+    from resemote_lib.predict import to_rgb
+
+    path = _write_mode(tmp_path / f"img.{_MODE_FILES[mode]}", mode)
+    with Image.open(path) as img:
+        assert img.mode == mode  # the file really is in that mode when read back
+    expected = 255 if mode == "1" else GRAY
+    loaded = _decode_file((path, 4, None))  # the dataset loaders' path
+    assert isinstance(loaded, np.ndarray) and np.abs(loaded.astype(int) - expected).max() <= 2, (mode, loaded)
+    rgb = to_rgb(path)  # the predictor's path: same pixels
+    assert rgb.dtype == np.uint8 and np.abs(rgb.astype(int) - expected).max() <= 2
+    assert np.array_equal(to_gray_square(Image.fromarray(rgb), 4), loaded)
+
+
+def test_sixteen_bit_png_scales_instead_of_clipping(tmp_path):
+    """PIL's convert("L") clips 16-bit values: a dark 16-bit face would turn white."""
+    from PIL import Image
+
+    from resemote_lib.data.base import _decode_file
+
+    ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0..65520
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    Image.fromarray(((ramp.astype(int) + 128) // 257).astype(np.uint8)).save(tmp_path / "ramp8.png")
+    a, b = _decode_file((tmp_path / "ramp16.png", 64, None)), _decode_file((tmp_path / "ramp8.png", 64, None))
+    assert np.array_equal(a, b) and a.min() == 0 and a.max() == 255 and (a == 255).mean() < 0.01  # not 99.6% white
+
+
+@pytest.mark.parametrize(("mode", "suffix", "message"), [
+    ("F", "tiff", r"img\.tiff: PIL mode 'F' \(32-bit floating point pixels\)"),
+    ("LAB", "tiff", r"img\.tiff: PIL mode 'LAB'"),
+])
+def test_modes_that_are_not_photographs_are_refused_by_name(tmp_path, mode, suffix, message):
+    from resemote_lib.data.base import _decode_file
+    from resemote_lib.predict import to_rgb
+
+    path = _write_mode(tmp_path / f"img.{suffix}", mode)
+    with pytest.raises(ValueError, match=message):
+        to_rgb(path)
+    assert re.search(message, _decode_file((path, 4, None)))  # the loader excludes and reports it
+
+
+def test_int32_image_outside_16_bits_is_refused(tmp_path):
+    from PIL import Image
+
+    from resemote_lib.predict import to_rgb
+
+    Image.fromarray(np.full((4, 4), 70000, np.int32)).save(tmp_path / "big.tiff")
+    with pytest.raises(ValueError, match=r"big\.tiff: PIL mode 'I' with values 70000\.\.70000"):
+        to_rgb(tmp_path / "big.tiff")
+
+
+# --- CSV encodings -----------------------------------------------------------------------
+
+def test_excel_csv_utf8_with_bom_is_read(tmp_path):
+    root = L.write_fer2013_csv(tmp_path / "f")
+    path = root / "fer2013.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    ds = open_dataset("fer2013", root, "val", image_size=48, cache_dir=tmp_path / "c")
+    assert _counts(ds) == L.FER_COUNTS["PublicTest"]
+
+
+def test_utf16_csv_is_one_clear_error(tmp_path):
+    root = L.write_fer2013_csv(tmp_path / "f")
+    path = root / "fer2013.csv"
+    path.write_bytes(path.read_text().encode("utf-16"))  # Excel's "Unicode Text": BOM + UTF-16LE
+    with pytest.raises(ValueError, match=r"fer2013\.csv: the file is UTF-16 .*save it as UTF-8"):
+        open_dataset("fer2013", root, "train")
+    path.write_bytes(path.read_text(encoding="utf-16").encode("utf-16-le"))  # no BOM: NULs give it away
+    with pytest.raises(ValueError, match="UTF-16"):
+        open_dataset("fer2013", root, "train")
+
+
+def test_latin1_csv_names_the_line_and_the_encoding_to_save_as(tmp_path):
+    root = L.write_rafdb_kaggle(tmp_path / "raf")
+    path = root / "train_labels.csv"
+    lines = path.read_text().splitlines()
+    lines[3] = lines[3].replace("train_", "tr\u00e9in_", 1)  # an accented file name, saved as latin-1
+    path.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with pytest.raises(ValueError, match=r"train_labels\.csv, line 4: byte b'\\xe9' at column 3 is not UTF-8; "
+                                         r"the file is probably latin-1.*save it as UTF-8"):
+        open_dataset("rafdb", root, "train")
+
+
+# --- what a folder listing skips ---------------------------------------------------------
+
+def test_applefile_copies_and_dot_files_are_skipped_and_counted(tmp_path):
+    root = L.write_fer2013_folders(tmp_path / "fer")
+    for f in list((root / "train").rglob("Training_*.jpg"))[:3]:
+        (f.parent / f"._{f.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # what macOS copies leave
+    (root / "train" / "happy" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "train" / ".ipynb_checkpoints").mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # hidden files are expected: counted, not warned about
+        ds = open_dataset("fer2013", root, "train", image_size=48, cache_dir=tmp_path / "c")
+    assert _counts(ds) == L.FER_COUNTS["Training"] and not ds.report["bad_files"]
+    assert ds.report["skipped"] == {"hidden": 5, "not_images": 0}
+
+
+def test_webp_and_gif_are_read_and_other_files_warned_about_once(tmp_path):
+    from PIL import Image
+
+    root = L.write_fer2013_folders(tmp_path / "fer")
+    face = Image.open(next((root / "train" / "happy").glob("*.jpg"))).copy()
+    face.save(root / "train" / "happy" / "Training_1.webp")
+    face.save(root / "train" / "happy" / "Training_2.gif")
+    face.save(root / "train" / "sad" / "Training_3.WEBP", format="WEBP")
+    (root / "train" / "sad" / "notes.txt").write_text("labels checked by hand")
+    (root / "train" / "sad" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0")
+    message = r"train: skipped 2 file\(s\) that are not images .*e\.g\. .*(notes\.txt|Thumbs\.db)"
+    with pytest.warns(UserWarning, match=message) as w:
+        ds = open_dataset("fer2013", root, "train", image_size=48, cache_dir=tmp_path / "c")
+    assert len([x for x in w if "not images" in str(x.message)]) == 1
+    expected = list(L.FER_COUNTS["Training"])
+    expected[CLASS_NAMES.index("happy")] += 2
+    expected[CLASS_NAMES.index("sad")] += 1
+    assert _counts(ds) == expected and not ds.report["bad_files"]
+    assert ds.report["skipped"] == {"hidden": 0, "not_images": 2}
+
+
+# --- which folder is the dataset ---------------------------------------------------------
+
+def test_several_datasets_below_the_root_are_an_error_listing_them(tmp_path):
+    L.write_fer2013_folders(tmp_path / "data" / "fer2013")
+    L.write_fer2013_csv(tmp_path / "data" / "fer2013_copy")
+    (tmp_path / "data" / "__MACOSX" / "train" / "happy").mkdir(parents=True)  # never a candidate
+    (tmp_path / "data" / "__MACOSX" / "test").mkdir()
+    with pytest.raises(ValueError, match=r"data holds 2 datasets one level below it: .*fer2013 \(fer2013-folders\), "
+                                         r".*fer2013_copy \(fer2013-csv\); pass the one you mean"):
+        detect_layout("fer2013", tmp_path / "data")
+    assert detect_layout("fer2013", tmp_path / "data" / "fer2013_copy") == ("fer2013-csv", tmp_path / "data" / "fer2013_copy")
+
+
+def test_root_one_level_above_or_below_is_used_with_a_warning_naming_it(tmp_path):
+    L.write_fer2013_folders(tmp_path / "outer" / "fer2013")  # unzip nests one level
+    with pytest.warns(UserWarning, match=r"one level below it, at .*outer/fer2013\. Pass"):
+        assert detect_layout("fer2013", tmp_path / "outer") == ("fer2013-folders", tmp_path / "outer" / "fer2013")
+    with pytest.warns(UserWarning, match=r"one level above it, at .*outer/fer2013\. Pass"):
+        layout, found = detect_layout("fer2013", tmp_path / "outer" / "fer2013" / "train")
+    assert layout == "fer2013-folders" and found == tmp_path / "outer" / "fer2013"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        detect_layout("fer2013", tmp_path / "outer" / "fer2013")  # the right root: silent

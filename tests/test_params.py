@@ -129,12 +129,14 @@ def test_notebook_parameters_resolve_like_the_params_file():
                 "epochs": None, "lr": None, "device": None}
     cfg, extra = from_notebook(injected)
     assert cfg == load_params(paths.PARAMS / "fer2013.yaml")
-    assert extra == {"download": True}
+    assert extra["download"] is True and extra["notebooks"] == ["00_data", "01_train", "02_evaluate", "04_explore"]
     # A JupyterLab user who only sets the protocol gets its whole preset.
     cfg, _ = from_notebook({"protocol": "paper", "epochs": None, "max_train_items": None})
     assert not protocol_deviations(cfg) and (cfg.epochs, cfg.batch_size, cfg.max_train_items) == (80, 16, None)
     cfg, extra = from_notebook({})
-    assert cfg == TrainConfig() and extra == {"download": False}
+    assert cfg == TrainConfig() and extra["download"] is False and extra["seeds"] == [0, 1]
+    with pytest.raises(ValueError, match=r"variants \['resnet'\] unknown"):
+        from_notebook({"variants": ["cnn", "resnet"]})
 
 
 def test_resolved_values_include_notebook_keys():

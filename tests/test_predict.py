@@ -192,3 +192,149 @@ def test_batch_prediction_equals_one_by_one(predictor, tmp_path):
         assert [f.box for f in r.faces] == [f.box for f in single.faces]
         for a, b in zip(r.faces, single.faces, strict=True):
             assert max(abs(a.probs[k] - b.probs[k]) for k in a.probs) < 1e-4
+
+
+# --- the predict command: every output checked first, written as it comes, nothing replaced -----------
+
+def _predict(*argv) -> int:
+    from resemote_lib.cli import build_parser
+
+    args = build_parser().parse_args(["predict", *map(str, argv)])
+    from resemote_lib.predict import predict_command
+
+    return predict_command(args)
+
+
+def _faces(folder, names, seed=0):
+    from resemote_lib.data.synthetic import make_faces
+
+    for name, img in zip(names, make_faces(len(names), seed=seed)[0], strict=True):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / name)
+    return folder
+
+
+def _clip(path, frames=3, size=64):
+    import cv2
+
+    from resemote_lib.data.synthetic import make_faces
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (size, size))
+    for img in make_faces(frames, seed=3)[0]:
+        writer.write(cv2.cvtColor(cv2.resize(img, (size, size)), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def test_annotated_names_are_unique_and_existing_files_are_never_replaced(checkpoint, tmp_path, capsys):
+    faces = _faces(tmp_path / "faces", ["a/x.png", "b/x.jpg", "x.png", "x.jpg"])
+    assert _predict(checkpoint, faces, "--detector", "none", "--annotate", tmp_path / "ann") == 0
+    written = sorted(str(p.relative_to(tmp_path / "ann")) for p in (tmp_path / "ann").rglob("*.jpg"))
+    assert written == ["a/x_annotated.jpg", "b/x_annotated.jpg", "x_annotated-2.jpg", "x_annotated.jpg"]
+    # files given directly: the same stem twice gets a counter
+    assert _predict(checkpoint, faces / "a" / "x.png", faces / "b" / "x.jpg", "--detector", "none",
+                    "--annotate", tmp_path / "ann2") == 0
+    assert sorted(p.name for p in (tmp_path / "ann2").iterdir()) == ["x_annotated-2.jpg", "x_annotated.jpg"]
+    before = {p: p.read_bytes() for p in (tmp_path / "ann").rglob("*.jpg")}
+    with pytest.raises(FileExistsError, match=r"--annotate .*ann: 4 of the files .* already exist.*nothing was replaced"):
+        _predict(checkpoint, faces, "--detector", "none", "--annotate", tmp_path / "ann")
+    assert {p: p.read_bytes() for p in (tmp_path / "ann").rglob("*.jpg")} == before
+
+
+def test_outputs_are_checked_before_the_model_is_loaded(checkpoint, tmp_path, monkeypatch):
+    from resemote_lib import predict
+
+    monkeypatch.setattr(predict, "Predictor", lambda *a, **k: pytest.fail("the model was loaded before the check"))
+    faces = _faces(tmp_path / "faces", ["x.png"])
+    (tmp_path / "file").write_text("a file, not a folder")
+    with pytest.raises(OSError, match=r"--out .*file/out\.jsonl: cannot write in .*file .*Nothing was computed"):
+        _predict(checkpoint, faces, "--out", tmp_path / "file" / "out.jsonl")
+    with pytest.raises(ValueError, match=r"--out .*model\.pt is one of the inputs"):
+        _predict(checkpoint, faces, "--out", checkpoint)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(FileExistsError, match=r"--out .*other\.pt is an existing PyTorch file"):
+        _predict(checkpoint, faces, "--out", tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"--annotate .*file is a file"):
+        _predict(checkpoint, faces, "--annotate", tmp_path / "file")
+    with pytest.raises(ValueError, match=r"--out .* is a folder"):
+        _predict(checkpoint, faces, "--out", tmp_path)
+    assert (tmp_path / "file").read_text() == "a file, not a folder"
+
+
+def test_results_are_written_as_they_come(tmp_path):
+    from resemote_lib.predict import Face, Result
+
+    def results():
+        for i in range(3):
+            yield Result(source=f"img{i}.png", faces=[Face((0, 0, 4, 4), {"a": 0.75, "b": 0.25}, "a", 1.0)])
+        raise RuntimeError("the machine went down")
+
+    for name in ("r.jsonl", "r.csv"):
+        with pytest.raises(RuntimeError):
+            write_results(results(), tmp_path / name, class_names=["a", "b"])
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 3  # what was computed is kept
+    assert (tmp_path / "r.csv").read_text().splitlines()[0].endswith("p_a,p_b")
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 4
+
+
+def test_video_without_out_prints_its_frames_and_writes_nothing_in_the_working_directory(checkpoint, tmp_path,
+                                                                                         monkeypatch, capsys):
+    clip = _clip(tmp_path / "clip.mp4")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert _predict(checkpoint, clip, "--detector", "none") == 0
+    assert list(work.iterdir()) == []
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("source,frame,time_s,faces,box,label,p_angry") and len(lines) == 4
+    # with --annotate DIR that does not exist yet: created, the video and its frame table written there
+    assert _predict(checkpoint, clip, "--detector", "none", "--annotate", tmp_path / "new" / "ann") == 0
+    ann = tmp_path / "new" / "ann"
+    assert (ann / "clip_annotated.mp4").stat().st_size > 0
+    assert len((ann / "clip_frames.csv").read_text().splitlines()) == 4
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize("temperature", [0, -1, float("nan"), float("inf")])
+def test_predictor_refuses_a_temperature_that_is_not_positive_and_finite(checkpoint, temperature):
+    model = ResEmoteNet()
+    model.class_names = tuple("abcdefg")
+    with pytest.raises(ValueError, match=r"Predictor: temperature must be a finite number > 0"):
+        Predictor(model, detector=None, device="cpu", temperature=temperature)
+
+
+def test_sixteen_bit_png_predicts_like_its_8_bit_twin(predictor, tmp_path):
+    gray = np.asarray(Image.fromarray(skdata.astronaut()).convert("L"))
+    Image.fromarray(gray).save(tmp_path / "g8.png")
+    Image.fromarray(gray.astype(np.uint16) * 257).save(tmp_path / "g16.png")
+    assert Image.open(tmp_path / "g16.png").mode == "I;16"
+    assert np.array_equal(to_rgb(tmp_path / "g16.png"), to_rgb(tmp_path / "g8.png"))
+
+
+# --- export never destroys a checkpoint ------------------------------------------------------------
+
+def test_export_refuses_its_input_and_existing_checkpoints(checkpoint, tmp_path, monkeypatch):
+    from resemote_lib import export as export_module
+    from resemote_lib.export import check_output
+
+    link = tmp_path / "link.pt"
+    link.symlink_to(checkpoint)
+    for same in (checkpoint, checkpoint.parent / ".." / checkpoint.parent.name / checkpoint.name, link):
+        with pytest.raises(ValueError, match="is the input checkpoint"):
+            export(checkpoint, same)
+        with pytest.raises(ValueError, match="is the input checkpoint"):
+            check_output(checkpoint, same, overwrite=True)  # not even when asked
+    other = tmp_path / "other.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "optimizer": {}}, other)  # e.g. someone's training state
+    with pytest.raises(FileExistsError, match=r"other\.pt already exists and is a PyTorch checkpoint.*--force"):
+        export(checkpoint, other)
+    assert check_output(checkpoint, other, overwrite=True) == other
+    with pytest.raises(ValueError, match="unknown export format '.pth'"):
+        export(checkpoint, tmp_path / "m.pth")
+    # an earlier export is replaced, atomically: a failing export leaves it as it was, and no temporary file
+    (tmp_path / "m.onnx").write_bytes(b"an earlier export")
+    monkeypatch.setattr(export_module, "_write", lambda *a: (_ for _ in ()).throw(RuntimeError("exporter crashed")))
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        export(checkpoint, tmp_path / "m.onnx")
+    assert (tmp_path / "m.onnx").read_bytes() == b"an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.pt", "m.onnx", "other.pt"]
