@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from .labels import CLASS_NAMES, REFERENCE_CLASS_NAMES
-from .model import ResEmoteNet
+from .model import ResEmoteNet, build_model
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +407,9 @@ def load_model(
                                   f"set_checkpoint_meta({str(path)!r}, temperature=1.0)") from None
     num_classes = state_dict["fc4.weight"].shape[0]
     in_channels = state_dict["conv1.weight"].shape[1]
-    model = ResEmoteNet(num_classes=num_classes, in_channels=in_channels)
+    # A run of an ablation variant (params key ``model``) says which in its config.
+    variant = (found.meta.get("config") or {}).get("model", "resemotenet")
+    model = build_model(variant, num_classes=num_classes, in_channels=in_channels, image_size=found.image_size)
     _load_strict(model, state_dict, path)
     if class_names is None:
         class_names = found.class_names

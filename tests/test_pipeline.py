@@ -157,3 +157,31 @@ def test_everything_a_run_writes_is_ignored_by_git():
     out = subprocess.run(["git", "check-ignore", *written], cwd=paths.ROOT, capture_output=True, text=True)
     assert out.stdout.split() == written
     assert subprocess.run(["git", "check-ignore", "-q", "results/README.md"], cwd=paths.ROOT).returncode == 1
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_clean_pipeline_on_real_fer2013_writes_both_test_figures(real_fer2013, tmp_path):
+    """The command of the real-data issue: the clean protocol on the real FER2013, cut to one
+    epoch of 256 images at 48 px, writes the official and the deduplicated test figures,
+    test_excluded.csv and Table III with both columns."""
+    results = tmp_path / "results"
+    args = [str(paths.PARAMS / "fer2013_clean.yaml"), "--results", str(results), "--no-progress",
+            "--set", f"data_root={real_fer2013}", "--set", "epochs=1", "--set", "max_train_items=256",
+            "--set", "image_size=48", "--set", "device=cpu", "--set", "download=false"]
+    out = subprocess.run([sys.executable, "-m", "resemote_lib.pipeline", *args], capture_output=True, text=True,
+                         timeout=1500)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = results / "fer2013_clean"
+    metrics = json.loads((run / "metrics.json").read_text())
+    excluded = pd.read_csv(run / "test_excluded.csv")
+    assert metrics["n"] == 3589 and metrics["dedup"]["n"] == 3589 - len(excluded) and len(excluded) > 300
+    assert metrics["copies_only"]["n"] == len(excluded) and metrics["test_set"]["paper_comparable"]
+    removed = json.loads((run / "provenance.json").read_text())["data"]["train"]["report"]["clean"]
+    assert removed["removed"] > 1000 and {"duplicate_of_test", "label_conflict"} <= set(removed["by_reason"])
+    table = pd.read_csv(results / "paper" / "table3.csv").set_index("run")
+    row = table.loc["fer2013_clean"]
+    assert row["published"] == 79.79 and pd.notna(row["gap"]) and pd.notna(row["dedup gap"])
+    assert "epochs=1" in row["deviations"] and "max_train_items=256" in row["deviations"]
+    print(f"real FER2013 clean pipeline (1 epoch, 256 images): official {row['official']}%, dedup {row['dedup']}%, "
+          f"on copies {row['on copies']}%, {len(excluded)} test images excluded")

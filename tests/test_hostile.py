@@ -1,0 +1,613 @@
+"""Hostile inputs, one row each (issue 11): what a user types, the exit code, the one line on
+stderr that names the culprit, no traceback, and that nothing already on disk was lost.
+
+Each row is a command line run the way a user runs it, in a fresh process
+(``python -m resemote_lib ...``), except two that need a fault injected into the process
+(Ctrl-C inside a save, a notebook cell that hangs): those call the library through
+``cli.run``, the function that turns every CLI command's exceptions into exit codes. Rows
+marked ``shared`` check the one tiny training run the module trains (it is their command:
+its data folder holds the hostile files). That run's ``best.pt``/``last.pt`` serve the
+predict/export/checkpoint rows and are deleted at module teardown (1.2 GB).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from resemote_lib import checkpoint, cli, paths, pipeline
+from resemote_lib.data.synthetic import make_faces
+
+from . import layouts as L
+
+SMOKE = str(paths.PARAMS / "smoke.yaml")
+TINY = ["image_size=32", "max_train_items=32", "batch_size=8"]
+# The single line a failing command prints: cli.run's "error: ..." / "interrupted: ...", or argparse's.
+ERROR_LINE = re.compile(r"^(error|interrupted): |^python -m resemote_lib[\w. ]*: error: ")
+SHARED = "shared"  # a row whose command is the module's shared training run
+
+
+def py(*args: object) -> list[str]:
+    return [sys.executable, "-m", *map(str, args)]
+
+
+# --- the shared training run -------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Shared:
+    root: Path
+    results: Path
+    data: Path
+    argv: list[str]
+    outcome: Outcome
+
+    @property
+    def run(self) -> Path:
+        return self.results / "shared"
+
+
+def hostile_fer2013_folders(root: Path) -> Path:
+    """The Kaggle FER2013 folders as a Mac user's copy of them holds them: AppleDouble ``._*``
+    files and ``.DS_Store``, a ``__MACOSX`` folder, .webp/.gif/16-bit PNG images, a notes file."""
+    L.write_fer2013_folders(root)
+    happy = root / "train" / "happy"
+    face = Image.open(next(happy.glob("*.jpg"))).convert("L")
+    for f in list((root / "train").rglob("Training_*.jpg"))[:4]:
+        (f.parent / f"._{f.name}").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    (root / "train" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "__MACOSX" / "train").mkdir(parents=True)
+    face.save(happy / "Training_90000001.webp")
+    face.save(happy / "Training_90000002.gif")
+    Image.fromarray(np.asarray(face).astype(np.uint16) * 257).save(happy / "Training_90000003.png")  # 16-bit
+    (root / "train" / "sad" / "notes.txt").write_text("relabelled by hand, see email")
+    return root
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory) -> Shared:
+    root = tmp_path_factory.mktemp("hostile")
+    data = hostile_fer2013_folders(root / "fer2013")
+    results = root / "results"
+    argv = py("resemote_lib", "train", SMOKE, f"results_dir={results}", "run_name=shared", "dataset=fer2013",
+              f"data_root={data}", *TINY, "lr=1e-3")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    yield Shared(root, results, data, argv, Outcome(out.returncode, out.stdout, out.stderr))
+    shutil.rmtree(root, ignore_errors=True)
+
+
+# --- one row ---------------------------------------------------------------------------------
+
+@dataclass
+class Ctx:
+    """What a row's setup gets: its own folder, the shared run, and a record of the files
+    that must come out of the command byte-for-byte unchanged."""
+
+    tmp: Path
+    shared: Shared
+    monkeypatch: pytest.MonkeyPatch
+    cwd: Path | None = None
+    kept: dict[Path, tuple] = field(default_factory=dict)
+    background: list[subprocess.Popen] = field(default_factory=list)
+    holder_pid: int | None = None  # the lock row's first training
+
+    def keep(self, *paths: Path) -> None:
+        for path in paths:
+            for p in ([path] if path.is_file() else sorted(q for q in path.rglob("*") if q.is_file())):
+                self.kept[p] = _fingerprint(p)
+
+    def face(self, name: str = "face.png", seed: int = 0) -> Path:
+        path = self.tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(make_faces(1, seed=seed)[0][0]).save(path)
+        return path
+
+    def checkpoint_variant(self, name: str, edit: Callable[[dict], None]) -> Path:
+        """A copy of the shared best.pt with ``edit`` applied to its payload."""
+        payload = checkpoint.read_checkpoint(self.shared.run / "best.pt")
+        edit(payload)
+        torch.save(payload, self.tmp / name)
+        return self.tmp / name
+
+
+def _fingerprint(p: Path) -> tuple:
+    st = p.stat()
+    digest = p.read_bytes() if st.st_size < 2**20 else None  # big checkpoints: inode, size and mtime
+    return st.st_ino, st.st_size, st.st_mtime_ns, digest
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    setup: Callable[[Ctx], Sequence[str] | Callable[[], int] | str]  # argv, an in-process command, or SHARED
+    code: int
+    stderr: str | None = None  # failing rows: the one error line matches; exit 0: found in stderr
+    check: Callable[[Ctx, Outcome], None] | None = None
+    slow: bool = False
+
+
+def _train(ctx: Ctx, *overrides: str, params: str = SMOKE) -> list[str]:
+    return py("resemote_lib", "train", params, f"results_dir={ctx.tmp / 'results'}", *overrides)
+
+
+def _nothing_written(ctx: Ctx, out: Outcome) -> None:
+    assert not (ctx.tmp / "results").exists() or not any((ctx.tmp / "results").rglob("*.pt"))
+
+
+def _resume_shared(ctx: Ctx) -> list[str]:
+    ctx.keep(ctx.shared.run / "best.pt", ctx.shared.run / "last.pt")
+    return ctx.shared.argv
+
+
+# --- the rows: runs, locks, saves ---------------------------------------------------------------
+
+def lock_held_by_another_training(ctx: Ctx) -> list[str]:
+    argv = _train(ctx, "run_name=busy", *TINY)
+    holder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx.background.append(holder)
+    lock = ctx.tmp / "results" / "busy" / ".lock"
+    deadline = time.monotonic() + 120
+    while not (lock.is_file() and f'"pid": {holder.pid}' in lock.read_text()):
+        assert holder.poll() is None and time.monotonic() < deadline, "the first training never took the lock"
+        time.sleep(0.05)
+    ctx.holder_pid = holder.pid
+    return argv
+
+
+def _lock_names_holder(ctx: Ctx, out: Outcome) -> None:
+    assert f"in use by pid {ctx.holder_pid} " in out.stderr
+    assert ctx.background[0].poll() is None  # the first training was not disturbed
+
+
+def stale_temp_file_from_a_killed_save(ctx: Ctx) -> list[str]:
+    """What SIGKILL during ``atomic_torch_save`` leaves: a partial ``.last.pt.<random>.tmp``."""
+    argv = _resume_shared(ctx)
+    with open(ctx.shared.run / "last.pt", "rb") as f:
+        (ctx.shared.run / ".last.pt.k1ll3d.tmp").write_bytes(f.read(2**20))
+    return argv
+
+
+def _temp_file_removed(ctx: Ctx, out: Outcome) -> None:
+    assert not list(ctx.shared.run.glob(".*.tmp"))
+
+
+def real_sigkill_during_a_save(ctx: Ctx) -> list[str]:
+    argv = _train(ctx, "run_name=killed", *TINY)
+    trainer = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ctx.background.append(trainer)
+    run, deadline = ctx.tmp / "results" / "killed", time.monotonic() + 600
+    while not (run.is_dir() and list(run.glob(".*.pt.*.tmp"))):
+        assert trainer.poll() is None and time.monotonic() < deadline, "no save was caught in progress"
+        time.sleep(0.01)
+    trainer.send_signal(signal.SIGKILL)
+    trainer.wait()
+    assert list(run.glob(".*.pt.*.tmp")), "the kill came after the save finished"
+    return argv
+
+
+def _no_temp_left(ctx: Ctx, out: Outcome) -> None:
+    assert not list((ctx.tmp / "results" / "killed").glob(".*.tmp"))
+
+
+def ctrl_c_inside_a_save(ctx: Ctx) -> Callable[[], int]:
+    path = checkpoint.atomic_torch_save({"w": torch.zeros(4)}, ctx.tmp / "last.pt")
+    ctx.keep(path)
+
+    def interrupted(obj, f):  # what torch's zip writer raises when SIGINT lands inside it
+        f.write(b"partial")
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0") from None
+
+    ctx.monkeypatch.setattr(checkpoint.torch, "save", interrupted)
+    return lambda: checkpoint.atomic_torch_save({"w": torch.ones(8)}, path) and 0
+
+
+def _only_last_pt(ctx: Ctx, out: Outcome) -> None:
+    assert sorted(p.name for p in ctx.tmp.iterdir()) == ["last.pt"]
+
+
+def read_only_run_directory(ctx: Ctx) -> list[str]:
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("no user namespaces here (unshare -rm): cannot make a folder really read-only as root")
+    run = ctx.tmp / "results" / "ro"
+    run.mkdir(parents=True)
+    (run / "history.csv").write_text("epoch\n1\n")
+    ctx.keep(run)
+    return ["unshare", "-rm", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', str(run),
+            *_train(ctx, "run_name=ro", *TINY)]
+
+
+def read_only_run_directory_evaluate(ctx: Ctx) -> list[str]:
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("no user namespaces here (unshare -rm): cannot make a folder really read-only as root")
+    ctx.keep(ctx.shared.run / "best.pt")
+    run = str(ctx.shared.run)
+    return ["unshare", "-rm", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', run,
+            *py("resemote_lib", "evaluate", run)]
+
+
+# --- export and checkpoints --------------------------------------------------------------------
+
+def export_onto_its_input(ctx: Ctx) -> list[str]:
+    best = ctx.shared.run / "best.pt"
+    ctx.keep(best)
+    return py("resemote_lib", "export", best, ctx.shared.run / ".." / "shared" / "best.pt")
+
+
+def export_onto_another_checkpoint(ctx: Ctx) -> list[str]:
+    ctx.keep(ctx.shared.run / "last.pt")
+    return py("resemote_lib", "export", ctx.shared.run / "best.pt", ctx.shared.run / "last.pt")
+
+
+def last_pt_as_a_model(ctx: Ctx) -> list[str]:
+    faces = ctx.tmp / "faces"
+    for i in range(3):
+        ctx.face(f"faces/f{i}.png", seed=i)
+    ctx.keep(ctx.shared.run / "last.pt")
+    return py("resemote_lib", "predict", ctx.shared.run / "last.pt", faces, "--detector", "none",
+              "--device", "cpu", "--out", ctx.tmp / "last.jsonl")
+
+
+def _same_as_best(ctx: Ctx, out: Outcome) -> None:
+    """last.pt after epoch 1 holds best.pt's weights: same labels and probabilities, same class order."""
+    from resemote_lib.labels import CLASS_NAMES
+    from resemote_lib.predict import Predictor
+
+    got = [json.loads(line) for line in (ctx.tmp / "last.jsonl").read_text().splitlines()]
+    predictor = Predictor(ctx.shared.run / "best.pt", detector=None, device="cpu")
+    assert predictor.image_size == 32
+    want = [r.to_dict() for r in predictor.predict_many(sorted((ctx.tmp / "faces").iterdir()))]
+    assert [list(g["faces"][0]["probs"]) for g in got] == [list(CLASS_NAMES)] * 3
+    for g, w in zip(got, want, strict=True):
+        assert g["faces"][0]["label"] == w["faces"][0]["label"]
+        assert max(abs(g["faces"][0]["probs"][k] - w["faces"][0]["probs"][k]) for k in CLASS_NAMES) < 1e-5
+
+
+def random_bytes_checkpoint(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "model.pt").write_bytes(np.random.default_rng(0).bytes(4096))
+    return py("resemote_lib", "predict", ctx.tmp / "model.pt", ctx.face(), "--detector", "none")
+
+
+def nan_weights(ctx: Ctx) -> list[str]:
+    def poison(payload: dict) -> None:
+        payload["state_dict"] = dict(payload["state_dict"])
+        payload["state_dict"]["fc2.weight"] = payload["state_dict"]["fc2.weight"].clone()
+        payload["state_dict"]["fc2.weight"][3, 5] = float("nan")
+
+    return py("resemote_lib", "predict", ctx.checkpoint_variant("nan.pt", poison), ctx.face(), "--detector", "none")
+
+
+def zero_temperature(ctx: Ctx) -> list[str]:
+    path = ctx.checkpoint_variant("t0.pt", lambda p: p["meta"].update(temperature=0.0))
+    return py("resemote_lib", "predict", path, ctx.face(), "--detector", "none", "--out", ctx.tmp / "p.jsonl")
+
+
+def _no_results_file(ctx: Ctx, out: Outcome) -> None:
+    assert not (ctx.tmp / "p.jsonl").exists()
+
+
+# --- predict ---------------------------------------------------------------------------------------
+
+def sixteen_bit_png(ctx: Ctx) -> list[str]:
+    eight = ctx.face("g8.png")
+    Image.fromarray(np.asarray(Image.open(eight)).astype(np.uint16) * 257).save(ctx.tmp / "g16.png")
+    assert Image.open(ctx.tmp / "g16.png").mode == "I;16"
+    return py("resemote_lib", "predict", ctx.shared.run / "best.pt", eight, ctx.tmp / "g16.png", "--detector", "none",
+              "--out", ctx.tmp / "p.jsonl")
+
+
+def _twins_agree(ctx: Ctx, out: Outcome) -> None:
+    a, b = (json.loads(line)["faces"][0]["probs"] for line in (ctx.tmp / "p.jsonl").read_text().splitlines())
+    assert a == b
+
+
+def annotate_same_stems(ctx: Ctx) -> list[str]:
+    for name in ("a/x.png", "b/x.jpg", "x.png", "x.jpg"):
+        ctx.face(f"faces/{name}")
+    return py("resemote_lib", "predict", ctx.shared.run / "best.pt", ctx.tmp / "faces", "--detector", "none",
+              "--annotate", ctx.tmp / "ann")
+
+
+def _four_annotated(ctx: Ctx, out: Outcome) -> None:
+    names = sorted(str(p.relative_to(ctx.tmp / "ann")) for p in (ctx.tmp / "ann").rglob("*"))
+    assert names == ["a", "a/x_annotated.jpg", "b", "b/x_annotated.jpg", "x_annotated-2.jpg", "x_annotated.jpg"]
+
+
+def annotate_onto_existing_files(ctx: Ctx) -> list[str]:
+    ctx.face("faces/a/x.png")
+    (ctx.tmp / "ann" / "a").mkdir(parents=True)
+    (ctx.tmp / "ann" / "a" / "x_annotated.jpg").write_bytes(b"yesterday's annotated picture")
+    ctx.keep(ctx.tmp / "ann")
+    return py("resemote_lib", "predict", ctx.shared.run / "best.pt", ctx.tmp / "faces", "--detector", "none",
+              "--annotate", ctx.tmp / "ann", "--out", ctx.tmp / "p.jsonl")
+
+
+def _clip(ctx: Ctx) -> Path:
+    import cv2
+
+    path = ctx.tmp / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for img in make_faces(3, seed=1)[0]:
+        writer.write(cv2.cvtColor(cv2.resize(img, (64, 64)), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def video_annotate_into_a_new_folder(ctx: Ctx) -> list[str]:
+    return py("resemote_lib", "predict", ctx.shared.run / "best.pt", _clip(ctx), "--detector", "none",
+              "--annotate", ctx.tmp / "new" / "ann")
+
+
+def _video_written(ctx: Ctx, out: Outcome) -> None:
+    ann = ctx.tmp / "new" / "ann"
+    assert (ann / "clip_annotated.mp4").stat().st_size > 1000
+    assert len((ann / "clip_frames.csv").read_text().splitlines()) == 4  # header + 3 frames
+
+
+def out_not_writable(ctx: Ctx) -> list[str]:
+    ctx.face("faces/x.png")
+    (ctx.tmp / "blocker").write_text("a file where --out needs a folder")
+    return py("resemote_lib", "predict", ctx.shared.run / "best.pt", ctx.tmp / "faces", "--detector", "none",
+              "--out", ctx.tmp / "blocker" / "out.jsonl", "--annotate", ctx.tmp / "ann")
+
+
+def _before_any_work(ctx: Ctx, out: Outcome) -> None:
+    assert out.stdout == "" and not (ctx.tmp / "ann").exists()
+    assert (ctx.tmp / "blocker").read_text() == "a file where --out needs a folder"
+
+
+def video_without_out(ctx: Ctx) -> list[str]:
+    ctx.cwd = ctx.tmp / "work"
+    ctx.cwd.mkdir()
+    return py("resemote_lib", "predict", ctx.shared.run / "best.pt", _clip(ctx), "--detector", "none")
+
+
+def _nothing_in_cwd(ctx: Ctx, out: Outcome) -> None:
+    assert list(ctx.cwd.iterdir()) == []
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("source,frame,time_s,faces,box,label,p_angry") and len(lines) == 4
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+def _fer_csv(ctx: Ctx, keep_usage: Callable[[str], bool] = lambda u: True, encoding: str = "utf-8",
+             bom: bool = False) -> Path:
+    root = L.write_fer2013_csv(ctx.tmp / "fer2013")
+    path = root / "fer2013.csv"
+    lines = [line for line in path.read_text().splitlines() if keep_usage(line.rsplit(",", 1)[-1])]
+    text = "\n".join(lines) + "\n"
+    if encoding == "latin-1":  # a note column would carry accents; here the header's 'Usage' does
+        text = text.replace("Usage", "Us\u00e1ge", 1)
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding))
+    ctx.keep(path)
+    return root
+
+
+def csv_without_public_test_rows(ctx: Ctx) -> list[str]:
+    root = _fer_csv(ctx, keep_usage=lambda u: u != "PublicTest")
+    return _train(ctx, "run_name=empty", "dataset=fer2013", f"data_root={root}", *TINY)
+
+
+def csv_with_bom(ctx: Ctx) -> list[str]:
+    root = _fer_csv(ctx, bom=True)
+    return _train(ctx, "run_name=bom", "dataset=fer2013", f"data_root={root}", "image_size=8", "max_train_items=8",
+                  "batch_size=8")
+
+
+def _bom_trained(ctx: Ctx, out: Outcome) -> None:
+    assert (ctx.tmp / "results" / "bom" / "best.pt").is_file()
+    shutil.rmtree(ctx.tmp / "results")
+
+
+def csv_in_utf16(ctx: Ctx) -> list[str]:
+    return _train(ctx, "run_name=u16", "dataset=fer2013", f"data_root={_fer_csv(ctx, encoding='utf-16')}", *TINY)
+
+
+def csv_in_latin1(ctx: Ctx) -> list[str]:
+    return _train(ctx, "run_name=l1", "dataset=fer2013", f"data_root={_fer_csv(ctx, encoding='latin-1')}", *TINY)
+
+
+def several_datasets_under_the_root(ctx: Ctx) -> list[str]:
+    L.write_fer2013_folders(ctx.tmp / "data" / "fer2013")
+    L.write_fer2013_folders(ctx.tmp / "data" / "fer2013_copy")
+    return _train(ctx, "run_name=two", "dataset=fer2013", f"data_root={ctx.tmp / 'data'}", *TINY)
+
+
+def _shared_report(ctx: Ctx) -> dict:
+    return json.loads((ctx.shared.run / "provenance.json").read_text())["data"]["train"]["report"]
+
+
+def _hidden_skipped(ctx: Ctx, out: Outcome) -> None:
+    assert _shared_report(ctx)["skipped"] == {"hidden": 5, "not_images": 1}  # 4 ._* + .DS_Store; notes.txt
+
+
+def _webp_gif_read(ctx: Ctx, out: Outcome) -> None:
+    prov = json.loads((ctx.shared.run / "provenance.json").read_text())["data"]["train"]
+    assert prov["n"] == sum(L.FER_COUNTS["Training"]) + 3 and prov["n_bad_files"] == 0  # + .webp, .gif, 16-bit
+
+
+def _lr_is_a_float(ctx: Ctx, out: Outcome) -> None:
+    assert json.loads((ctx.shared.run / "config.json").read_text())["lr"] == 0.001
+
+
+# --- params and pipeline -------------------------------------------------------------------------
+
+def _yaml(ctx: Ctx, name: str, text: str) -> Path:
+    (ctx.tmp / name).write_text(text)
+    return ctx.tmp / name
+
+
+def base_cycle(ctx: Ctx) -> list[str]:
+    _yaml(ctx, "b.yaml", "base: a.yaml\nepochs: 2\n")
+    return _train(ctx, params=str(_yaml(ctx, "a.yaml", "base: b.yaml\nepochs: 1\n")))
+
+
+def base_list(ctx: Ctx) -> list[str]:
+    _yaml(ctx, "a.yaml", f"base: {SMOKE}\n")
+    return _train(ctx, params=str(_yaml(ctx, "c.yaml", "base: [a.yaml]\nepochs: 1\n")))
+
+
+def pipeline_bad_params(ctx: Ctx) -> list[str]:
+    bad = _yaml(ctx, "bad.yaml", f"base: {SMOKE}\nrun_name: bad\ncolor: blue\n")
+    return py("resemote_lib.pipeline", bad, "--results", ctx.tmp / "results", "--no-progress")
+
+
+def hanging_notebook_cell(ctx: Ctx) -> Callable[[], int]:
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("seconds = 600  # how long the hung cell waits")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell("import time\n\ntime.sleep(seconds)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, ctx.tmp / "hang.ipynb")
+    ctx.monkeypatch.setattr(pipeline, "notebook_path", lambda name: ctx.tmp / f"{name}.ipynb")
+    return lambda: pipeline.execute("hang", ctx.tmp / "out" / "hang.ipynb", {}, progress=False, timeout=3) and 0
+
+
+def _executed_copy_kept(ctx: Ctx, out: Outcome) -> None:
+    assert (ctx.tmp / "out" / "hang.ipynb").is_file()
+
+
+def predict_args(*extra: str) -> Callable[[Ctx], list[str]]:
+    return lambda ctx: py("resemote_lib", "predict", ctx.shared.run / "best.pt", ctx.face(), *extra)
+
+
+CASES = [
+    # runs, locks, saves
+    Case("two trainings, same run_name", lock_held_by_another_training, 3,
+         r"^error: .*busy is in use by pid \d+ on .*training since", _lock_names_holder),
+    Case("SIGKILL during a save left .tmp: resume removes it", stale_temp_file_from_a_killed_save, 0,
+         r"removing 1 temporary file\(s\) .*left by an interrupted save: \.last\.pt\.k1ll3d\.tmp", _temp_file_removed),
+    Case("real SIGKILL during a save, then resume", real_sigkill_during_a_save, 0,
+         r"removing 1 temporary file\(s\)", _no_temp_left, slow=True),
+    Case("Ctrl-C during a save (in process)", ctrl_c_inside_a_save, 130,
+         r"^interrupted: interrupted while saving .*last\.pt; the previous last\.pt is intact", _only_last_pt),
+    Case("read-only run directory (train)", read_only_run_directory, 2,
+         r"^error: cannot write .*ro/\.lock: Read-only file system; is .* read-only\?"),
+    Case("read-only run directory (evaluate)", read_only_run_directory_evaluate, 2,
+         r"^error: cannot write .*shared/\.lock: Read-only file system"),
+    Case("run_name=../x", lambda c: _train(c, "run_name=../x"), 2,
+         r"^error: .*smoke\.yaml: run_name: '\.\./x' is not a plain folder name", _nothing_written),
+    Case("run_name absolute", lambda c: _train(c, f"run_name={c.tmp / 'abs'}"), 2,
+         r"^error: .*run_name: '/.*abs' is not a plain folder name", _nothing_written),
+    Case("run_name=paper", lambda c: _train(c, "run_name=paper"), 2,
+         r"^error: .*run_name: 'paper' is reserved for results/paper/", _nothing_written),
+    # export and checkpoints
+    Case("export X X", export_onto_its_input, 2,
+         r"^error: export output .*best\.pt is the input checkpoint .*best\.pt: exporting would replace"),
+    Case("export onto last.pt", export_onto_another_checkpoint, 2,
+         r"^error: export output .*last\.pt already exists and is a PyTorch checkpoint; refusing .*--force"),
+    Case("last.pt used as a model", last_pt_as_a_model, 0, None, _same_as_best),
+    Case("random-bytes checkpoint", random_bytes_checkpoint, 2,
+         r"^error: .*model\.pt is not a PyTorch checkpoint at all: it starts with bytes"),
+    Case("NaN weights", nan_weights, 2, r"^error: .*nan\.pt: tensor 'fc2\.weight' holds 1 NaN/inf value\(s\)"),
+    Case("temperature 0", zero_temperature, 2,
+         r"^error: .*t0\.pt: the stored calibration: temperature must be a finite number > 0, got 0\.0",
+         _no_results_file),
+    # predict
+    Case("16-bit PNG", sixteen_bit_png, 0, None, _twins_agree),
+    Case("--annotate: same-stem collisions", annotate_same_stems, 0, None, _four_annotated),
+    Case("--annotate: existing file", annotate_onto_existing_files, 2,
+         r"^error: --annotate .*ann: 1 of the files .* already exist, e\.g\. .*a/x_annotated\.jpg; nothing was "
+         r"replaced", lambda c, o: None if not (c.tmp / "p.jsonl").exists() else pytest.fail("worked anyway")),
+    Case("video --annotate DIR not existing", video_annotate_into_a_new_folder, 0, None, _video_written),
+    Case("--out not writable (before any work)", out_not_writable, 2,
+         r"^error: --out .*blocker/out\.jsonl: cannot write in .*blocker .*Nothing was computed", _before_any_work),
+    Case("video without --out: nothing in cwd", video_without_out, 0, None, _nothing_in_cwd),
+    Case("--every 0", predict_args("--every", "0"), 2, r"argument --every: must be >= 1, got 0"),
+    Case("--smoothing 5", predict_args("--smoothing", "5"), 2, r"argument --smoothing: must be in \[0, 1\), got 5"),
+    # data
+    Case("split with no items (CSV without PublicTest)", csv_without_public_test_rows, 2,
+         r"^error: .*val.*(empty|no items|0 items)", _nothing_written),
+    Case("CSV with BOM (Excel 'CSV UTF-8')", csv_with_bom, 0, None, _bom_trained, slow=True),
+    Case("UTF-16 CSV", csv_in_utf16, 2,
+         r"^error: .*fer2013\.csv: the file is UTF-16 text .*save it as UTF-8", _nothing_written),
+    Case("latin-1 CSV", csv_in_latin1, 2,
+         r"^error: .*fer2013\.csv, line 1: byte b'\\xe1' at column 18 is not UTF-8; the file is probably latin-1",
+         _nothing_written),
+    Case("data root with several datasets", several_datasets_under_the_root, 2,
+         r"^error: fer2013: .*data holds 2 datasets one level below it: .*fer2013 .*fer2013_copy .*pass the one",
+         _nothing_written),
+    Case("AppleDouble ._* files", lambda c: SHARED, 0, None, _hidden_skipped),
+    Case(".webp/.gif in Kaggle folders", lambda c: SHARED, 0,
+         r"UserWarning: .*train: skipped 1 file\(s\) that are not images .*notes\.txt", _webp_gif_read),
+    # params and pipeline
+    Case("lr=1e-3 accepted", lambda c: SHARED, 0, None, _lr_is_a_float),
+    Case("negative lr", lambda c: _train(c, "lr=-1"), 2, r"^error: .*lr must be > 0, got -1", _nothing_written),
+    Case("NaN lr", lambda c: _train(c, "lr=.nan"), 2, r"^error: .*lr must be a finite number, got nan"),
+    Case("negative weight decay", lambda c: _train(c, "weight_decay=-0.1"), 2, r"weight_decay must be >= 0, got -0\.1"),
+    Case("image_size 7", lambda c: _train(c, "image_size=7"), 2, r"^error: .*image_size must be in \[8, .*\], got 7"),
+    Case("seed -1", lambda c: _train(c, "seed=-1"), 2, r"^error: .*seed must be in \[0, .*\], got -1"),
+    Case("negative synthetic sizes", lambda c: _train(c, "synthetic_n_val=-5"), 2,
+         r"^error: .*synthetic_n_val must be >= \d+, got -5"),
+    Case("bad params via train", lambda c: _train(c, "colour=blue"), 2, r"^error: .*unknown config key 'colour'"),
+    Case("base: cycle", base_cycle, 2, r"^error: .*a\.yaml: base: files form a cycle \(a\.yaml -> b\.yaml -> a\.yaml\)"),
+    Case("base: [a.yaml]", base_list, 2, r"^error: .*c\.yaml: base must be one file name .*got \['a\.yaml'\]"),
+    Case("pipeline bad params", pipeline_bad_params, 2, r"^error: .*bad\.yaml: unknown config key 'color'",
+         lambda c, o: None if not (c.tmp / "results").exists() else pytest.fail("a notebook ran")),
+    Case("a notebook cell that hangs (in process)", hanging_notebook_cell, 1,
+         r"^error: hang: cell 2 \(import time\) ran longer than its 3 s timeout and was stopped", _executed_copy_kept),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else [])
+                                  for c in CASES])
+def test_hostile_input(case: Case, shared: Shared, tmp_path, monkeypatch, capsys):
+    ctx = Ctx(tmp_path, shared, monkeypatch)
+    try:
+        command = case.setup(ctx)
+        if command == SHARED:
+            out = shared.outcome
+        elif callable(command):
+            capsys.readouterr()
+            code = cli.run(command)
+            captured = capsys.readouterr()
+            out = Outcome(code, captured.out, captured.err)
+        else:
+            done = subprocess.run(list(command), capture_output=True, text=True, timeout=900, cwd=ctx.cwd)
+            out = Outcome(done.returncode, done.stdout, done.stderr)
+    finally:
+        for proc in ctx.background:
+            proc.kill()
+            proc.wait()
+    assert out.returncode == case.code, f"exit {out.returncode}, expected {case.code}; stderr:\n{out.stderr[-3000:]}"
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    errors = [line for line in out.stderr.splitlines() if ERROR_LINE.match(line)]
+    if case.code == 0:
+        assert errors == [], errors
+        if case.stderr:
+            assert re.search(case.stderr, out.stderr), out.stderr[-3000:]
+    else:
+        assert len(errors) == 1, f"expected one error line, got:\n{out.stderr[-3000:]}"
+        assert re.search(case.stderr, errors[0]), errors[0]
+    for path, before in ctx.kept.items():
+        assert path.is_file() and _fingerprint(path) == before, f"{path} was changed or removed"
+    if case.check is not None:
+        case.check(ctx, out)
+
+
+def test_rows_are_unique():
+    assert len({c.id for c in CASES}) == len(CASES)
