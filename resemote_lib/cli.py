@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 EXIT_CODES = {
     0: "success",
@@ -88,10 +89,27 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_run
+    from .evaluate import evaluate_checkpoint, evaluate_run
 
-    metrics = evaluate_run(args.run_dir, split=args.split, device=args.device)
+    target = Path(args.target)
+    if target.is_dir():
+        if args.dataset or args.data_root or args.out:
+            raise UsageError(f"{target} is a run directory: it knows its dataset; --dataset, --data-root and --out "
+                             "are for checkpoint files")
+        metrics = evaluate_run(target, split=args.split, device=args.device)
+    elif target.is_file():
+        if not args.dataset:
+            raise UsageError(f"{target} is a checkpoint file: say which data to evaluate it on with --dataset "
+                             "(fer2013, rafdb, affectnet or synthetic)")
+        metrics = evaluate_checkpoint(target, args.dataset, data_root=args.data_root, split=args.split, out=args.out,
+                                      device=args.device)
+    else:
+        raise FileNotFoundError(f"{target}: no such run directory or checkpoint file")
     print(metrics.table().to_string())
+    if "dedup" in metrics.extra:
+        d = metrics.extra["dedup"]
+        print(f"without test images that have a copy in train/val ({d['n']} of {metrics.n}): accuracy "
+              f"{d['accuracy']:.4f}")
     return 0
 
 
@@ -146,8 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("output", help="model.onnx or model.pt")
     e.set_defaults(func=cmd_export)
-    ev = sub.add_parser("evaluate", help="evaluate a finished run's selected checkpoint")
-    ev.add_argument("run_dir")
+    ev = sub.add_parser("evaluate", help="evaluate a finished run, or any checkpoint file (ours or the authors')")
+    ev.add_argument("target", help="a run directory (results/<run>), or a checkpoint file with --dataset")
+    ev.add_argument("--dataset", choices=("fer2013", "rafdb", "affectnet", "synthetic"),
+                    help="checkpoint files: the dataset to evaluate on")
+    ev.add_argument("--data-root", help="checkpoint files: the dataset's folder (default: data/<dataset> or the "
+                                        "Kaggle mount)")
+    ev.add_argument("--out", help="checkpoint files: where metrics.json, predictions.csv and provenance.json go "
+                                  "(default results/<record name or file stem>/, where Table III finds them)")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=cmd_evaluate)

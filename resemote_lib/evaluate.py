@@ -39,7 +39,7 @@ from .params import PAPER_PROTOCOLS, TrainConfig
 from .runs import RunLock, load_run_config, open_split, quality, selected_checkpoint
 
 log = logging.getLogger(__name__)
-_NOT_SERIALISED = ("logits", "probs", "tta_probs")  # kept on Metrics.extra for plots and files
+_NOT_SERIALISED = ("logits", "probs", "tta_probs", "mirror_probs", "split_data")  # kept on Metrics.extra for plots and files
 
 
 @dataclass
@@ -201,10 +201,13 @@ def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_
     The model's outputs must mean ``dataset.class_names`` in that order (a reference
     checkpoint does not: its ``class_names`` differ, and this raises).
     """
-    names = tuple(getattr(model, "class_names", dataset.class_names))
-    if names != tuple(dataset.class_names):
-        raise ValueError(f"model outputs {names} but the dataset's labels are {tuple(dataset.class_names)}; "
-                         "remap the model's outputs first (see checkpoint.REFERENCE)")
+    if tuple(getattr(model, "class_names", dataset.class_names)) != tuple(dataset.class_names):
+        import copy
+
+        from .weights import reorder
+
+        # By name, on a copy (the caller's model keeps its order): exact, or an error naming both sets.
+        model = reorder(copy.deepcopy(model), tuple(dataset.class_names))
     y = dataset.labels.numpy()
     logits = predict_logits(model, dataset, batch_size=batch_size, device=device, progress=progress,
                             precision=precision)
@@ -216,7 +219,8 @@ def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_
     if tta:  # one extra pass over the mirror images, averaged with the pass above
         mirrored = predict_logits(model, dataset, batch_size=batch_size, device=device, flip=True,
                                   precision=precision)
-        metrics.extra["tta_probs"] = (probs + softmax(mirrored, temperature)) / 2
+        metrics.extra["mirror_probs"] = softmax(mirrored, temperature)
+        metrics.extra["tta_probs"] = (probs + metrics.extra["mirror_probs"]) / 2
         metrics.tta = compute_metrics(y, metrics.extra["tta_probs"], dataset.class_names)
     return metrics
 
@@ -293,11 +297,102 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
             duplicate_of = add_dedup_metrics(metrics, ds, quality(cfg).test_excluded(), run_dir / "test_excluded.csv")
         write_predictions(run_dir / f"predictions{suffix}.csv", ds, metrics.extra["probs"], duplicate_of)
         record = provenance.collect(config=cfg.to_dict(), device=device, datasets={split: ds})
+        metrics.extra["split_data"] = ds
         write_metrics(run_dir / f"metrics{suffix}.json", metrics, split=split, protocol=cfg.protocol,
                       dataset=cfg.dataset, test_set=describe_test_set(cfg, ds), checkpoint=str(checkpoint),
                       checkpoint_epoch=model.checkpoint_meta.get("epoch"), split_sizes={split: len(ds)},
                       provenance=record)
     return metrics
+
+
+def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_root: str | None = None,
+                        split: str = "test", out: str | os.PathLike | None = None, device: str = "cpu",
+                        batch_size: int = 256, progress: bool = True) -> Metrics:
+    """Evaluate any checkpoint file (ours or the authors') on any dataset and layout.
+
+    The model's outputs are put into the canonical class order by name (``weights.reorder``,
+    exact); images are decoded at the checkpoint's own input size and given its own
+    preprocessing. Writes ``metrics.json`` (with, on a test split, the deduplicated figure),
+    ``predictions.csv`` (canonical class order) and ``provenance.json`` (the file's SHA-256
+    and, when recognised, its record) into ``out`` (default ``results/<record name or
+    file stem>/``, where Table III finds it). The reference code flips test images at
+    random: the accuracy that gives in expectation (per image, the mean of being right on
+    the image and on its mirror) is reported apart, never as the main figure.
+    """
+    from . import paths
+    from .params import resolve
+    from .weights import identify, reorder
+
+    checkpoint = Path(checkpoint)
+    record, digest = identify(checkpoint)
+    device = resolve_device(device)
+    model = reorder(load_model(checkpoint, device=device), CLASS_NAMES)
+    image_size = record.image_size if record else int(getattr(model, "image_size", 64))
+    cfg = resolve({"dataset": dataset, "data_root": data_root, "image_size": image_size, "protocol": "smoke",
+                   "run_name": "checkpoint"})
+    out = Path(out) if out is not None else paths.RESULTS / (record.name if record else checkpoint.stem)
+    with RunLock(out, what="checkpoint evaluation"):
+        ds = open_split(cfg, split)
+        metrics = evaluate(model, ds, tta=True, batch_size=batch_size, device=device, progress=progress)
+        correct = metrics.extra["probs"].argmax(1) == ds.labels.numpy()
+        mirrored = metrics.extra["mirror_probs"].argmax(1) == ds.labels.numpy()
+        metrics.extra["reference_random_flip_expected"] = {
+            "accuracy": float(((correct.astype(float) + mirrored) / 2).mean()) if len(ds) else 0.0,
+            "why": "the reference code flips test images at random (p=0.5): this is its expected accuracy"}
+        duplicate_of = None
+        if split == "test":
+            duplicate_of = add_dedup_metrics(metrics, ds, quality(cfg).test_excluded(), out / "test_excluded.csv")
+        write_predictions(out / "predictions.csv", ds, metrics.extra["probs"], duplicate_of)
+        kind = "authors' released checkpoint" if record else (
+            "checkpoint file (ours)" if model.checkpoint_meta.get("config") else "checkpoint file (unrecognised)")
+        record_info = {"checkpoint": str(checkpoint), "sha256": digest, "record": record.name if record else None,
+                       "recognised": record is not None, "kind": kind, "image_size": image_size}
+        prov = provenance.collect(device=device, datasets={split: ds}, checkpoint=record_info)
+        provenance.write(out / "provenance.json", prov)
+        metrics.extra["split_data"] = ds
+        write_metrics(out / "metrics.json", metrics, split=split, protocol="released" if record else "checkpoint",
+                      kind=kind, dataset=dataset, test_set=describe_test_set(cfg, ds, trained_here=False),
+                      checkpoint=str(checkpoint), checkpoint_sha256=digest, split_sizes={split: len(ds)},
+                      provenance=prov)
+    return metrics
+
+
+@dataclass
+class Evaluation:
+    """What notebook 02 shows: the metrics, the test split, where files went, a title."""
+
+    metrics: Metrics
+    test: FaceDataset
+    out_dir: Path
+    title: str
+
+
+def evaluate_target(results_dir: str | os.PathLike, *, run_name: str | None = None, checkpoint: str | None = None,
+                    dataset: str | None = None, data_root: str | None = None, device: str = "auto") -> Evaluation:
+    """A run (``run_name``; None: the most recent finished run under ``results_dir``) or a
+    checkpoint file (``checkpoint`` with ``dataset``), evaluated once (notebook 02)."""
+    from .runs import finished_runs
+
+    results_dir = Path(results_dir)
+    if checkpoint:
+        if not dataset:
+            raise ValueError(f"checkpoint {checkpoint}: set dataset (fer2013, rafdb, affectnet or synthetic) to say "
+                             "which test set to evaluate it on")
+        from .weights import identify
+
+        record, _ = identify(checkpoint)
+        out = results_dir / (record.name if record else Path(checkpoint).stem)
+        metrics = evaluate_checkpoint(checkpoint, dataset, data_root=data_root, out=out, device=device)
+        return Evaluation(metrics, metrics.extra["split_data"], out, f"{Path(checkpoint).name} on {dataset}")
+    runs = finished_runs(results_dir)
+    name = run_name or (runs[0] if runs else None)
+    if name is None:
+        raise FileNotFoundError(f"no finished run in {results_dir} yet: train one (notebook 01_train, or python -m "
+                                "resemote_lib train PARAMS.yaml), or set checkpoint= and dataset=")
+    cfg = load_run_config(results_dir / name)
+    metrics = evaluate_run(results_dir / name, device=device)
+    return Evaluation(metrics, metrics.extra["split_data"], results_dir / name,
+                      f"{cfg.dataset} test, {cfg.protocol} protocol ({name})")
 
 
 def add_dedup_metrics(metrics: Metrics, ds: FaceDataset, excluded: pd.DataFrame, csv_path: Path) -> list[str]:
@@ -316,18 +411,21 @@ def add_dedup_metrics(metrics: Metrics, ds: FaceDataset, excluded: pd.DataFrame,
     return duplicate_of
 
 
-def describe_test_set(cfg: TrainConfig, ds: FaceDataset) -> dict[str, Any]:
+def describe_test_set(cfg: TrainConfig, ds: FaceDataset, *, trained_here: bool = True) -> dict[str, Any]:
     """What the test set is, and whether the paper's number is comparable with ours on it.
 
     The paper tests on FER2013's PrivateTest, RAF-DB's official test list and 500 images
-    per class of AffectNet's official validation set; anything else gets the reason why
-    not, and Table III then shows no published number or gap for it.
+    per class of AffectNet's official validation set; anything else (or a run trained
+    under a protocol that is not the paper's, ``trained_here``) gets the reason why not,
+    and Table III then shows no published number or gap for it.
     """
     rule = ds.report.get("usage") or ds.report.get("rule") or ds.report.get("source", "")
     why_not = None
     if cfg.dataset == "synthetic":
         why_not = "synthetic faces: the paper has no number for them"
-    elif cfg.protocol not in PAPER_PROTOCOLS:
+    elif ds.split != "test":
+        why_not = f"the {ds.split} split is not a test set"
+    elif trained_here and cfg.protocol not in PAPER_PROTOCOLS:
         why_not = f"protocol {cfg.protocol!r} is not one of the paper's ({', '.join(PAPER_PROTOCOLS)})"
     elif cfg.dataset == "affectnet" and ds.layout != "affectnet-official":
         why_not = "AffectNet's Kaggle release has no official test split: this is a stratified hold-out"

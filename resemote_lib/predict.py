@@ -449,13 +449,17 @@ class _Outputs:
 
 def _check_writable_folder(folder: Path, what: str) -> None:
     """Create ``folder`` and prove a file can be written there, or raise naming ``what``."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise NotADirectoryError(f"{what}: cannot write there: {blocker} is a file, not a folder; choose another "
+                                 "place. Nothing was computed")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise OSError(e.errno, f"{what}: cannot write in {folder} ({e.strerror}); choose a writable place. "
+        raise OSError(f"{what}: cannot write in {folder} ({e.strerror}); choose a writable place. "
                       "Nothing was computed") from None
 
 

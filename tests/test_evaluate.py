@@ -80,11 +80,34 @@ def test_evaluate_model_writes_files(tmp_path):
     assert out["protocol"] == "clean" and "tta_flip" in out and "probs" not in out and "logits" not in out
 
 
-def test_evaluate_refuses_mismatched_label_order():
+def _in_reference_order(model: ResEmoteNet) -> ResEmoteNet:
+    """The same model with its final layer's rows in the reference's label order."""
+    import copy
+
+    from resemote_lib.labels import CLASS_NAMES, REFERENCE_CLASS_NAMES
+
+    ref = copy.deepcopy(model)
+    order = [CLASS_NAMES.index(n) for n in REFERENCE_CLASS_NAMES]
+    with torch.no_grad():
+        ref.fc4.weight.copy_(model.fc4.weight[order])
+        ref.fc4.bias.copy_(model.fc4.bias[order])
+    ref.class_names = REFERENCE_CLASS_NAMES
+    return ref
+
+
+def test_a_model_in_another_label_order_is_evaluated_by_name():
+    torch.manual_seed(0)
     model = ResEmoteNet().eval()
-    model.class_names = ("happy", "surprise", "sad", "angry", "disgust", "fear", "neutral")
-    with pytest.raises(ValueError, match="remap"):
-        evaluate(model, _tiny_dataset())
+    model.class_names = tuple(__import__("resemote_lib").CLASS_NAMES)
+    ref = _in_reference_order(model)
+    ds = _tiny_dataset()
+    a, b = evaluate(model, ds), evaluate(ref, ds)
+    assert np.array_equal(a.extra["probs"], b.extra["probs"]) and a.to_dict() == b.to_dict()
+    assert ref.class_names[0] == "happy"  # the caller's model is left as it was
+    six = ResEmoteNet(num_classes=6).eval()
+    six.class_names = ("happy", "surprise", "sad", "angry", "fear", "neutral")
+    with pytest.raises(ValueError, match=r"missing \['disgust'\], extra \[\]"):
+        evaluate(six, ds)
 
 
 def test_wilson_interval_by_hand():
@@ -137,3 +160,48 @@ def test_the_paper_number_applies_only_to_the_papers_test_set(values, layout, co
     definition = describe_test_set(cfg, ds)
     assert definition["paper_comparable"] is comparable
     assert (definition["why_not_comparable"] is None) is comparable
+
+
+@pytest.mark.slow
+def test_a_reference_format_file_evaluates_like_its_canonical_original(tmp_path, monkeypatch):
+    """A trained canonical-order model saved in the reference's format (bare outputs in the
+    reference's label order, {"model_state_dict": ...}) gives, through
+    `python -m resemote_lib evaluate FILE --dataset synthetic --out DIR`, the metrics and
+    predictions of the original; as a recognised release it is its own kind of Table III row."""
+    import subprocess
+    import sys
+
+    from resemote_lib import paper, paths, weights
+    from resemote_lib.checkpoint import load_model
+    from resemote_lib.evaluate import evaluate_checkpoint
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "resemote_lib", *map(str, args)], capture_output=True, text=True,
+                              timeout=900)
+
+    results = tmp_path / "results"
+    out = cli("train", paths.PARAMS / "smoke.yaml", f"results_dir={results}", "run_name=canon", "image_size=64",
+              "max_train_items=32", "batch_size=8")
+    assert out.returncode == 0, out.stderr[-2000:]
+    ours = results / "canon" / "best.pt"
+    ref = _in_reference_order(load_model(ours))
+    torch.save({"model_state_dict": ref.state_dict(), "epoch": 80}, tmp_path / "fer2013_model.pth")
+    for name, path in (("ours", ours), ("theirs", tmp_path / "fer2013_model.pth")):
+        out = cli("evaluate", path, "--dataset", "synthetic", "--out", tmp_path / name)
+        assert out.returncode == 0 and "accuracy" in out.stdout, out.stderr[-2000:]
+    a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("ours", "theirs"))
+    for key in ("accuracy", "balanced_accuracy", "macro_f1", "nll", "ece", "confusion", "dedup", "tta_flip",
+                "reference_random_flip_expected"):
+        assert a[key] == b[key], key
+    assert (tmp_path / "ours" / "predictions.csv").read_text() == (tmp_path / "theirs" / "predictions.csv").read_text()
+    assert b["kind"] == "checkpoint file (unrecognised)" and len(b["checkpoint_sha256"]) == 64
+    # Once its SHA-256 is in a record, the same file is recognised and reported as a release.
+    record = weights.KnownCheckpoint("reference-test", "synthetic", "fer2013_model.pth", "test",
+                                     sha256=weights.sha256_of(tmp_path / "fer2013_model.pth"))
+    monkeypatch.setitem(weights.KNOWN, record.name, record)
+    evaluate_checkpoint(tmp_path / "fer2013_model.pth", "synthetic", out=results / record.name, progress=False)
+    assert cli("evaluate", results / "canon").returncode == 0
+    table = paper.table3(results).set_index("run")
+    assert table.loc["reference-test", "kind"] == "authors' released checkpoint"
+    assert table.loc["reference-test", "official"] == pytest.approx(100 * b["accuracy"], abs=0.01)
+    assert table.loc["canon", "kind"] == "trained here"

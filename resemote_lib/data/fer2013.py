@@ -87,8 +87,8 @@ def list_folders(root: Path, split: str) -> Items:
     ids, labels, files = [], [], []
     unknown = []
     skipped = Skipped()
-    for cls_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        if is_hidden(cls_dir):
+    for cls_dir in sorted(folder.iterdir()):
+        if is_hidden(cls_dir) or not cls_dir.is_dir():  # .DS_Store, a README beside the class folders
             skipped.add(cls_dir)
             continue
         if cls_dir.name not in FER2013_FOLDERS:

@@ -1,0 +1,347 @@
+"""04_explore and 00_data as a person sees them: JupyterLab in a real, headless Chromium.
+
+The test starts JupyterLab (a free localhost port, a token, a temporary copy of the
+notebooks, settings and kernels of its own) on a tiny finished run, opens each notebook,
+runs it with Run > Run All Cells, and checks what is on the page: the notebook is not
+marked modified by opening it, no dialog, no "Error displaying widget", no red stderr,
+no stray ``<Figure ...>``/``PosixPath(...)``/``VBox(...)`` text, the number of images the
+notebook promises, an empty log console and no browser console error. In 04_explore it
+also changes the browser's class and item and checks that its single output area then
+holds exactly one face and one chart, both new. The server's kernels run without
+``MPLBACKEND``, with matplotlib's inline backend, as a user's do.
+
+Chromium and ChromeDriver come from Debian (``apt-get install chromium chromium-driver``;
+``.ci/run`` installs them); nothing is downloaded here. Without them the browser tests skip
+(and fail under CI, which must run them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from resemote_lib import paths, pipeline
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+# What each notebook promises to show (its headings): 00_data: class distribution, Fig. 2 and the
+# quality examples; 04_explore: three figures for one face, then the browser's face and chart.
+IMAGES = {"00_data": 3, "04_explore": 5}
+STRAY = re.compile(r"<Figure size|PosixPath\(|VBox\(children|Error displaying widget")
+CLASSES = ("happy", "surprise", "angry")  # each present in the smoke run's 70 test faces
+
+_PAGE = """
+const nb = document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook');
+const bar = document.querySelector('#jp-main-statusbar');
+if (!nb || !bar) return null;
+const outputs = [...nb.querySelectorAll('.jp-OutputArea-output')];
+const box = [...nb.querySelectorAll('.widget-vbox')].find(b => b.querySelector('.widget-dropdown'));
+const view = box ? box.querySelector('.widget-output') : null;
+return {
+  prompts: [...nb.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')].map(e => e.textContent.trim()),
+  status: (nb.closest('.jp-NotebookPanel').querySelector('.jp-Notebook-ExecutionIndicator') || {}).dataset?.status,
+  statusbar: bar.textContent,
+  dirty: [...document.querySelectorAll('.lm-TabBar-tab.jp-mod-dirty')].map(t => t.textContent.trim()),
+  dialogs: [...document.querySelectorAll('.jp-Dialog')].map(d => d.textContent.trim().slice(0, 200)),
+  images: nb.querySelectorAll('.jp-OutputArea-output img').length,
+  stderr: outputs.filter(o => o.dataset.mimeType === 'application/vnd.jupyter.stderr')
+                 .map(o => o.textContent.trim().slice(0, 300)),
+  text: outputs.map(o => o.textContent).join('\\n'),
+  view: view ? [...view.querySelectorAll('img')].map(i => ({src: i.src, w: i.naturalWidth, h: i.naturalHeight}))
+             : null,
+};
+"""
+
+
+def _wait(what: str, probe: Callable[[], object], timeout: float, every: float = 0.25) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(every)
+
+
+def _train_tiny_run(results: Path) -> None:
+    cmd = [sys.executable, "-m", "resemote_lib", "train", str(paths.PARAMS / "smoke.yaml"), f"results_dir={results}",
+           "run_name=smoke", "image_size=32", "max_train_items=32", "batch_size=8"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"training the tiny run failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    (results / "smoke" / "last.pt").unlink(missing_ok=True)  # 0.9 GB of optimizer state nothing here reads
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Iterator[Path]:
+    """A results folder holding one tiny finished run, ``smoke`` (32 px, 32 training faces, 1 epoch)."""
+    root = tmp_path_factory.mktemp("browser-results") / "results"
+    _train_tiny_run(root)
+    yield root
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def test_executed_explore_notebook_shows_static_images(results, tmp_path):
+    """Papermill's 04_explore (what the pipeline writes) has no kernel behind its widgets: every widget
+    output also carries a readable fallback, the browser's first selection as a PNG, under MPLBACKEND=Agg."""
+    out = pipeline.execute("04_explore", tmp_path / "04_explore.ipynb", {"results_dir": str(results)},
+                           progress=False)
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error" or o.get("name") == "stderr"]
+    widgets = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) == 2  # the browser and the upload box
+    for o in widgets:
+        assert not STRAY.search(o.data["text/plain"]), o.data["text/plain"]
+    assert "image/png" in widgets[0].data  # the browser's snapshot: face and chart
+    texts = "\n".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)
+    assert not STRAY.search(texts), texts
+    pngs = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(pngs) == IMAGES["04_explore"] - 1  # three figures, and the browser's two images as one
+
+
+# --- the real browser ------------------------------------------------------------------------
+
+
+class Lab:
+    """A JupyterLab server and a headless Chromium looking at it."""
+
+    def __init__(self, base: Path, results: Path) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self.base = base
+        notebooks = base / "notebooks"
+        shutil.copytree(paths.NOTEBOOKS, notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        settings = base / "lab-settings"
+        for plugin, values in {"notebook-extension/tracker": {"windowingMode": "none"},  # every cell in the DOM
+                               "apputils-extension/notification": {"fetchNews": "false"}}.items():
+            f = settings / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(json.dumps(values))
+        runtime = base / "runtime"
+        env = {**os.environ, "RESEMOTE_RESULTS": str(results), "JUPYTER_CONFIG_DIR": str(base / "config"),
+               "JUPYTER_DATA_DIR": str(base / "data"), "JUPYTER_RUNTIME_DIR": str(runtime),
+               "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+               "IPYTHONDIR": str(base / "ipython")}
+        env.pop("MPLBACKEND", None)  # a user's kernel: matplotlib's inline backend, where figures were drawn twice
+        self.token = os.urandom(16).hex()
+        self.server_log = base / "jupyterlab.log"
+        with self.server_log.open("w") as log:
+            self.server = subprocess.Popen(
+                [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", "--port=0",
+                 "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}", "--allow-root",
+                 f"--notebook-dir={notebooks}", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
+                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, cwd=base)
+        self.driver = None
+        try:
+            info = _wait("JupyterLab to start (see its log: " + str(self.server_log) + ")",
+                         lambda: self._server_info(runtime), timeout=90)
+            self.url = info["url"].rstrip("/")
+            options = webdriver.ChromeOptions()
+            options.binary_location = str(CHROMIUM)
+            for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={base / 'chromium'}"):
+                options.add_argument(arg)
+            options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+            self.driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+            self.driver.set_script_timeout(30)
+        except BaseException:
+            self.close()
+            raise
+
+    def _server_info(self, runtime: Path) -> dict | None:
+        if self.server.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited ({self.server.returncode}):\n{self.server_log.read_text()[-3000:]}")
+        for f in runtime.glob("jpserver-*.json"):
+            info = json.loads(f.read_text() or "{}")
+            try:
+                urllib.request.urlopen(f"{info['url'].rstrip('/')}/api/status?token={self.token}", timeout=2)
+                return info
+            except (OSError, KeyError):
+                return None
+        return None
+
+    def page(self) -> dict | None:
+        return self.driver.execute_script(_PAGE)
+
+    def click_menu(self, menu: str, command: str) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions as EC
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        WebDriverWait(self.driver, 20).until(EC.element_to_be_clickable(
+            (By.XPATH, f"//div[contains(@class, 'lm-MenuBar-itemLabel') and text()='{menu}']"))).click()
+        WebDriverWait(self.driver, 20).until(EC.element_to_be_clickable(
+            (By.CSS_SELECTOR, f"li.lm-Menu-item[data-command='{command}']"))).click()
+
+    def open(self, name: str) -> dict:
+        """Open ``name`` in a fresh workspace; returns the page once its kernel is idle."""
+        self.driver.get(f"{self.url}/lab/tree/{name}.ipynb?reset&token={self.token}")
+
+        def ready():
+            page = self.page()
+            return page if page and page["status"] == "idle" and "| Idle" in page["statusbar"] else None
+
+        _wait(f"{name} to open with an idle kernel", ready, timeout=90)
+        time.sleep(2)  # the kernel's info reply (language_info) lands now: what would mark the notebook modified
+        return self.page()
+
+    def run_all(self, name: str) -> dict:
+        self.click_menu("Run", "runmenu:run-all")
+
+        def finished():
+            page = self.page()
+            if not page or page["status"] != "idle" or "[*]:" in page["prompts"]:
+                return None
+            return page if "[ ]:" not in page["prompts"] or page["stderr"] else None  # all ran, or one failed
+
+        page = _wait(f"{name} to run", finished, timeout=150)
+        time.sleep(1)  # widget views render after the kernel's idle
+        return self.page() or page
+
+    def log_console(self) -> list[str]:
+        """Entries in this notebook's log console at its default level (warnings and errors: output
+        the kernel sent outside any cell, such as figures drawn by a widget callback)."""
+        self.click_menu("View", "logconsole:open")
+        _wait("the log console", lambda: self.driver.execute_script(
+            "return !!document.querySelector('.jp-LogConsolePanel')"), timeout=20)
+        time.sleep(0.5)
+        return self.driver.execute_script("""return [...document.querySelectorAll(
+            '.jp-LogConsolePanel .jp-OutputArea-child')].map(e => e.textContent.trim().slice(0, 200));""")
+
+    def console_errors(self) -> list[str]:
+        return [e["message"][:300] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]
+
+    def shutdown_kernels(self) -> None:
+        request = urllib.request.Request(f"{self.url}/api/kernels?token={self.token}")
+        for kernel in json.loads(urllib.request.urlopen(request, timeout=10).read()):
+            urllib.request.urlopen(urllib.request.Request(
+                f"{self.url}/api/kernels/{kernel['id']}?token={self.token}", method="DELETE"), timeout=30)
+
+    def screenshot(self, path: Path) -> str:
+        try:
+            self.driver.save_screenshot(str(path))
+        except Exception as e:  # the screenshot only helps reading a failure
+            return f"(no screenshot: {e})"
+        return f"(screenshot: {path})"
+
+    def close(self) -> None:
+        if self.driver is not None:
+            self.driver.quit()
+        with contextlib.suppress(OSError, AttributeError):  # the server is going anyway
+            self.shutdown_kernels()
+        self.server.terminate()
+        try:
+            self.server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+
+
+@pytest.fixture(scope="module")
+def lab(request, tmp_path_factory) -> Iterator[Lab]:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    if missing:
+        reason = f"{' and '.join(missing)} absent: apt-get install chromium chromium-driver (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the browser tests, but {reason}")
+        pytest.skip(reason)
+    pytest.importorskip("selenium", reason="selenium absent: install the dev extra (make env)")
+    lab = Lab(tmp_path_factory.mktemp("browser-lab"), request.getfixturevalue("results"))
+    yield lab
+    lab.close()
+
+
+def _sizes(view: list[dict] | None) -> str:
+    return "no output" if view is None else f"{len(view)} images " + str([f"{i['w']}x{i['h']}" for i in view])
+
+
+def _problems(name: str, page: dict) -> list[str]:
+    found = [f"stderr output: {s}" for s in page["stderr"]]
+    found += [f"dialog: {d}" for d in page["dialogs"]]
+    found += [f"stray text: {m.group(0)}" for m in STRAY.finditer(page["text"])]
+    if page["images"] != IMAGES[name]:
+        found.append(f"{page['images']} images on the page, the notebook promises {IMAGES[name]}")
+    return found
+
+
+def _open_and_run(lab: Lab, name: str) -> tuple[list[str], dict]:
+    problems = []
+    opened = lab.open(name)
+    if opened["dirty"]:
+        problems.append(f"opening marked {opened['dirty']} modified (kernelspec or language_info metadata "
+                        "differs from what the kernel reports)")
+    problems += [f"on open, dialog: {d}" for d in opened["dialogs"]]
+    page = lab.run_all(name)
+    if any(not re.fullmatch(r"\[\d+\]:", p) for p in page["prompts"]):
+        problems.append(f"not every cell ran: {page['prompts']}")
+    return problems + _problems(name, page), page
+
+
+def _finish(lab: Lab, name: str, problems: list[str], tmp_path: Path) -> None:
+    problems += [f"log console: {e}" for e in lab.log_console()]
+    problems += [f"browser console: {e}" for e in lab.console_errors()]
+    shot = lab.screenshot(tmp_path / f"{name}.png") if problems else ""
+    lab.shutdown_kernels()
+    assert not problems, f"{name} in JupyterLab {shot}:\n" + "\n".join(problems)
+
+
+def test_data_notebook_in_a_browser(lab, tmp_path):
+    problems, _ = _open_and_run(lab, "00_data")
+    _finish(lab, "00_data", problems, tmp_path)
+
+
+def test_explore_notebook_in_a_browser(lab, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    name = "04_explore"
+    problems, page = _open_and_run(lab, name)
+    views = [page["view"]]
+
+    def changed():
+        p = lab.page()
+        return p if p and p["view"] and len(p["view"]) == 2 and \
+            all(a["src"] != b["src"] for a, b in zip(p["view"], views[-1], strict=True)) else None
+
+    if page["view"] is None or len(page["view"]) != 2:
+        problems.append(f"the browser's output holds {_sizes(page['view'])}, not a face and a chart")
+    else:
+        driver = lab.driver
+        steps = [(f"class {c}", lambda c=c: Select(driver.find_element(
+            By.CSS_SELECTOR, ".jp-Notebook .widget-dropdown select")).select_by_visible_text(c)) for c in CLASSES]
+        steps.append(("item +1", lambda: driver.find_element(
+            By.CSS_SELECTOR, ".jp-Notebook .widget-slider .noUi-handle").send_keys(Keys.ARROW_RIGHT)))
+        for what, act in steps:
+            act()
+            try:
+                page = _wait(f"the browser to show a new face and chart after {what}", changed, timeout=30)
+            except TimeoutError as e:
+                problems.append(f"{e}; its output holds {_sizes(lab.page()['view'])}")
+                break
+            time.sleep(0.5)  # a second redraw, or a stray copy, would land now
+            page = lab.page()
+            shown = page["view"] or []
+            if len(shown) != 2 or shown[0]["w"] != shown[0]["h"] or shown[1]["w"] <= shown[1]["h"]:
+                problems.append(f"after {what}, the browser's output holds {_sizes(shown)}: not one face and one "
+                                "chart")
+            problems += [f"after {what}: {p}" for p in _problems(name, page)]
+            views.append(page["view"])
+    _finish(lab, name, problems, tmp_path)
