@@ -21,6 +21,8 @@ from .model import ResEmoteNet
 
 def se_gates(model: ResEmoteNet, x: Tensor) -> np.ndarray:
     """The SE block's 256 channel weights for one preprocessed image ``(3, H, W)``."""
+    if getattr(model, "se", None) is None:
+        raise ValueError("this model variant has no SE block (see resemote_lib.model.VARIANTS)")
     captured: dict[str, Tensor] = {}
     handle = model.se.register_forward_hook(lambda m, inp, out: captured.setdefault("x", inp[0]))
     try:
@@ -43,7 +45,7 @@ def layer_cam(model: ResEmoteNet, x: Tensor, target: int | None = None) -> tuple
         out.retain_grad()
         store["act"] = out
 
-    handle = model.se.register_forward_hook(hook)
+    handle = model.stem_out.register_forward_hook(hook)  # the SE output (the stem's, without SE)
     try:
         with torch.enable_grad():
             logits = model(x.unsqueeze(0).requires_grad_(False))

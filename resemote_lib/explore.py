@@ -22,7 +22,6 @@ import io
 from typing import Any
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -55,12 +54,7 @@ def face_png(image: np.ndarray, pixels: int = FACE_PIXELS) -> bytes:
 
 def figure_png(fig: Figure, dpi: int = 100) -> bytes:
     """``fig`` as PNG bytes; the figure is closed (never drawn again by the inline backend)."""
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return buf.getvalue()
+    return plots.png(fig, dpi)
 
 
 def side_by_side(*pngs: bytes, gap: int = 12) -> bytes:

@@ -107,6 +107,7 @@ class ResEmoteNet(nn.Module):
         self.bn3 = nn.BatchNorm2d(256)
         self.dropout_stem = nn.Dropout(0.2)
         self.se = SEBlock(256, reduction=16) if se else None
+        self.stem_out = nn.Identity()  # a hook point: the last map with spatial detail (explain.py)
         widths = (256, 512, 1024, 2048)
         for k in range(res_blocks):
             setattr(self, f"res_block{k + 1}", ResidualBlock(widths[k], widths[k + 1], stride=2))
@@ -130,7 +131,7 @@ class ResEmoteNet(nn.Module):
         x = self.dropout_stem(F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2))
         x = self.dropout_stem(F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2))
         x = F.max_pool2d(F.relu(self.bn3(self.conv3(x))), 2)
-        return self.se(x) if self.se is not None else x
+        return self.stem_out(self.se(x) if self.se is not None else x)
 
     def head(self, x: Tensor) -> Tensor:
         """Logits from the pooled feature vector."""

@@ -8,9 +8,6 @@ the final version as a static image (no live kernel needed to see it).
 
 from __future__ import annotations
 
-import io
-
-import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Image, display
 
@@ -50,11 +47,7 @@ def _png(history: pd.DataFrame, title: str) -> Image | str:
     """The curves as a PNG (a static image: it shows in saved notebooks too), figure closed."""
     if history.empty:
         return ""
-    fig = plots.training_curves(history, title=title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)  # else the inline backend shows it a second time
-    return Image(buf.getvalue())
+    return Image(plots.png(plots.training_curves(history, title=title), dpi=90))
 
 
 __all__ = ["TrainingMonitor"]

@@ -34,6 +34,18 @@ def save(fig: Figure, name: str, out_dir: str | os.PathLike | None = None, *, dp
     return path
 
 
+def png(fig: Figure, dpi: int = 120) -> bytes:
+    """``fig`` as PNG bytes, the figure closed (the inline backend never draws it again)."""
+    import io
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
 def show(fig: Figure, name: str | None = None, out_dir: str | os.PathLike | None = None, *, dpi: int = 120) -> None:
     """Save ``fig`` (when ``name`` is given), display it once as a PNG, and close it.
 
@@ -41,16 +53,11 @@ def show(fig: Figure, name: str | None = None, out_dir: str | os.PathLike | None
     (``MPLBACKEND=Agg`` included) and keeps it in saved notebooks; closing it stops the
     inline backend from drawing it a second time. Returns None: no stray repr in a cell.
     """
-    import io
-
     from IPython.display import Image, display
 
     if name is not None:
         save(fig, name, out_dir, dpi=dpi)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    display(Image(buf.getvalue()))
+    display(Image(png(fig, dpi)))
 
 
 def class_distribution(splits: dict[str, FaceDataset], title: str = "") -> Figure:
@@ -399,5 +406,5 @@ def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_
 
 
 __all__ = ["ablation", "cam_overlay", "class_distribution", "confused_examples", "confusion_matrix", "duplicate_pairs",
-           "example_grid", "gradient_flow", "image_pairs", "paper_comparison", "probability_bars", "quality_examples",
+           "example_grid", "gradient_flow", "image_pairs", "paper_comparison", "png", "probability_bars", "quality_examples",
            "reliability_diagram", "save", "se_gates", "show", "training_curves"]

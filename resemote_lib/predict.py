@@ -492,6 +492,9 @@ def _plan_outputs(checkpoint: Path, images: list[tuple[Path, Path]], videos: lis
             if file_kind(out) not in ("other", "empty"):
                 raise FileExistsError(f"--out {out} is an existing PyTorch file; refusing to replace it with "
                                       "results: choose another name (results.jsonl or results.csv)")
+            if not os.access(out, os.W_OK):
+                raise PermissionError(f"--out {out} exists and is not writable; choose another name or make it "
+                                      "writable. Nothing was computed")
         _check_writable_folder(out.parent, f"--out {out}")
         taken.add(out.resolve())
     if annotate is not None:

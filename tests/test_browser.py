@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -94,6 +95,46 @@ def results(tmp_path_factory) -> Iterator[Path]:
     shutil.rmtree(root.parent, ignore_errors=True)
 
 
+def _kernel_metadata() -> dict:
+    """What JupyterLab writes into a notebook's metadata when the project's kernel connects: the
+    kernelspec ``make env`` registers and the kernel's ``language_info``. A notebook holding
+    anything else is marked modified as soon as it is opened."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import start_new_kernel
+
+    spec = KernelSpecManager().get_kernel_spec(pipeline.KERNEL)
+    manager, client = start_new_kernel(kernel_name=pipeline.KERNEL)
+    try:
+        info = client.kernel_info(reply=True, timeout=60)["content"]["language_info"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    return {"kernelspec": {"display_name": spec.display_name, "language": spec.language, "name": pipeline.KERNEL},
+            "language_info": info}
+
+
+def test_every_notebook_records_the_metadata_its_kernel_reports():
+    expected = _kernel_metadata()
+    python = expected["language_info"]["version"]
+    wrong, other_python = [], []
+    for path in sorted(paths.NOTEBOOKS.glob("*.ipynb")):
+        meta = nbformat.read(path, as_version=4).metadata
+        recorded = {k: meta.get(k) for k in expected}
+        info = recorded["language_info"] or {}
+        if info.get("version") not in (None, python):
+            other_python.append(f"{path.name} ({info['version']})")
+            recorded["language_info"] = {**info, "version": python}
+        if recorded != expected:
+            wrong.append(f"{path.name}: {json.dumps(recorded)}")
+    assert not wrong, (f"JupyterLab marks these notebooks modified on open; their metadata should be "
+                       f"{json.dumps(expected)}:\n" + "\n".join(wrong))
+    if other_python:  # the notebooks record the locked Python; another one only changes this field
+        message = f"notebooks record another Python than this kernel's {python}: {', '.join(other_python)}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 def test_executed_explore_notebook_shows_static_images(results, tmp_path):
     """Papermill's 04_explore (what the pipeline writes) has no kernel behind its widgets: every widget
     output also carries a readable fallback, the browser's first selection as a PNG, under MPLBACKEND=Agg."""
@@ -116,6 +157,15 @@ def test_executed_explore_notebook_shows_static_images(results, tmp_path):
 # --- the real browser ------------------------------------------------------------------------
 
 
+def _record_this_python(folder: Path) -> None:
+    for path in folder.glob("*.ipynb"):
+        nb = json.loads(path.read_text())
+        info = nb["metadata"].get("language_info", {})
+        if "version" in info and info["version"] != platform.python_version():
+            info["version"] = platform.python_version()
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+
 class Lab:
     """A JupyterLab server and a headless Chromium looking at it."""
 
@@ -126,6 +176,8 @@ class Lab:
         self.base = base
         notebooks = base / "notebooks"
         shutil.copytree(paths.NOTEBOOKS, notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+        if not os.environ.get("CI"):  # on another Python than the one the notebooks record (CI's), only
+            _record_this_python(notebooks)  # the version would differ: test_every_notebook_... says so
         settings = base / "lab-settings"
         for plugin, values in {"notebook-extension/tracker": {"windowingMode": "none"},  # every cell in the DOM
                                "apputils-extension/notification": {"fetchNews": "false"}}.items():
@@ -223,7 +275,8 @@ class Lab:
             "return !!document.querySelector('.jp-LogConsolePanel')"), timeout=20)
         time.sleep(0.5)
         return self.driver.execute_script("""return [...document.querySelectorAll(
-            '.jp-LogConsolePanel .jp-OutputArea-child')].map(e => e.textContent.trim().slice(0, 200));""")
+            '.jp-LogConsolePanel .jp-OutputArea-child')].map(e => e.textContent.trim().slice(0, 200) + ' ' +
+            [...e.querySelectorAll('[data-mime-type]')].map(o => o.dataset.mimeType).join(', '));""")
 
     def console_errors(self) -> list[str]:
         return [e["message"][:300] for e in self.driver.get_log("browser") if e["level"] == "SEVERE"]

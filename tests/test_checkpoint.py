@@ -271,3 +271,14 @@ def test_a_stored_temperature_that_is_not_positive_and_finite_is_refused(model, 
     with pytest.raises(CheckpointError, match=r"t\.pt: the stored calibration: temperature must be .*> 0, got"):
         load_model(path)
     assert check_temperature(1.5, "x") == 1.5
+
+
+def test_an_ablation_variant_loads_as_the_variant_its_config_names(tmp_path):
+    from resemote_lib.model import build_model
+
+    torch.manual_seed(0)
+    cnn = build_model("cnn").eval()
+    path = save_checkpoint(tmp_path / "cnn.pt", cnn, image_size=48, config={"model": "cnn", "image_size": 48})
+    loaded = load_model(path)
+    x = torch.randn(2, 3, 48, 48)
+    assert loaded.res_blocks == 0 and torch.equal(_logits(cnn, x), _logits(loaded, x))

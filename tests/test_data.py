@@ -411,3 +411,12 @@ def test_root_one_level_above_or_below_is_used_with_a_warning_naming_it(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         detect_layout("fer2013", tmp_path / "outer" / "fer2013")  # the right root: silent
+
+
+def test_quiet_detection_logs_instead_of_warning(tmp_path, caplog):
+    L.write_fer2013_folders(tmp_path / "dest" / "fer2013")  # what a download's nested zip leaves
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with caplog.at_level("INFO", logger="resemote_lib.data"):
+            assert detect_layout("fer2013", tmp_path / "dest", quiet=True)[1] == tmp_path / "dest" / "fer2013"
+    assert "one level below it" in caplog.text

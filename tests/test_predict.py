@@ -338,3 +338,14 @@ def test_export_refuses_its_input_and_existing_checkpoints(checkpoint, tmp_path,
         export(checkpoint, tmp_path / "m.onnx")
     assert (tmp_path / "m.onnx").read_bytes() == b"an earlier export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.pt", "m.onnx", "other.pt"]
+
+
+def test_folders_skip_hidden_files_such_as_macos_copies(tmp_path):
+    from resemote_lib.predict import iter_image_files
+
+    faces = _faces(tmp_path / "faces", ["x.png", "sub/y.jpg"])
+    (faces / "._x.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (faces / ".thumbnails").mkdir()
+    Image.new("L", (4, 4)).save(faces / ".thumbnails" / "x.png")
+    assert [p.relative_to(faces).as_posix() for p in iter_image_files([faces])] == ["sub/y.jpg", "x.png"]
+    assert list(iter_image_files([faces / "._x.png"])) == [faces / "._x.png"]  # named explicitly: tried, reported

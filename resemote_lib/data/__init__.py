@@ -53,13 +53,15 @@ def _subfolders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p)) if root.is_dir() else []
 
 
-def detect_layout(name: str, root: str | os.PathLike) -> tuple[str, Path]:
+def detect_layout(name: str, root: str | os.PathLike, *, quiet: bool = False) -> tuple[str, Path]:
     """Find ``name``'s layout at ``root``, else one level below it, else one level above.
 
     Returns ``(layout, dataset_root)``. A layout found below or above ``root`` is used
-    with a warning naming where; several datasets below ``root`` (``data/fer2013`` and
-    ``data/fer2013_copy``) are an error listing them, since picking one would be a guess.
-    Raises ``FileNotFoundError`` listing the layouts looked for and what was found.
+    with a warning naming where (``quiet=True``: a log line, for callers that use the
+    returned root themselves, such as a download unpacking a nested zip); several datasets
+    below ``root`` (``data/fer2013`` and ``data/fer2013_copy``) are an error listing them,
+    since picking one would be a guess. Raises ``FileNotFoundError`` listing the layouts
+    looked for and what was found.
     """
     family = FAMILIES[name]
     root = Path(root).expanduser()
@@ -81,9 +83,12 @@ def detect_layout(name: str, root: str | os.PathLike) -> tuple[str, Path]:
     above = family.detect(root.parent)
     if below or above is not None:
         folder, layout = below[0] if below else (root.parent, above)
-        warnings.warn(f"{name}: no dataset at {root} itself; using the {layout} layout found one level "
-                      f"{'below' if below else 'above'} it, at {folder}. Pass {folder} as the data root to "
-                      "silence this warning", stacklevel=2)
+        message = (f"{name}: no dataset at {root} itself; using the {layout} layout found one level "
+                   f"{'below' if below else 'above'} it, at {folder}")
+        if quiet:
+            log.info(message)
+        else:
+            warnings.warn(f"{message}. Pass {folder} as the data root to silence this warning", stacklevel=2)
         return layout, folder
     found = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())[:20] if root.is_dir() else []
     raise FileNotFoundError(
