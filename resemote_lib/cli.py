@@ -60,7 +60,8 @@ def run(command: Callable[[], int]) -> int:
         if isinstance(e, SystemExit):
             raise
         code = exit_code(e)
-        message = str(e).strip() or type(e).__name__
+        message = (e.strerror if isinstance(e, OSError) and e.strerror and not e.filename else str(e)).strip()
+        message = message or type(e).__name__
         print(f"error: {message}" if code != 130 else f"interrupted: {message}", file=sys.stderr)
         return code
 
@@ -68,16 +69,17 @@ def run(command: Callable[[], int]) -> int:
 # --- commands --------------------------------------------------------------------------
 
 def cmd_train(argv: list[str]) -> int:
-    from .distributed import finish
     from .params import load_params
-    from .train import fit
 
     parser = argparse.ArgumentParser(prog="python -m resemote_lib train",
                                      description="Train one experiment (resumes when its run directory has last.pt).")
     parser.add_argument("params", help="params/*.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value (YAML values), e.g. epochs=3 lr=1e-3")
     args = parser.parse_args(argv)
-    cfg = load_params(args.params, **parse_overrides(args.overrides))
+    cfg = load_params(args.params, **parse_overrides(args.overrides))  # a bad file fails before torch loads
+    from .distributed import finish
+    from .train import fit
+
     logging.getLogger("resemote_lib").setLevel(logging.INFO)
     try:
         result = fit(cfg)
@@ -116,7 +118,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from .export import export
 
-    report = export(args.checkpoint, args.output)
+    report = export(args.checkpoint, args.output, overwrite=args.force)
     print(f"exported {report['path']} ({report['input']}); max |exported - PyTorch| = {report['max_abs_diff']:.2e}")
     return 0
 
@@ -151,8 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="emotions of the faces in images, folders, videos or a webcam")
     p.add_argument("checkpoint")
     p.add_argument("inputs", nargs="+", help="image files, folders, videos (.mp4...) or webcam:N")
-    p.add_argument("--out", help="results file: .jsonl (default format) or .csv")
-    p.add_argument("--annotate", metavar="DIR", help="write images/videos with boxes and labels here")
+    p.add_argument("--out", metavar="FILE",
+                   help="results file, written as results come: .jsonl (one line per image) or .csv (one row per "
+                        "face); each video's per-frame table goes beside it, to <FILE's folder>/<video>_frames.csv. "
+                        "Without --out: one line per image on stdout, and each video's per-frame table in the "
+                        "--annotate DIR when given, else on stdout (CSV). Nothing is written to the working folder")
+    p.add_argument("--annotate", metavar="DIR",
+                   help="write images/videos with boxes and labels here (created if missing), keeping the path below "
+                        "an input folder (<name>_annotated.jpg, <video>_annotated.mp4; -2, -3... where two inputs "
+                        "would share a name). A file already there is never replaced: the command stops first (exit 2)")
     p.add_argument("--detector", default="auto", help="auto (Haar), none (inputs are face crops), yunet:MODEL.onnx")
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
@@ -162,7 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
     e = sub.add_parser("export", help="export a checkpoint to .onnx or TorchScript .pt, verified")
     e.add_argument("checkpoint")
-    e.add_argument("output", help="model.onnx or model.pt")
+    e.add_argument("output", help="model.onnx or model.pt (never the input checkpoint; written atomically)")
+    e.add_argument("--force", action="store_true",
+                   help="replace OUTPUT even if it is an existing PyTorch checkpoint (an earlier export is always "
+                        "replaced)")
     e.set_defaults(func=cmd_export)
     ev = sub.add_parser("evaluate", help="evaluate a finished run, or any checkpoint file (ours or the authors')")
     ev.add_argument("target", help="a run directory (results/<run>), or a checkpoint file with --dataset")

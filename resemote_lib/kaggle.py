@@ -98,7 +98,7 @@ def mounted_root(name: str) -> Path | None:
     for candidate in mount_candidates(name):
         if candidate.is_dir():
             try:
-                return detect_layout(name, candidate)[1]
+                return detect_layout(name, candidate, quiet=True)[1]
             except FileNotFoundError as e:
                 log.warning("%s is mounted at %s but holds no known layout: %s", name, candidate, e)
     return None
@@ -109,7 +109,7 @@ def _present(name: str, folder: str | os.PathLike | None) -> Path | None:
     if folder is None or not Path(folder).exists():
         return None
     try:
-        layout, root = detect_layout(name, folder)
+        layout, root = detect_layout(name, folder, quiet=True)
     except FileNotFoundError:
         return None
     log.info("%s already present at %s (%s): not downloading", name, root, layout)
@@ -164,7 +164,7 @@ def download(
     client.download(slug, dest)
     unpack_archives(dest)
     try:
-        layout, root = detect_layout(name, dest)
+        layout, root = detect_layout(name, dest, quiet=True)
     except FileNotFoundError as e:
         raise KaggleError(f"downloaded {slug} into {dest}, but: {e}") from None
     log.info("%s ready at %s (%s)", name, root, layout)

@@ -99,16 +99,18 @@ def execute(name: str, output: Path, parameters: dict[str, Any], *, progress: bo
 
 
 def _running_cell(executed: Path) -> str:
-    """``"<n> (<first line>)"`` of the cell papermill last marked as running."""
+    """``"<n> (<first line>)"`` of the cell that was running when execution stopped: the last
+    cell papermill started (it marks a timed-out cell "completed" on its way out, so its
+    status cannot tell)."""
     try:
         cells = json.loads(executed.read_text())["cells"]
     except (OSError, ValueError, KeyError):
         return "?"
-    for i, cell in enumerate(cells):
-        if cell.get("metadata", {}).get("papermill", {}).get("status") == "running":
-            source = "".join(cell.get("source", "")).strip().splitlines()
-            return f"{i + 1} ({source[0][:80] if source else 'empty'})"
-    return "?"
+    started = [i for i, cell in enumerate(cells) if cell.get("metadata", {}).get("papermill", {}).get("start_time")]
+    if not started:
+        return "?"
+    source = "".join(cells[started[-1]].get("source", "")).strip().splitlines()
+    return f"{started[-1] + 1} ({source[0][:80] if source else 'empty'})"
 
 
 def run_experiment(params_file: str | os.PathLike, *, results_dir: str | os.PathLike | None = None,

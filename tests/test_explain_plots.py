@@ -10,6 +10,7 @@ from resemote_lib import plots
 from resemote_lib.data.base import FaceDataset
 from resemote_lib.evaluate import compute_metrics, reliability
 from resemote_lib.explain import layer_cam, se_gates
+from resemote_lib.gradients import gradient_flow_table
 from resemote_lib.model import ResEmoteNet
 
 
@@ -50,8 +51,14 @@ def test_every_plot_renders_to_png(tmp_path):
         "gates": plots.se_gates(np.linspace(0, 1, 256)),
         "cam": plots.cam_overlay(np.zeros((32, 32)), np.ones((32, 32))),
         "paper": plots.paper_comparison(pd.DataFrame({"dataset": ["x", "s"], "protocol": ["p", "demo"], "run": ["a", "b"],
-                                                      "published": [80.0, None],
-                                                      "ours": [70.0, 93.0]})),
+                                                      "published": [80.0, None], "official": [70.0, 93.0],
+                                                      "official 95% CI": ["67.1-72.8", "90.9-94.8"],
+                                                      "dedup": [68.0, None], "dedup 95% CI": ["64.9-71.0", ""]})),
+        "flow": plots.gradient_flow(gradient_flow_table(["cnn", "cnn_se"], sizes=(16, 32), batch=2)),
+        "ablation": plots.ablation(pd.DataFrame({"variant": ["resemotenet", "cnn"], "params": [80e6, 1.3e6],
+                                                 "gflops": [0.67, 0.2], "accuracy_mean": [0.9, 0.7],
+                                                 "accuracy_std": [0.01, 0.02], "dedup_accuracy_mean": [0.88, 0.69],
+                                                 "dedup_accuracy_std": [0.01, 0.03]})),
     }
     for name, fig in figs.items():
         path = plots.save(fig, name, tmp_path)

@@ -595,10 +595,7 @@ CASES = [
     Case("pipeline bad params", pipeline_bad_params, 2, r"^error: .*bad\.yaml: unknown config key 'color'",
          lambda c, o: None if not (c.tmp / "results").exists() else pytest.fail("a notebook ran")),
     Case("a notebook cell that hangs (in process)", hanging_notebook_cell, 1,
-         r"^error: hang: cell 2 \(import time\) ran longer than its 3 s timeout and was stopped", _executed_copy_kept,
-         xfail="pipeline._running_cell looks for papermill status 'running', but papermill marks the timed-out "
-               "cell 'completed' before pipeline reads the file, so the message says 'cell ?' (fix: the last cell "
-               "with a start_time; pipeline.py is not this issue's file)"),
+         r"^error: hang: cell 2 \(import time\) ran longer than its 3 s timeout and was stopped", _executed_copy_kept),
 ]
 
 

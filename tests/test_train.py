@@ -26,8 +26,11 @@ from resemote_lib.runs import RunBusy, RunLock
 from resemote_lib.train import TrainingDiverged, build_scheduler, fit
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(protocol="demo", dataset="synthetic", image_size=32, epochs=2, batch_size=8, max_train_items=32,
-            synthetic_n_train=140, synthetic_n_val=21, synthetic_n_test=21, device="cpu", seed=1)
+# The engine's tests train the `cnn` variant (1.3M parameters): what they check does not depend on
+# the architecture, and its checkpoints take 15 MB instead of 1.2 GB. Tests of ResEmoteNet itself
+# say model="resemotenet".
+TINY = dict(protocol="demo", dataset="synthetic", model="cnn", image_size=32, epochs=2, batch_size=8,
+            max_train_items=32, synthetic_n_train=140, synthetic_n_val=21, synthetic_n_test=21, device="cpu", seed=1)
 
 
 def _cfg(tmp_path, **kw):
@@ -92,7 +95,7 @@ def test_fit_refuses_to_start_without_disk_for_its_checkpoints(tmp_path, monkeyp
     free = 500 * 2**20  # weights are 306 MiB: best.pt (1x) + last.pt with AdamW state (3x) + its temporary copy (3x)
     monkeypatch.setattr(train.shutil, "disk_usage", lambda p: type("Usage", (), {"free": free})())
     with pytest.raises(OSError, match=r"500 MiB free, but this run's checkpoints need about 2143 MiB more"):
-        fit(_cfg(tmp_path))
+        fit(_cfg(tmp_path, model="resemotenet"))
     assert not list((tmp_path / "results").rglob("*.pt"))  # failed before training, not after an epoch
 
 
@@ -263,8 +266,10 @@ def test_scheduler_is_mode_max_factor_01():
 def test_channels_last_trains_to_the_same_numbers(tmp_path):
     a = fit(_cfg(tmp_path / "a", epochs=1))
     b = fit(_cfg(tmp_path / "b", epochs=1, channels_last=True))
-    # Other convolution kernels, other float rounding: close, not equal.
-    pd.testing.assert_frame_equal(_history(a.run_dir), _history(b.run_dir), rtol=0.05)
+    # Other convolution kernels, other float rounding: close losses, not equal (accuracies of 24
+    # images move in steps of 4%, so they are not compared).
+    cols = ["train_loss", "val_loss"]
+    pd.testing.assert_frame_equal(_history(a.run_dir)[cols], _history(b.run_dir)[cols], rtol=0.05)
     assert json.loads((b.run_dir / "provenance.json").read_text())["training"]["channels_last"] is True
 
 
