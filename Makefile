@@ -15,6 +15,9 @@ env:
 	  echo "make env: the locked set (constraints.txt) needs Python 3.11 or newer; $(PYTHON) is" \
 	       "$$($(PYTHON) --version 2>&1 || echo missing). Install Python 3.11+ (python.org, pyenv, conda:" \
 	       "conda env create -f environment.yml) and run: make env PYTHON=python3.11" >&2; exit 2; }
+	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	  echo "make env: $(VENV) was made with $$($(PY) --version); the locked set needs 3.11+: delete $(VENV)" \
+	       "and run make env again (PYTHON=python3.11 if needed)" >&2; exit 2; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[$(EXTRAS)]"
 	# Register the kernel papermill/nbval ask for ("python3") with this venv's interpreter.

@@ -16,8 +16,9 @@ from pathlib import Path
 EXIT_CODES = {
     0: "success",
     1: "the work failed: some inputs failed (each is reported and the rest processed), training diverged, "
-       "or a notebook or Kaggle kernel failed",
-    2: "bad usage: wrong arguments, a bad params file, a missing or unusable file, folder, checkpoint or run",
+       "the disk filled up, or a notebook or Kaggle kernel failed",
+    2: "bad usage: wrong arguments, a bad params file, a missing or unusable file, folder, checkpoint or run, "
+       "or a device that is absent or that this torch build cannot use",
     3: "busy: another process is writing that run directory (its pid is named), or its Kaggle kernel is still "
        "queued or running (kaggle pull: pull again later)",
     130: "interrupted (Ctrl-C or SIGTERM): a training run saved its state and resumes when rerun",
@@ -28,7 +29,10 @@ log = logging.getLogger(__name__)
 
 def exit_code(error: BaseException) -> int:
     """The ``EXIT_CODES`` entry of an exception a command raised (None: a bug)."""
+    import errno
+
     from .checkpoint import CheckpointError
+    from .device import DeviceError
     from .pipeline import NotebookFailed
     from .runs import RunBusy
     from .train import TrainingDiverged, TrainingInterrupted
@@ -39,7 +43,9 @@ def exit_code(error: BaseException) -> int:
         return 130
     if isinstance(error, TrainingDiverged | NotebookFailed | WorkFailed):
         return 1
-    if isinstance(error, FileNotFoundError | CheckpointError | ValueError | OSError | UsageError):
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return 1  # the work ran out of disk; what was saved before is intact (the message says so)
+    if isinstance(error, FileNotFoundError | CheckpointError | ValueError | OSError | UsageError | DeviceError):
         return 2
     raise error
 
@@ -76,7 +82,7 @@ def cmd_train(argv: list[str]) -> int:
     parser.add_argument("params", help="params/*.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value (YAML values), e.g. epochs=3 lr=1e-3")
     args = parser.parse_args(argv)
-    cfg = load_params(args.params, **parse_overrides(args.overrides))  # a bad file fails before torch loads
+    cfg = load_params(args.params, **parse_overrides(args.overrides))  # a bad file fails before any data loads
     from .distributed import finish
     from .train import fit
 

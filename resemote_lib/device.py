@@ -8,6 +8,10 @@ from dataclasses import dataclass
 import torch
 
 
+class DeviceError(RuntimeError):
+    """The device asked for is absent, or this torch build cannot run on it (exit code 2)."""
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA, then Apple MPS, then CPU. Explicit names are checked."""
     if name == "auto":
@@ -20,11 +24,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {name!r} requested but torch.cuda.is_available() is False "
+            raise DeviceError(f"device {name!r} requested but torch.cuda.is_available() is False "
                                f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
         check_cuda_arch(device)
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise RuntimeError("device 'mps' requested but this torch build or machine has no MPS support")
+        raise DeviceError("device 'mps' requested but this torch build or machine has no MPS support")
     return device
 
 
@@ -49,7 +53,7 @@ def check_cuda_arch(device: torch.device) -> None:
             ok = True
     if not ok:
         name = torch.cuda.get_device_name(device)
-        raise RuntimeError(
+        raise DeviceError(
             f"GPU {name} has compute capability {major}.{minor} (sm_{major}{minor}), but this torch "
             f"{torch.__version__} (CUDA {torch.version.cuda}) has kernels only for {arch_list}. "
             "Fix: install a torch build that supports it, e.g. "
@@ -113,4 +117,4 @@ def choose_precision(device: torch.device, amp: bool | None) -> Precision:
     return FP32  # MPS: fp32 (its autocast support varies by macOS and torch version)
 
 
-__all__ = ["FP32", "NATIVE_BF16_CAPABILITY", "Precision", "check_cuda_arch", "choose_precision", "resolve_device"]
+__all__ = ["FP32", "NATIVE_BF16_CAPABILITY", "DeviceError", "Precision", "check_cuda_arch", "choose_precision", "resolve_device"]

@@ -33,10 +33,11 @@ from torch import nn
 from . import inference, provenance
 from .checkpoint import load_model, set_checkpoint_meta
 from .data import FaceDataset
+from .data.transforms import EVAL, Preset
 from .device import FP32, Precision, choose_precision, resolve_device
 from .labels import CLASS_NAMES
 from .params import PAPER_PROTOCOLS, TrainConfig
-from .runs import RunLock, load_run_config, open_split, quality, selected_checkpoint
+from .runs import RunLock, load_run_config, open_split, open_training_splits, quality, selected_checkpoint
 
 log = logging.getLogger(__name__)
 _NOT_SERIALISED = ("logits", "probs", "tta_probs", "mirror_probs", "split_data")  # kept on Metrics.extra for plots and files
@@ -154,7 +155,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: tuple[st
 
 def predict_logits(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
                    device: str | torch.device = "cpu", flip: bool = False, progress: bool = False,
-                   precision: Precision = FP32) -> np.ndarray:
+                   precision: Precision = FP32, preprocess: Preset = EVAL) -> np.ndarray:
     """Logits ``(N, C)`` with the evaluation preprocessing (no random flip), as NumPy.
 
     ``flip=True`` returns the logits of the mirror images instead. The loop is
@@ -163,7 +164,7 @@ def predict_logits(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 
     device = torch.device(device)
     model = model.to(device)
     return inference.predict_logits(model, dataset.images, batch_size=batch_size, device=device, flip=flip,
-                                    precision=precision, progress=progress).cpu().numpy()
+                                    precision=precision, progress=progress, preprocess=preprocess).cpu().numpy()
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -195,11 +196,12 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_size: int = 256,
              device: str | torch.device = "cpu", temperature: float = 1.0, progress: bool = False,
-             precision: Precision = FP32) -> Metrics:
+             precision: Precision = FP32, preprocess: Preset = EVAL) -> Metrics:
     """Metrics of ``model`` on ``dataset``; ``tta`` adds flip-TTA metrics in ``.tta``.
 
-    The model's outputs must mean ``dataset.class_names`` in that order (a reference
-    checkpoint does not: its ``class_names`` differ, and this raises).
+    A model whose outputs are in another order (a reference checkpoint's ``class_names``)
+    is evaluated by name: a copy has its final layer's rows permuted (``weights.reorder``);
+    a model of other classes is an error naming both sets.
     """
     if tuple(getattr(model, "class_names", dataset.class_names)) != tuple(dataset.class_names):
         import copy
@@ -210,7 +212,7 @@ def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_
         model = reorder(copy.deepcopy(model), tuple(dataset.class_names))
     y = dataset.labels.numpy()
     logits = predict_logits(model, dataset, batch_size=batch_size, device=device, progress=progress,
-                            precision=precision)
+                            precision=precision, preprocess=preprocess)
     probs = softmax(logits, temperature)
     metrics = compute_metrics(y, probs, dataset.class_names)
     metrics.extra["precision"] = precision.name
@@ -218,7 +220,7 @@ def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_
     metrics.extra["probs"] = probs  # kept for predictions.csv and plots; not serialised
     if tta:  # one extra pass over the mirror images, averaged with the pass above
         mirrored = predict_logits(model, dataset, batch_size=batch_size, device=device, flip=True,
-                                  precision=precision)
+                                  precision=precision, preprocess=preprocess)
         metrics.extra["mirror_probs"] = softmax(mirrored, temperature)
         metrics.extra["tta_probs"] = (probs + metrics.extra["mirror_probs"]) / 2
         metrics.tta = compute_metrics(y, metrics.extra["tta_probs"], dataset.class_names)
@@ -280,8 +282,9 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
         checkpoint = selected_checkpoint(run_dir, cfg)
         model = load_model(checkpoint, device=device)
         ds = open_split(cfg, split)
-        # Temperature scaling, fitted on validation only, stored in the checkpoint for the Predictor.
-        val = open_split(cfg, "val")
+        # Temperature scaling, fitted on the validation split training selected on (under the clean
+        # protocol: without copies of train images), stored in the checkpoint for the Predictor.
+        val = open_training_splits(cfg)["val"]
         val_logits = predict_logits(model, val, batch_size=cfg.eval_batch_size, device=device, precision=precision)
         temperature = fit_temperature(val_logits, val.labels.numpy()) if len(val) else 1.0
         set_checkpoint_meta(checkpoint, temperature=temperature)
@@ -303,6 +306,16 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
                       checkpoint_epoch=model.checkpoint_meta.get("epoch"), split_sizes={split: len(ds)},
                       provenance=record)
     return metrics
+
+
+def checkpoint_results_name(record: Any, checkpoint: Path, digest: str) -> str:
+    """``results/<this>/`` for a checkpoint file: the record's name when recognised, else
+    ``checkpoint-<file stem>-<first 8 hex of its SHA-256>`` (two files called best.pt never
+    share a folder, and no name can land on a run or on results/paper)."""
+    if record is not None:
+        return record.name
+    stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in checkpoint.stem).strip("._") or "file"
+    return f"checkpoint-{stem}-{digest[:8]}"
 
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_root: str | None = None,
@@ -330,10 +343,14 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_roo
     image_size = record.image_size if record else int(getattr(model, "image_size", 64))
     cfg = resolve({"dataset": dataset, "data_root": data_root, "image_size": image_size, "protocol": "smoke",
                    "run_name": "checkpoint"})
-    out = Path(out) if out is not None else paths.RESULTS / (record.name if record else checkpoint.stem)
+    out = Path(out) if out is not None else paths.RESULTS / checkpoint_results_name(record, checkpoint, digest)
+    if (out / "config.json").is_file():
+        raise ValueError(f"{out} holds a training run (config.json): its metrics would be replaced by this "
+                         "checkpoint's; pass --out to another folder")
     with RunLock(out, what="checkpoint evaluation"):
         ds = open_split(cfg, split)
-        metrics = evaluate(model, ds, tta=True, batch_size=batch_size, device=device, progress=progress)
+        metrics = evaluate(model, ds, tta=True, batch_size=batch_size, device=device, progress=progress,
+                           preprocess=record.transform if record else EVAL)  # the checkpoint's own
         correct = metrics.extra["probs"].argmax(1) == ds.labels.numpy()
         mirrored = metrics.extra["mirror_probs"].argmax(1) == ds.labels.numpy()
         metrics.extra["reference_random_flip_expected"] = {
@@ -380,8 +397,8 @@ def evaluate_target(results_dir: str | os.PathLike, *, run_name: str | None = No
                              "which test set to evaluate it on")
         from .weights import identify
 
-        record, _ = identify(checkpoint)
-        out = results_dir / (record.name if record else Path(checkpoint).stem)
+        record, digest = identify(checkpoint)
+        out = results_dir / checkpoint_results_name(record, Path(checkpoint), digest)
         metrics = evaluate_checkpoint(checkpoint, dataset, data_root=data_root, out=out, device=device)
         return Evaluation(metrics, metrics.extra["split_data"], out, f"{Path(checkpoint).name} on {dataset}")
     runs = finished_runs(results_dir)
@@ -425,6 +442,8 @@ def describe_test_set(cfg: TrainConfig, ds: FaceDataset, *, trained_here: bool =
         why_not = "synthetic faces: the paper has no number for them"
     elif ds.split != "test":
         why_not = f"the {ds.split} split is not a test set"
+    elif trained_here and cfg.model != "resemotenet":
+        why_not = f"model {cfg.model!r} is an ablation variant, not the paper's network"
     elif trained_here and cfg.protocol not in PAPER_PROTOCOLS:
         why_not = f"protocol {cfg.protocol!r} is not one of the paper's ({', '.join(PAPER_PROTOCOLS)})"
     elif cfg.dataset == "affectnet" and ds.layout != "affectnet-official":

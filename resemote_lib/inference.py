@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .data.transforms import EVAL
+from .data.transforms import EVAL, Preset
 from .device import FP32, Precision
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: Tensor, *, batch_size: int = 256, device: torch.device | str = "cpu",
                    precision: Precision = FP32, channels_last: bool = False, flip: bool = False,
-                   progress: bool = False) -> Tensor:
+                   progress: bool = False, preprocess: Preset = EVAL) -> Tensor:
     """Float32 logits ``(N, C)`` on ``device`` for uint8 images ``(N, 1, S, S)``.
 
     Args:
@@ -31,13 +31,14 @@ def predict_logits(model: nn.Module, images: Tensor, *, batch_size: int = 256, d
         channels_last: feed NHWC tensors (faster convolutions on recent GPUs).
         flip: the mirror images' logits instead (flip test-time augmentation).
         progress: a progress bar over batches.
+        preprocess: uint8 -> normalised float (a checkpoint record's own ``transform``).
     """
     device = torch.device(device)
     model.eval()
     out = []
     for start in tqdm(range(0, len(images), batch_size), desc="evaluate", unit="batch", leave=False,
                       disable=not progress):
-        x = EVAL(images[start:start + batch_size].to(device, non_blocking=True))
+        x = preprocess(images[start:start + batch_size].to(device, non_blocking=True))
         if flip:
             x = x.flip(-1)
         if channels_last:

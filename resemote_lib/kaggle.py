@@ -87,10 +87,8 @@ def _is_within(path: Path, folder: Path) -> bool:
 def mount_candidates(name: str) -> list[Path]:
     """Where Kaggle may mount ``name``: ``data.default_root`` when it points into the input
     folder (``/kaggle/input/<slug name>``), then ``/kaggle/input/datasets/<owner>/<slug name>``."""
-    owner, slug_name = KAGGLE_SLUGS[name].split("/")
-    default = data.default_root(name)
-    return [*([default] if _is_within(default, data.KAGGLE_INPUT) else []),
-            data.KAGGLE_INPUT / "datasets" / owner / slug_name]
+    default = data.default_root(name)  # the first of the two that exists, else data/<name>
+    return [default] if _is_within(default, data.KAGGLE_INPUT) else []
 
 
 def mounted_root(name: str) -> Path | None:

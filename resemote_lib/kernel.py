@@ -63,11 +63,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-import yaml
-
 from . import paths
 from .kaggle import KaggleError, credential_sources
 from .kaggle_runner import runner
+from .params import check_run_name
+from .runs import RunBusy, RunLock
 
 log = logging.getLogger(__name__)
 
@@ -529,7 +529,10 @@ def pull(run_name: str, *, timeout: float, poll: float, results_dir: str | os.Pa
     from . import pipeline
 
     results = Path(results_dir).resolve() if results_dir is not None else paths.RESULTS
-    run_dir = results / run_name
+    try:
+        run_dir = results / check_run_name(run_name)
+    except ValueError as e:
+        return _fail(f"kaggle pull: {e}", USAGE)
     record_file = run_dir / PUSH_RECORD
     if not record_file.is_file():
         return _fail(f"kaggle pull: nothing pushed for run {run_name!r} (no {record_file}); push it first: "
@@ -565,10 +568,17 @@ def pull(run_name: str, *, timeout: float, poll: float, results_dir: str | os.Pa
     problem = check_output(produced, record)
     if problem:
         return _fail(f"kaggle pull: {problem} (output left in {staging}, log in {run_dir / 'kaggle.log'})", FAILED)
-    _move_into(produced, run_dir)
-    kernel_paper = produced.parent / "paper"
-    if kernel_paper.is_dir():
-        _move_into(kernel_paper, run_dir / "kaggle_paper")
+    try:
+        with RunLock(run_dir, what="kaggle pull"):  # never under a local process writing the same run
+            if (run_dir / "last.pt").is_file():
+                return _fail(f"kaggle pull: {run_dir} holds a local training run (last.pt); the kernel's output "
+                             f"stays in {staging}: move it by hand or pull into another results folder", USAGE)
+            _move_into(produced, run_dir)
+            kernel_paper = produced.parent / "paper"
+            if kernel_paper.is_dir():
+                _move_into(kernel_paper, run_dir / "kaggle_paper")
+    except RunBusy as e:
+        return _fail(f"kaggle pull: {e}", BUSY)
     shutil.rmtree(staging, ignore_errors=True)
     try:
         paper = pipeline.regenerate_paper(results, progress=False)
@@ -586,13 +596,9 @@ def pull(run_name: str, *, timeout: float, poll: float, results_dir: str | os.Pa
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {pair!r}: expected KEY=VALUE")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+    from .cli import parse_overrides
+
+    return parse_overrides(pairs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -627,10 +633,12 @@ def main(argv: list[str] | None = None, *, client: KernelClient | None = None) -
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("papermill").setLevel(logging.WARNING)  # check_params inspects every notebook
     if args.command == "push":
+        from .cli import UsageError
+
         try:
             overrides = _overrides(args.set)
-        except ValueError as e:
-            return _fail(f"kaggle push: {e}", USAGE)
+        except UsageError as e:
+            return _fail(f"kaggle push: --set: {e}", USAGE)
         return push(args.params, overrides=overrides, accelerator=args.accelerator, allow_dirty=args.allow_dirty,
                     internet=not args.no_internet, user=args.user, dry_run=args.dry_run, results_dir=args.results,
                     repo=args.repo, client=client)

@@ -207,7 +207,7 @@ def _cropped(conv: nn.Conv2d, in_size: int, out_size: int) -> nn.Conv2d:
 
 def resemotenet(*, num_classes: int = NUM_CLASSES, in_channels: int = 3) -> ResEmoteNet:
     """Build a freshly initialised ResEmoteNet (the reference network)."""
-    return ResEmoteNet(num_classes=num_classes, in_channels=in_channels)
+    return build_model("resemotenet", num_classes=num_classes, in_channels=in_channels)
 
 
 def count_parameters(model: nn.Module) -> int:

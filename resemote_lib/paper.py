@@ -49,10 +49,11 @@ def class_table(splits: dict[str, FaceDataset]) -> pd.DataFrame:
 
 
 def collect_runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """One row per evaluated run under ``results/`` (any folder holding metrics.json)."""
+    """One row per evaluated run under ``results/`` (each folder ``results/<run>/`` holding
+    metrics.json; the runs of an ablation, one level deeper, have their own table)."""
     root = Path(results_dir) if results_dir is not None else paths.RESULTS
     rows = []
-    for metrics_file in sorted(root.glob("**/metrics.json")):
+    for metrics_file in sorted(root.glob("*/metrics.json")):
         m = json.loads(metrics_file.read_text())
         rows.append(_row(m, metrics_file.parent))
     return pd.DataFrame(rows, columns=TABLE3_COLUMNS)

@@ -14,6 +14,7 @@ what it set (``None`` meaning "not set") and its ``base``, through ``from_notebo
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import re
@@ -122,7 +123,7 @@ CHOICES = {
 # Inclusive numeric ranges: (min, max); None is open. Checked before anything is created.
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "image_size": (8, 1024),  # three 2x2 max pools need at least 8 pixels
-    "seed": (0, 2**63 - 1), "split_seed": (0, 2**63 - 1),
+    "seed": (0, 2**31 - 1), "split_seed": (0, 2**31 - 1),  # seed * 100_003 + epoch stays an int64
     "val_fraction": (0, 0.9), "test_fraction": (0, 0.9),
     "test_per_class": (1, None), "max_train_items": (2, None),
     "synthetic_n_train": (2, None), "synthetic_n_val": (1, None), "synthetic_n_test": (1, None),
@@ -264,8 +265,9 @@ def split_notebook_keys(values: Mapping[str, Any], where: str = "params") -> tup
             if key == "variants" and not set(value) <= set(VARIANTS):
                 raise ValueError(f"{where}: variants {sorted(set(value) - set(VARIANTS))} unknown; known: "
                                  f"{list(VARIANTS)}")
-            if key in ("seeds", "flow_sizes") and not all(isinstance(v, int) and v >= 0 for v in value):
-                raise ValueError(f"{where}: {key} must be a list of non-negative integers, got {value!r}")
+            low = 8 if key == "flow_sizes" else 0  # an input size needs 8 px (three 2x2 max pools)
+            if key in ("seeds", "flow_sizes") and not all(isinstance(v, int) and low <= v < 2**31 for v in value):
+                raise ValueError(f"{where}: {key} must be a list of integers >= {low}, got {value!r}")
             other[key] = value
         else:
             train[key] = value
@@ -308,6 +310,13 @@ def from_notebook(namespace: Mapping[str, Any]) -> tuple[TrainConfig, dict[str, 
     sets ``protocol = "paper"`` gets the whole paper preset.
     """
     explicit = {k: v for k, v in namespace.items() if (k in FIELDS or k in NOTEBOOK_KEYS) and v is not None}
+    if namespace.get("config_json"):  # the pipeline's fully resolved config: explicit nulls included, used as is
+        _, other = split_notebook_keys(explicit, "pipeline values")
+        values = validate(json.loads(namespace["config_json"]), "pipeline config")
+        if set(values) != set(FIELDS):
+            raise ValueError(f"config_json: expected every config key, missing {sorted(set(FIELDS) - set(values))}")
+        defaults = {k: default for k, (_, default) in NOTEBOOK_KEYS.items()}
+        return TrainConfig(**values), {**defaults, **other}
     base = namespace.get("base")
     where = f"notebook parameters (base {base})" if base else "notebook parameters"
     train, other = split_notebook_keys({**(read_yaml(base_path(base)) if base else {}), **explicit}, where)

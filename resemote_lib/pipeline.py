@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from . import paths
-from .params import resolved_values
+from .params import FIELDS, resolved_values
 from .runs import RunLock
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,10 @@ def run_experiment(params_file: str | os.PathLike, *, results_dir: str | os.Path
     values = resolved_values(params_file, **overrides)
     if results_dir is not None:
         values["results_dir"] = str(Path(results_dir).resolve())
-    per_notebook = check_params(values, str(params_file))
+    # The notebooks read the whole config from config_json: a value the file sets to null stays
+    # null there (a notebook's own None means "not set").
+    config_json = json.dumps({k: v for k, v in values.items() if k in FIELDS})
+    per_notebook = check_params({**values, "config_json": config_json}, str(params_file))
     run_dir = Path(values["results_dir"] or paths.RESULTS) / values["run_name"]
     with RunLock(run_dir, what="pipeline") as lock, lock.shared_with_children():
         (run_dir / "params.yaml").write_text(

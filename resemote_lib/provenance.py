@@ -26,15 +26,18 @@ from . import paths
 SOURCE_RECORD = "resemote_source.json"
 
 
-def code_hash(root: Path = paths.ROOT) -> str:
+def code_hash(root: Path = paths.ROOT, parts: tuple[str, ...] | None = None) -> str:
     """SHA-256 of the library's source files (``resemote_lib/**/*.py``, path and content).
 
     Identifies the code that wrote a checkpoint, with or without ``.git`` (a Kaggle bundle).
+    ``parts`` limits it to those modules and packages (``"train.py"``, ``"data"``).
     """
     h = hashlib.sha256()
     package = root / "resemote_lib"
     for path in sorted(package.rglob("*.py")):
-        h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        rel = path.relative_to(package).as_posix()
+        if parts is None or rel in parts or rel.split("/")[0] in parts:
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return h.hexdigest()
 
 

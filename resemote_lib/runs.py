@@ -162,8 +162,12 @@ class RunLock:
             raise OSError(e.errno, f"cannot create the run directory {self.run_dir}: {e.strerror}") from None
         if not self._inherited():
             self._acquire()
-        _check_writable(self.run_dir)
-        self.removed = remove_stale_temp_files(self.run_dir)
+        try:
+            _check_writable(self.run_dir)
+            self.removed = remove_stale_temp_files(self.run_dir)
+        except BaseException:
+            self.__exit__()  # never keep the lock of a folder we then refuse (a notebook kernel lives on)
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,10 +10,12 @@ drawn once, from generators seeded by (seed, epoch), on the device that holds th
 uint8 split; batches are gathered and augmented there; loss and accuracy accumulate there
 and are read once per ``LOG_EVERY`` steps. Batches have one static shape (the last partial
 batch is dropped and counted in the history). ``last.pt`` holds everything needed to
-continue bit-for-bit on the same machine (model, optimiser, scheduler, scaler, RNG states,
-the position inside an interrupted epoch); SIGINT or SIGTERM finish the current step, save,
-and stop with a message saying how to resume. Under DDP every decision is taken from
-numbers all ranks share (see ``distributed``).
+continue (model, optimiser, scheduler, scaler, every rank's RNG states, the position and
+running sums inside an interrupted epoch): on a CPU the resumed run is bit-identical to an
+uninterrupted one (tested); on CUDA, cuDNN's non-deterministic kernels make it equal up to
+float rounding. SIGINT or SIGTERM finish the current step, save, and stop with a message
+saying how to resume. Under DDP every decision is taken from numbers all ranks share (see
+``distributed``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,10 @@ log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_images", "dropped", "val_loss", "val_acc",
                    "train_seconds", "val_seconds", "checkpoint_seconds", "seconds"]
 LOG_EVERY = 25  # steps between host syncs (progress bar, NaN check, shared stop requests under DDP)
+# The modules whose code decides what a run computes: resuming a last.pt that other versions
+# of these wrote would mix two versions in one run (an edit to predict.py does not count).
+TRAINING_CODE = ("train.py", "model.py", "params.py", "runs.py", "inference.py", "device.py", "distributed.py",
+                 "checkpoint.py", "data")
 # Config keys that may change between a run and its resumption without changing its result.
 _RESUMABLE_CHANGES = ("results_dir", "eval_batch_size", "tta_flip", "checkpoint_every", "resume_other_code")
 
@@ -133,6 +139,7 @@ class _Run:
     progress: bool
     on_epoch: Callable[[pd.DataFrame], None] | None
     removed_temp_files: list[str]
+    code_sha256: str  # of TRAINING_CODE when the run started: what last.pt records
 
     @property
     def rank_batch(self) -> int:
@@ -151,7 +158,8 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
 
     Args:
         cfg: the experiment.
-        datasets: ``{"train": ..., "val": ...}`` already opened (else opened from cfg).
+        datasets: ``{"train": ..., "val": ...}`` already opened, used as they are (else
+            opened from cfg, cleaned under the clean protocol, subset by max_train_items).
             A ``"test"`` entry is ignored: training never looks at test data.
         progress: show tqdm bars.
         on_epoch: called (main process) with the history so far after each epoch is saved,
@@ -195,11 +203,11 @@ def train_one_epoch(run: _Run, state: TrainState, stop: _StopRequests) -> dict[s
         train_step(run, order[step * cfg.batch_size:(step + 1) * cfg.batch_size][rows], flips, sums)
         state.step = step + 1
         bar.update(1)
-        if state.step % LOG_EVERY == 0 or state.step == run.steps:
+        if state.step % LOG_EVERY == 0 or state.step == run.steps:  # the same step on every rank
             _check_finite(run, sums, epoch, state.step, bar)
         shared_check = state.step % LOG_EVERY == 0 or not run.dist.active  # a collective under DDP
         if state.step < run.steps and shared_check and any_rank(stop.signal is not None, run.dist, device):
-            state.partial = {**sums, "seconds": time.perf_counter() - t0}
+            state.partial = _shared_sums(run, sums, time.perf_counter() - t0)
             bar.close()
             return None
     bar.close()
@@ -275,13 +283,13 @@ def save(run: _Run, state: TrainState, improved: bool) -> None:
     """``best.pt`` when it improved (and is used), ``last.pt`` every ``checkpoint_every``
     epochs and at the end, ``history.csv`` every epoch; main process only."""
     t0 = time.perf_counter()
+    if state.epoch % run.cfg.checkpoint_every == 0 or finished(run, state):
+        save_last(run, state)
     if run.dist.is_main:
         if improved and run.cfg.selection == "best_val":
             save_checkpoint(run.run_dir / "best.pt", run.model, image_size=run.cfg.image_size,
                             config=run.cfg.to_dict(), epoch=state.epoch, val_acc=state.best_val_acc,
                             precision=run.precision.name)
-        if state.epoch % run.cfg.checkpoint_every == 0 or finished(run, state):
-            save_last(run, state)
         row = state.history[-1]
         row["checkpoint_seconds"] = round(time.perf_counter() - t0, 3)
         row["seconds"] = round(row["train_seconds"] + row["val_seconds"] + row["checkpoint_seconds"], 3)
@@ -357,7 +365,8 @@ def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[
                scaler=torch.amp.GradScaler(device.type, enabled=precision.scaler),
                images=train_ds.images.to(data_device), labels=train_ds.labels.to(data_device), val=val_ds,
                splits=splits, steps=steps, progress=progress, on_epoch=on_epoch,
-               removed_temp_files=[p.name for p in removed])
+               removed_temp_files=[p.name for p in removed],
+               code_sha256=provenance.code_hash(parts=TRAINING_CODE))
     if dist_info.is_main:
         _write_provenance(run, "running", None)
     return run
@@ -378,7 +387,7 @@ def restore(run: _Run) -> TrainState:
         diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
         raise ValueError(f"{run.last_path} was written by a different config {diff} (saved, now); "
                          "use another run_name or delete the run directory")
-    code = provenance.code_hash()
+    code = run.code_sha256
     if ckpt.get("code_sha256") != code and not run.cfg.resume_other_code:
         raise ValueError(f"{run.last_path} was written by different library code (source hash "
                          f"{str(ckpt.get('code_sha256'))[:12]}, now {code[:12]}): resuming would mix two versions "
@@ -388,8 +397,11 @@ def restore(run: _Run) -> TrainState:
     if run.scheduler is not None:
         run.scheduler.load_state_dict(ckpt["scheduler"])
     run.scaler.load_state_dict(ckpt["scaler"])
-    _set_rng_state(ckpt["rng"])
+    rng = ckpt["rng"]
+    _set_rng_state(rng[run.dist.rank] if isinstance(rng, list) else rng)  # one state per rank under DDP
     state = TrainState(**ckpt["state"])
+    if state.partial is not None and not run.dist.is_main:
+        state.partial = None  # the saved running sums are every rank's, summed: rank 0 carries them
     if run.dist.is_main:  # the history as of the checkpoint: epochs after it are redone
         _write_history(run.run_dir / "history.csv", state.history)
     log.info("resuming %s after epoch %d%s", run.run_dir, state.epoch,
@@ -398,11 +410,18 @@ def restore(run: _Run) -> TrainState:
 
 
 def save_last(run: _Run, state: TrainState) -> None:
-    """``last.pt``: weights, optimiser, scheduler, scaler, RNG, counters, config, code hash."""
-    atomic_torch_save({"model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
-                       "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
-                       "scaler": run.scaler.state_dict(), "rng": _rng_state(), "state": dataclasses.asdict(state),
-                       "config": run.cfg.to_dict(), "code_sha256": provenance.code_hash()}, run.last_path)
+    """``last.pt`` (written by rank 0, called on every rank: the RNG states are gathered):
+    weights, optimiser, scheduler, scaler, each rank's RNG, counters, config, code hash."""
+    rng = _rng_state()
+    if run.dist.active:
+        gathered: list[Any] = [None] * run.dist.world_size
+        torch.distributed.all_gather_object(gathered, rng)
+        rng = gathered
+    if run.dist.is_main:
+        atomic_torch_save({"model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
+                           "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+                           "scaler": run.scaler.state_dict(), "rng": rng, "state": dataclasses.asdict(state),
+                           "config": run.cfg.to_dict(), "code_sha256": run.code_sha256}, run.last_path)
 
 
 # --- parts -----------------------------------------------------------------------------
@@ -482,9 +501,19 @@ def _restore_sums(partial: dict[str, Any] | None, device: torch.device) -> dict[
     return sums
 
 
+def _shared_sums(run: _Run, sums: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """The running sums of every rank, summed (what rank 0 restores on resume)."""
+    seen = torch.tensor(float(sums["seen"]), device=run.device, dtype=torch.float64)
+    total = all_reduce_sum(torch.stack([sums["loss"].double(), sums["correct"].double(), seen]), run.dist)
+    return {"loss": total[0].to(sums["loss"].dtype).cpu(), "correct": total[1].long().cpu(), "seen": int(total[2]),
+            "seconds": seconds}
+
+
 def _check_finite(run: _Run, sums: dict[str, Any], epoch: int, step: int, bar: tqdm) -> None:
-    """One host sync: the running loss, for the bar and the NaN check."""
-    mean_loss = float(sums["loss"]) / max(1, sums["seen"])
+    """One host sync: the running loss, for the bar and the NaN check (summed over ranks, so
+    every rank stops at the same step: one rank raising alone would leave the others waiting)."""
+    loss = all_reduce_sum(sums["loss"].double().reshape(1), run.dist)
+    mean_loss = float(loss) / max(1, sums["seen"] * run.dist.world_size)
     if not math.isfinite(mean_loss):
         raise TrainingDiverged(
             f"loss became {mean_loss} at epoch {epoch}, step {step}; stopped. The last good checkpoint is "
@@ -494,8 +523,7 @@ def _check_finite(run: _Run, sums: dict[str, Any], epoch: int, step: int, bar: t
 
 
 def _interrupt(run: _Run, state: TrainState, stop: _StopRequests) -> None:
-    if run.dist.is_main:
-        save_last(run, state)
+    save_last(run, state)
     barrier(run.dist)
     where = f"epoch {state.epoch + 1}, step {state.step} of {run.steps}" if state.step else f"epoch {state.epoch}"
     raise TrainingInterrupted(f"training stopped by {stop.name} after {where}; saved {run.last_path}. Run the same "

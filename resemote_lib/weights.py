@@ -7,9 +7,10 @@ hand from the authors' folder; a file whose hash matches a record is recognised,
 is still usable and reported as unrecognised with its hash.
 
 ``reorder`` is the one place where a model's outputs are put into another order: it
-permutes the rows of the final layer by class name, which changes no number, so every
-consumer (evaluation, the Predictor, export, the explorer) works in the canonical order
-whatever order a checkpoint was trained in.
+permutes the rows of the final layer by class name, which changes no number. Evaluation
+uses it (metrics and predictions.csv are in the canonical order whatever order a checkpoint
+was trained in); the Predictor, export and the explorer name each output by the model's
+own ``class_names``, so they are right in any order.
 """
 
 from __future__ import annotations

@@ -155,10 +155,12 @@ def test_mount_candidates_follow_default_root(tmp_path, monkeypatch):
     from resemote_lib import data
 
     monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "input")
+    assert kaggle.mount_candidates("rafdb") == []  # nothing attached
+    (tmp_path / "input/datasets/shuvoalok/raf-db-dataset").mkdir(parents=True)  # the newer mount layout
     assert kaggle.mount_candidates("rafdb") == [tmp_path / "input/datasets/shuvoalok/raf-db-dataset"]
+    assert data.default_root("rafdb") == tmp_path / "input/datasets/shuvoalok/raf-db-dataset"
     (tmp_path / "input/raf-db-dataset").mkdir(parents=True)
-    assert kaggle.mount_candidates("rafdb") == [tmp_path / "input/raf-db-dataset",
-                                                tmp_path / "input/datasets/shuvoalok/raf-db-dataset"]
+    assert kaggle.mount_candidates("rafdb") == [tmp_path / "input/raf-db-dataset"]
     assert kaggle.mounted_root("rafdb") is None  # mounted, but no layout there
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from resemote_lib import paths
@@ -135,6 +137,13 @@ def test_notebook_parameters_resolve_like_the_params_file():
     assert not protocol_deviations(cfg) and (cfg.epochs, cfg.batch_size, cfg.max_train_items) == (80, 16, None)
     cfg, extra = from_notebook({})
     assert cfg == TrainConfig() and extra["download"] is False and extra["seeds"] == [0, 1]
+    # The pipeline passes the resolved config whole: a null the file sets stays null in the notebook,
+    # where the notebook's own None would mean "not set" (and bring back the preset's 15).
+    with pytest.warns(UserWarning, match="no longer follows"):
+        piped = resolve({"protocol": "reference", "early_stopping_patience": None})
+    cfg, _ = from_notebook({"config_json": json.dumps(piped.to_dict()), "protocol": "reference",
+                            "early_stopping_patience": None})
+    assert cfg == piped and cfg.early_stopping_patience is None
     with pytest.raises(ValueError, match=r"variants \['resnet'\] unknown"):
         from_notebook({"variants": ["cnn", "resnet"]})
 

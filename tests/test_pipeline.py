@@ -38,11 +38,11 @@ def test_every_notebook_is_in_the_pipeline_and_declares_parameters():
 
 def test_train_notebook_declares_every_config_field():
     declared = set(pipeline.declared_parameters(pipeline.notebook_path("01_train")))
-    assert declared == set(FIELDS) | {"base"}
+    assert declared == set(FIELDS) | {"base", "config_json"}
     data_declared = set(pipeline.declared_parameters(pipeline.notebook_path("00_data")))
     assert "download" in data_declared
     ablation_declared = set(pipeline.declared_parameters(pipeline.notebook_path("05_ablation")))
-    assert set(FIELDS) - {"model"} | {"base", "variants", "seeds", "flow_sizes"} == ablation_declared
+    assert set(FIELDS) - {"model"} | {"base", "config_json", "variants", "seeds", "flow_sizes"} == ablation_declared
     assert set(NOTEBOOK_KEYS) <= data_declared | ablation_declared | {"notebooks"}
 
 

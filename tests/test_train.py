@@ -146,7 +146,7 @@ def test_resume_with_another_config_is_an_error(tmp_path):
 
 def test_resume_refuses_a_checkpoint_of_other_code_unless_told(tmp_path, monkeypatch):
     fit(_cfg(tmp_path, epochs=1))
-    monkeypatch.setattr(provenance, "code_hash", lambda root=None: "f" * 64)
+    monkeypatch.setattr(provenance, "code_hash", lambda root=None, parts=None: "f" * 64)
     with pytest.raises(ValueError, match=r"written by different library code .*resume_other_code=true"):
         fit(_cfg(tmp_path, epochs=1))
     assert fit(_cfg(tmp_path, epochs=1, resume_other_code=True)).epochs_run == 1

@@ -23,7 +23,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import math
 import os
 import platform
 import resource
@@ -39,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from resemote_lib import paths
 from resemote_lib.data import FaceDataset, open_splits
 from resemote_lib.data.audit import AUDIT_SIZE, QualityReport, quality_report
+from resemote_lib.evaluate import wilson_interval
 
 HERE = Path(__file__).resolve().parent
 REVIEWED = HERE / "fer2013_reviewed_pairs.csv"
@@ -97,16 +97,6 @@ def recall(report: QualityReport, splits: dict[str, FaceDataset]) -> dict:
             "digests_shared_by_2+_files": shared, "hash_seconds": round(seconds, 1),
             "cross_split": score(truth_cross), "within_split": score(truth_within),
             "exact_pairs_not_byte_identical": len(found - truth_all)}
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion k/n."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _in_box(frame: pd.DataFrame, box: tuple[float, float, int, int]) -> pd.Series:
@@ -201,7 +191,7 @@ def precision(report: QualityReport, splits: dict[str, FaceDataset], reviewed_cs
         "reviewed_rows": reviewed_rows, "reviewed_pairs": len(rev),
         "reviewed_same": int((rev["verdict"] == "same").sum()),
         "reviewed_kept": n, "reviewed_kept_same": k, "reviewed_kept_by_kind": by_kind,
-        "precision_reviewed": k / n if n else None, "precision_reviewed_wilson95": wilson(k, n),
+        "precision_reviewed": k / n if n else None, "precision_reviewed_wilson95": wilson_interval(k, n),
         "precision_estimated (strata-weighted)": 1 - fp / kept_pop if kept_pop else None,
         "expected_false_positives_over_threshold": round(fp, 1),
         "expected_false_negatives_in_reviewed_strata_under_threshold": round(fn, 1),

@@ -131,19 +131,23 @@ class QualityReport:
         rows = [(a, b, k, int(counts.get((a, b, k), 0))) for a, b, k in combos]
         return pd.DataFrame(rows, columns=["split_a", "split_b", "kind", "pairs"])
 
-    def groups(self) -> pd.DataFrame:
+    def groups(self, splits: tuple[str, ...] | None = None) -> pd.DataFrame:
         """Connected components of the duplicate graph (``GROUP_COLUMNS``), one row per
-        image; groups are numbered by their first member (splits' order, then index)."""
-        if self.pairs.empty:
+        image; groups are numbered by their first member (splits' order, then index).
+        ``splits`` keeps only the pairs between those splits (the graph they alone give)."""
+        pairs = self.pairs
+        if splits is not None:
+            pairs = pairs[pairs["split_a"].isin(splits) & pairs["split_b"].isin(splits)]
+        if pairs.empty:
             return pd.DataFrame(columns=GROUP_COLUMNS)
         order = {s: i for i, s in enumerate(self.split_names)}
-        a = self.pairs[["split_a", "id_a", "index_a", "label_a"]].set_axis(GROUP_COLUMNS[1:], axis=1)
-        b = self.pairs[["split_b", "id_b", "index_b", "label_b"]].set_axis(GROUP_COLUMNS[1:], axis=1)
+        a = pairs[["split_a", "id_a", "index_a", "label_a"]].set_axis(GROUP_COLUMNS[1:], axis=1)
+        b = pairs[["split_b", "id_b", "index_b", "label_b"]].set_axis(GROUP_COLUMNS[1:], axis=1)
         nodes = pd.concat([a, b]).drop_duplicates(["split", "index"])
         nodes = nodes.assign(_o=nodes["split"].map(order)).sort_values(["_o", "index"]).reset_index(drop=True)
         node_of = {(s, i): n for n, (s, i) in enumerate(zip(nodes["split"], nodes["index"], strict=True))}
-        src = [node_of[k] for k in zip(self.pairs["split_a"], self.pairs["index_a"], strict=True)]
-        dst = [node_of[k] for k in zip(self.pairs["split_b"], self.pairs["index_b"], strict=True)]
+        src = [node_of[k] for k in zip(pairs["split_a"], pairs["index_a"], strict=True)]
+        dst = [node_of[k] for k in zip(pairs["split_b"], pairs["index_b"], strict=True)]
         graph = coo_matrix((np.ones(len(src)), (src, dst)), shape=(len(nodes), len(nodes)))
         _, comp = connected_components(graph, directed=False)
         # renumber components by first member (nodes are already in that order)
@@ -153,9 +157,10 @@ class QualityReport:
         nodes = nodes.sort_values(["group", "_o", "index"], kind="stable")
         return nodes[GROUP_COLUMNS].reset_index(drop=True)
 
-    def conflicts(self) -> pd.DataFrame:
-        """Members of groups that hold more than one label (``GROUP_COLUMNS``)."""
-        groups = self.groups()
+    def conflicts(self, splits: tuple[str, ...] | None = None) -> pd.DataFrame:
+        """Members of groups that hold more than one label (``GROUP_COLUMNS``); ``splits``
+        as in ``groups``."""
+        groups = self.groups(splits)
         if groups.empty:
             return groups
         mixed = groups.groupby("group")["label"].transform("nunique") > 1
@@ -196,7 +201,7 @@ class QualityReport:
         """What the ``clean`` protocol removes (``CLEAN_COLUMNS``), one row per (split, id).
 
         train: every image that duplicates a val image (``duplicate_of_val``) or a test image
-        (``duplicate_of_test``), every member of a conflicting-label group
+        (``duplicate_of_test``), every member of a conflicting-label group among train and val
         (``label_conflict``), every blank (its ``blanks`` reason). val: every image that
         duplicates a train image (``duplicate_of_train``). An image with several reasons
         gets the first in that order; ``other_split``/``other_id`` name the closest
@@ -211,7 +216,8 @@ class QualityReport:
 
         add_duplicates("train", "val", "duplicate_of_val")
         add_duplicates("train", "test", "duplicate_of_test")
-        conflicts = self.conflicts()
+        # Conflicts among train and val only: the test split's labels never decide what is trained on.
+        conflicts = self.conflicts(("train", "val"))
         for _, members in conflicts.groupby("group", sort=True):
             for m in members[members["split"] == "train"].itertuples():
                 other = members[members["label"] != m.label].iloc[0]
@@ -565,7 +571,9 @@ def quality_report(
             raise ValueError(f"split {name!r} is decoded at {ds.images.shape[-1]}x{ds.images.shape[-2]}, "
                              f"the audit runs at AUDIT_SIZE={AUDIT_SIZE}: open the splits with "
                              f"image_size={AUDIT_SIZE} for the audit (training may use any size)")
-    full = {**resolve_settings(splits, settings), "audit_size": AUDIT_SIZE, "version": VERSION}
+    # The key covers the pixels too: re-encoded or repaired files under the same names give a new report.
+    pixels = {name: hashlib.sha256(ds.images.numpy().tobytes()).hexdigest()[:24] for name, ds in splits.items()}
+    full = {**resolve_settings(splits, settings), "audit_size": AUDIT_SIZE, "version": VERSION, "pixels": pixels}
     membership = {name: ds.membership_hash() for name, ds in splits.items()}
     folder = Path(cache_dir) if cache_dir is not None else paths.CACHE / "audit"
     folder = folder / report_key(membership, full)
