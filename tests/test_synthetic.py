@@ -61,7 +61,7 @@ def test_logistic_regression_on_raw_pixels_stays_below_60_percent():
 
 
 @pytest.mark.slow
-def test_resemotenet_reaches_90_percent_with_the_demo_settings(tmp_path):
+def test_resemotenet_reaches_93_percent_with_the_demo_settings(tmp_path):
     cfg = load_params(paths.PARAMS / "demo.yaml", results_dir=str(tmp_path), device="cpu")
     t0 = time.perf_counter()
     result = fit(cfg, progress=False)
@@ -69,4 +69,4 @@ def test_resemotenet_reaches_90_percent_with_the_demo_settings(tmp_path):
     metrics = evaluate_run(result.run_dir, progress=False)
     print(f"demo: {minutes:.1f} min of training, test accuracy {metrics.accuracy:.4f} "
           f"(flip TTA {metrics.tta.accuracy:.4f}); history:\n{result.history.to_string()}")
-    assert metrics.accuracy >= 0.90
+    assert metrics.accuracy >= 0.93  # 96.5-97.3% for seeds 0-2 here (README)
