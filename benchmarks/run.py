@@ -133,12 +133,12 @@ def train_step_fn(model, opt, device, amp_dtype=None):
 def fit_once(ds, val, size: int, device: torch.device, batch: int, steps: int, work: Path, **overrides) -> dict:
     """One epoch of ``train.fit`` on ``steps`` batches: the loop's seconds per step (from
     the history: the whole loop, first step included) and the epoch's checkpoint seconds."""
-    train_ds = select(ds, list(range(batch * steps)))
+    train_ds = select(ds, [i % len(ds) for i in range(batch * steps)])  # repeats images when the set is small
     with tempfile.TemporaryDirectory(prefix="bench-fit-", dir=work) as tmp:  # 1.2 GB of checkpoints: not kept
         # The paper's optimiser (SGD, momentum, weight decay) under the non-paper smoke preset.
         cfg = resolve({"dataset": "fer2013", "protocol": "smoke", "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9,
                        "weight_decay": 1e-4, "image_size": size, "batch_size": batch, "epochs": 1,
-                       "max_train_items": None, "device": str(device), "seed": 0, "run_name": "bench",
+                       "max_train_items": None, "device": str(device), "seed": 0, "run_name": "bench_fit",
                        "results_dir": tmp, **overrides})
         row = fit(cfg, datasets={"train": train_ds, "val": val}, progress=False).history.iloc[0]
     return {"step_s": row["train_seconds"] / steps, "checkpoint_s": row["checkpoint_seconds"]}

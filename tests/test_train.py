@@ -352,7 +352,7 @@ def _wait_for(predicate, proc, seconds=300):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
-    params = _write_params(tmp_path, epochs=3, max_train_items=48)
+    params = _write_params(tmp_path, epochs=3, max_train_items=48, model="resemotenet")  # epochs of seconds
     cmd = [sys.executable, "-m", "resemote_lib.train", str(params)]
     # Same process settings (threads) for both runs: float sums depend on them.
     subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
@@ -378,7 +378,8 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
 def test_signal_mid_epoch_saves_and_resumes_bit_identical(tmp_path, sig):
     """SIGTERM (a scheduler's stop) or Ctrl-C: finish the step, save the position inside the
     epoch, exit 130 saying how to resume; the resumed run equals an uninterrupted one."""
-    params = _write_params(tmp_path, epochs=2, max_train_items=128, batch_size=4, image_size=32)
+    # ResEmoteNet itself: the cnn variant would finish the epoch before the signal arrives.
+    params = _write_params(tmp_path, epochs=2, max_train_items=128, batch_size=4, image_size=32, model="resemotenet")
     cmd = [sys.executable, "-m", "resemote_lib.train", str(params)]
     subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
     proc = _start(cmd, tmp_path / "run.log")
