@@ -29,7 +29,7 @@ env:
 $(STAMP): pyproject.toml constraints.txt
 	$(MAKE) env
 
-# Run the whole pipeline (notebooks 00-03) on the embedded synthetic faces into results/.
+# Run the whole pipeline (notebooks 00, 01, 02, 04, then 03 for Table III) on the embedded synthetic faces into results/.
 demo: $(STAMP)
 	$(PY) -m resemote_lib.pipeline params/demo.yaml
 

@@ -32,7 +32,7 @@ KERNEL = "python3"
 # Seconds one cell may run before the pipeline stops it (None: no limit). Training runs for
 # hours by design; anything else that takes an hour is hung (a kernel waiting forever).
 DEFAULT_CELL_TIMEOUT = 3600
-CELL_TIMEOUTS: dict[str, int | None] = {"01_train": None}
+CELL_TIMEOUTS: dict[str, int | None] = {"01_train": None, "05_ablation": None}
 
 
 class PipelineError(ValueError):

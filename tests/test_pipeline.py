@@ -185,3 +185,13 @@ def test_clean_pipeline_on_real_fer2013_writes_both_test_figures(real_fer2013, t
     assert "epochs=1" in row["deviations"] and "max_train_items=256" in row["deviations"]
     print(f"real FER2013 clean pipeline (1 epoch, 256 images): official {row['official']}%, dedup {row['dedup']}%, "
           f"on copies {row['on copies']}%, {len(excluded)} test images excluded")
+
+
+def test_notebooks_that_train_have_no_cell_time_limit():
+    # Training runs for hours by design: a notebook whose code trains (fit, or the ablation's
+    # many fits) must not be stopped by the pipeline's one-hour cell limit; all others keep it.
+    for name in pipeline.NOTEBOOKS:
+        source = "\n".join(cell.source for cell in nbformat.read(paths.NOTEBOOKS / f"{name}.ipynb", as_version=4).cells)
+        trains = "fit(" in source or "run_ablation(" in source
+        limit = pipeline.CELL_TIMEOUTS.get(name, pipeline.DEFAULT_CELL_TIMEOUT)
+        assert (limit is None) == trains, f"{name}: trains={trains}, cell limit {limit}"
