@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -124,8 +125,17 @@ def table3(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     return runs.sort_values(["dataset", "protocol", "run"]).reset_index(drop=True)
 
 
-def write_table3(table: pd.DataFrame, out_dir: str | os.PathLike | None = None) -> dict[str, Path]:
-    """``table3.csv`` (every column) and ``table3.md`` (the comparison, then provenance)."""
+def ablations(results_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The ablation tables (``results/<run>/ablation.md``, written by ``05_ablation``): their
+    runs are variants of the network, so Table III links them instead of listing them."""
+    root = Path(results_dir) if results_dir is not None else paths.RESULTS
+    return sorted(root.glob("*/ablation.md"))
+
+
+def write_table3(table: pd.DataFrame, out_dir: str | os.PathLike | None = None,
+                 ablation_tables: Sequence[Path] = ()) -> dict[str, Path]:
+    """``table3.csv`` (every column) and ``table3.md`` (the comparison, then provenance, then
+    a link to each of ``ablation_tables``)."""
     out = Path(out_dir) if out_dir is not None else paths.PAPER
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / "table3.csv", out / "table3.md"
@@ -137,6 +147,10 @@ def write_table3(table: pd.DataFrame, out_dir: str | os.PathLike | None = None) 
                    "epochs", "selected epoch", "precision", "channels_last", "compile", "commit", "device", "note"]
         body = (table[MAIN_COLUMNS].to_markdown(index=False, floatfmt=".2f", missingval="") + "\n\n### Runs\n\n"
                 + table[details].to_markdown(index=False, floatfmt=".2f", missingval=""))
+    if ablation_tables:
+        links = [f"- [{path.parent.name}]({os.path.relpath(path, out)})" for path in ablation_tables]
+        body += ("\n\n### Ablations\n\nEvery model variant with several seeds (`05_ablation`):\n\n"
+                 + "\n".join(links))
     md_path.write_text(f"# Table III, regenerated\n\n{body}\n\n{PUBLISHED_NOTE} {DEDUP_NOTE}\n")
     return {"csv": csv_path, "md": md_path}
 
@@ -148,5 +162,5 @@ DEDUP_NOTE = ("Accuracies in %, with 95% Wilson intervals. `dedup`: the official
               "otherwise `note` says why not. `deviations` lists values that differ from the protocol's preset.")
 
 
-__all__ = ["MAIN_COLUMNS", "PRIOR_WORK", "PUBLISHED", "TABLE3_COLUMNS", "class_table", "collect_runs", "dataset_table",
-           "table3", "write_table3"]
+__all__ = ["MAIN_COLUMNS", "PRIOR_WORK", "PUBLISHED", "TABLE3_COLUMNS", "ablations", "class_table", "collect_runs",
+           "dataset_table", "table3", "write_table3"]

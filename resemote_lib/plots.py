@@ -301,7 +301,8 @@ def gradient_flow(table: pd.DataFrame) -> Figure:
     """Share of each layer's weights with an exactly-zero gradient, per variant (rows) and
     input size (columns), from ``gradients.gradient_flow_table``."""
     variants, sizes = list(dict.fromkeys(table["variant"])), sorted(table["image_size"].unique())
-    fig, axes = plt.subplots(len(variants), 1, figsize=(9, 1.2 + 1.5 * len(variants)), squeeze=False)
+    row_height = 1.2 + 0.3 * len(sizes)  # every size's label readable, the layer names below it
+    fig, axes = plt.subplots(len(variants), 1, figsize=(9, 0.6 + row_height * len(variants)), squeeze=False)
     for ax, variant in zip(axes[:, 0], variants, strict=True):
         sub = table[table["variant"] == variant]
         grid = sub.pivot_table(index="image_size", columns="layer", values="zero_grad_share", sort=False)
@@ -311,6 +312,7 @@ def gradient_flow(table: pd.DataFrame) -> Figure:
         ax.set_ylabel("input px")
         ax.set_xlabel("")
         ax.tick_params(axis="x", labelsize=6, rotation=90)
+        ax.tick_params(axis="y", labelsize=7, rotation=0)
     fig.tight_layout()
     return fig
 

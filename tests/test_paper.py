@@ -60,7 +60,19 @@ def test_table3_shows_both_figures_and_the_gap_only_where_comparable(tmp_path):
     assert pd.isna(demo["published"]) and pd.isna(demo["gap"]) and "synthetic" in demo["note"]
     files = paper.write_table3(paper.table3(tmp_path), tmp_path / "paper")
     md = files["md"].read_text()
-    assert "dedup gap" in md and "### Runs" in md and "95% Wilson" in md
+    assert "dedup gap" in md and "### Runs" in md and "95% Wilson" in md and "### Ablations" not in md
+
+
+def test_table3_links_the_ablations_but_does_not_list_their_runs(tmp_path):
+    _run(tmp_path, "fer_clean", {"dataset": "fer2013", "protocol": "clean"}, "fer2013-folders", 0.75, [])
+    ablation_dir = tmp_path / "ablation_fer2013"
+    (ablation_dir / "runs").mkdir(parents=True)
+    _run(ablation_dir / "runs", "cnn_s0", {"dataset": "fer2013", "protocol": "clean"}, "fer2013-folders", 0.3, [])
+    (ablation_dir / "ablation.md").write_text("# Ablation\n")
+    assert paper.ablations(tmp_path) == [ablation_dir / "ablation.md"]
+    assert list(paper.table3(tmp_path)["run"]) == ["fer_clean"]
+    md = paper.write_table3(paper.table3(tmp_path), tmp_path / "paper", paper.ablations(tmp_path))["md"].read_text()
+    assert "### Ablations" in md and "[ablation_fer2013](../ablation_fer2013/ablation.md)" in md
 
 
 @pytest.mark.realdata
