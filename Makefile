@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS := dev,export
 
-.PHONY: env demo docs test test-fast test-real lint format paper bench lock clean-cache
+.PHONY: env demo docs docs-ablation test test-fast test-real lint format paper bench lock clean-cache
 
 # Create or update .venv with the exact locked set, and nothing else.
 # The locked set (numpy 2.4, pandas 3.1, ipython 9, torch 2.14.1) needs Python 3.11 or newer.
@@ -41,6 +41,13 @@ docs:
 	mkdir -p docs/demo
 	cp results/paper/table3.md results/paper/table3.csv results/paper/table3.png results/paper/fig3_demo.png docs/demo/
 	cp results/demo/history.csv results/demo/metrics.json docs/demo/
+
+# Copy an ablation's tables and figures (results/$(RUN)/, as 05_ablation wrote them) into docs/$(RUN)/
+docs-ablation:
+	test -n "$(RUN)" -a -f results/$(RUN)/ablation.md || { echo "make docs-ablation RUN=<run>: no results/$(RUN)/ablation.md" >&2; exit 2; }
+	mkdir -p docs/$(RUN)
+	cp results/$(RUN)/ablation.md results/$(RUN)/ablation.csv results/$(RUN)/ablation_summary.csv results/$(RUN)/gradient_flow.csv results/$(RUN)/figures/ablation.png results/$(RUN)/figures/gradient_flow.png docs/$(RUN)/
+	test ! -f results/$(RUN)/params.yaml || cp results/$(RUN)/params.yaml docs/$(RUN)/
 
 # The whole suite: unit tests, slow tests and every notebook under nbval.
 test: $(STAMP)

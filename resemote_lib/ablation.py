@@ -57,7 +57,7 @@ def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int]
                     for name in ("best.pt", "final.pt", "last.pt"):
                         (run_dir / name).unlink(missing_ok=True)
                 del result
-            rows.append({"variant": variant, "seed": seed, **speed, **_metrics(run_dir), "run": str(run_dir)})
+            rows.append({"variant": variant, "seed": seed, **speed, **_metrics(run_dir), "run": run_dir.relative_to(base.parent).as_posix()})  # beside ablation.csv
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
