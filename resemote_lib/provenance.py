@@ -13,12 +13,12 @@ import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 
 from . import paths
 
@@ -95,7 +95,7 @@ def collect(
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": _installed_version("torchvision"),  # not imported: that costs seconds per CLI call
         "numpy": np.__version__,
         "cuda": torch.version.cuda,
         "platform": platform.platform(),
@@ -116,6 +116,13 @@ def write(path: str | os.PathLike, record: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(record, indent=2, default=str))
     os.replace(tmp, path)
     return path
+
+
+def _installed_version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 __all__ = ["SOURCE_RECORD", "code_hash", "collect", "device_name", "git_state", "write"]

@@ -346,23 +346,30 @@ def _wait_for(predicate, proc, seconds=300):
         if proc.poll() is not None:
             raise AssertionError(f"the run ended (exit {proc.returncode}) before it could be stopped: "
                                  f"{proc.log.read_text()[-2000:]}")
-        time.sleep(0.1)
+        time.sleep(0.01)
     raise AssertionError("timed out")
+
+
+# The signal tests train the `cnn` variant on enough images that an epoch is a hundred steps of 4
+# (seconds on a CPU), so a signal sent at a known point lands inside an epoch; ResEmoteNet itself
+# would make them minutes each (every epoch saves 1.2 GB) without testing anything more.
+LONG_EPOCHS = dict(model="cnn", image_size=32, batch_size=4, synthetic_n_train=420, max_train_items=400)
 
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
-    params = _write_params(tmp_path, epochs=3, max_train_items=48, model="resemotenet")  # epochs of seconds
+    params = _write_params(tmp_path, epochs=3, **LONG_EPOCHS)
     cmd = [sys.executable, "-m", "resemote_lib.train", str(params)]
     # Same process settings (threads) for both runs: float sums depend on them.
     subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
     ref_dir = tmp_path / "results" / "uninterrupted"
     run_dir = tmp_path / "results" / "smoke"
+    epoch_seconds = pd.read_csv(ref_dir / "history.csv")["train_seconds"].min()
     for kill_after_rows in (1, 2):  # kill during epoch 2, then again during epoch 3
         proc = _start(cmd, tmp_path / f"run{kill_after_rows}.log")
         hist = run_dir / "history.csv"
         _wait_for(lambda n=kill_after_rows, h=hist: h.exists() and len(pd.read_csv(h)) >= n, proc)
-        time.sleep(1.5)  # well inside the next epoch
+        time.sleep(epoch_seconds / 3)  # inside the next epoch
         assert proc.poll() is None, "the run finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -378,20 +385,21 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
 def test_signal_mid_epoch_saves_and_resumes_bit_identical(tmp_path, sig):
     """SIGTERM (a scheduler's stop) or Ctrl-C: finish the step, save the position inside the
     epoch, exit 130 saying how to resume; the resumed run equals an uninterrupted one."""
-    # ResEmoteNet itself: the cnn variant would finish the epoch before the signal arrives.
-    params = _write_params(tmp_path, epochs=2, max_train_items=128, batch_size=4, image_size=32, model="resemotenet")
+    params = _write_params(tmp_path, epochs=2, **LONG_EPOCHS)
     cmd = [sys.executable, "-m", "resemote_lib.train", str(params)]
     subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
+    steps = int(pd.read_csv(tmp_path / "results" / "uninterrupted" / "history.csv")["train_images"].iloc[0]) // 4
     proc = _start(cmd, tmp_path / "run.log")
-    _wait_for((tmp_path / "results" / "smoke" / "provenance.json").exists, proc)  # written once set up
-    time.sleep(2)  # inside epoch 1 (32 steps of 4 images); a signal before the first step stops after it
+    # provenance.json is written once set up, just before the first step: a signal that arrives
+    # before the first step stops after it, so this lands inside epoch 1 (about 100 steps).
+    _wait_for((tmp_path / "results" / "smoke" / "provenance.json").exists, proc)
     proc.send_signal(sig)
     proc.wait(timeout=300)
     err = proc.log.read_text()
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted: training stopped by" in err and "Run the same command" in err
     state = read_checkpoint(tmp_path / "results" / "smoke" / "last.pt")["state"]
-    assert state["epoch"] == 0 and 0 < state["step"] < 32, state
+    assert steps > 90 and state["epoch"] == 0 and 0 < state["step"] < steps, (steps, state)
     subprocess.run(cmd, env=_env(), check=True, capture_output=True)
     run_dir, ref_dir = tmp_path / "results" / "smoke", tmp_path / "results" / "uninterrupted"
     pd.testing.assert_frame_equal(_history(run_dir), _history(ref_dir))
