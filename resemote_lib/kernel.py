@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 CODE_FILE = "resemote_kernel.py"
 METADATA_FILE = "kernel-metadata.json"  # kaggle.api.KERNEL_METADATA_FILE
 PUSH_RECORD = "kaggle_push.json"
-SOURCE_RECORD = runner.SOURCE_RECORD  # == provenance.SOURCE_RECORD (tested)
+SOURCE_RECORD = runner.SOURCE_RECORD  # provenance.SOURCE_RECORD is the same object
 # --accelerator -> kernel-metadata.json machine_shape (kaggle 2.x ``kernels push --accelerator``).
 ACCELERATORS = {"gpu-t4": "NvidiaTeslaT4", "gpu-p100": "NvidiaTeslaP100"}
 P100_WARNING = ("gpu-p100: kaggle 2.2.5 marks NvidiaTeslaP100 as retired (the session runs on a T4 instead), and "

@@ -13,7 +13,6 @@ import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +21,10 @@ import torch
 
 from . import paths
 
-# A source bundle without .git (the Kaggle kernel's copy of a commit) carries its git state here.
-SOURCE_RECORD = "resemote_source.json"
+# The kernel's runner is standard-library only and pushed as one file, so it owns these:
+# SOURCE_RECORD, the file in which a source bundle without .git (the Kaggle kernel's copy of
+# a commit) carries its git state; installed_version, a distribution's version or None.
+from .kaggle_runner.runner import SOURCE_RECORD, installed_version
 
 
 def code_hash(root: Path = paths.ROOT, parts: tuple[str, ...] | None = None) -> str:
@@ -95,7 +96,7 @@ def collect(
         "utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
-        "torchvision": _installed_version("torchvision"),  # not imported: that costs seconds per CLI call
+        "torchvision": installed_version("torchvision"),  # not imported: that costs ~2 s per CLI call
         "numpy": np.__version__,
         "cuda": torch.version.cuda,
         "platform": platform.platform(),
@@ -116,13 +117,6 @@ def write(path: str | os.PathLike, record: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(record, indent=2, default=str))
     os.replace(tmp, path)
     return path
-
-
-def _installed_version(package: str) -> str | None:
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
 
 
 __all__ = ["SOURCE_RECORD", "code_hash", "collect", "device_name", "git_state", "write"]

@@ -509,10 +509,6 @@ def test_corrupt_bundle_is_refused(tmp_path):
         runner.unpack(base64.b64encode(data).decode(), hashlib.sha256(data).hexdigest(), tmp_path / "src")
 
 
-def test_source_record_name_matches_provenance():
-    assert runner.SOURCE_RECORD == provenance.SOURCE_RECORD
-
-
 # ------------------------------------------------------------------ the kernel, end to end
 
 NET_PROBE = r"""
