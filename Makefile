@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Run the whole pipeline (notebooks 00, 01, 02, 04, then 03 for Table III) on the embedded synthetic faces into results/.
 demo: $(STAMP)
-	$(PY) -m resemote_lib.pipeline params/demo.yaml
+	$(PY) -m resemote_lib pipeline params/demo.yaml
 
 # Copy the demo's Table III and figures (results/paper/, as make demo wrote them) into docs/demo/
 # for README. Run after make demo when the README's figures should change; make demo alone
@@ -70,7 +70,7 @@ format: $(STAMP)
 
 # Every real experiment whose data is present (the others are skipped, and said so).
 paper: $(STAMP)
-	$(PY) -m resemote_lib.pipeline --if-data-present params/fer2013*.yaml params/rafdb*.yaml params/affectnet*.yaml
+	$(PY) -m resemote_lib pipeline --if-data-present params/fer2013*.yaml params/rafdb*.yaml params/affectnet*.yaml
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

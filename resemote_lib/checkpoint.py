@@ -19,13 +19,10 @@ Anything else is a ``CheckpointError`` that says what the file is instead.
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import os
 import pickle
-import shutil
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Mapping
@@ -36,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .files import atomic_torch_save, tensor_bytes
 from .labels import CLASS_NAMES, REFERENCE_CLASS_NAMES
 from .model import ResEmoteNet, build_model
 
@@ -43,103 +41,15 @@ log = logging.getLogger(__name__)
 
 FORMAT = "resemote-checkpoint"
 FORMAT_VERSION = 1
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class CheckpointSpec:
-    """What a family of checkpoints expects and means (torchvision's ``Weights.meta``)."""
-
-    source: str
-    class_names: tuple[str, ...]
-    image_size: int = 64
-    grayscale: bool = True  # grayscale replicated to 3 channels
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    sha256: str | None = None  # of a published file, where one is known
-
-
-# The reference repository's checkpoints: bare state_dict or {"model_state_dict": ...},
-# outputs in its own folder order. No released file's SHA-256 is known to us.
-REFERENCE = CheckpointSpec(
-    source="github.com/ArnabKumarRoy02/ResEmoteNet @ fabbe68 (approach/ResEmoteNet.py)",
-    class_names=REFERENCE_CLASS_NAMES,
-)
-RESEMOTE = CheckpointSpec(source="resemote save_checkpoint", class_names=CLASS_NAMES)
+# The reference repository's checkpoints: bare state_dict or {"model_state_dict": ...}, outputs
+# in its own folder order (labels.REFERENCE_CLASS_NAMES), 64x64 input. What each released file
+# is, expects and means is its record in weights.KNOWN, the one checkpoint record.
+REFERENCE_SOURCE = "github.com/ArnabKumarRoy02/ResEmoteNet @ fabbe68 (approach/ResEmoteNet.py)"
+REFERENCE_IMAGE_SIZE = 64
 
 
 class CheckpointError(ValueError):
     """A file that is not a usable ResEmoteNet checkpoint."""
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``.
-
-    A crash mid-write leaves the previous file intact, never a truncated one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a saved file gets the usual mode
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        kept = f"the previous {path.name} is intact" if path.exists() else f"{path.name} was not written"
-        if _interrupted(exc):  # Ctrl-C inside torch's writer surfaces as its "unexpected pos" error
-            raise KeyboardInterrupt(f"interrupted while saving {path}; {kept}") from exc
-        needed, free = tensor_bytes(obj), shutil.disk_usage(path.parent).free
-        if _is_disk_full(exc, needed, free):
-            raise OSError(errno.ENOSPC, f"no space left on the device holding {path.parent} while saving "
-                          f"{path.name}: it needs about {needed / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free; "
-                          f"{kept}. Free some space (or point RESEMOTE_RESULTS elsewhere) and rerun: "
-                          "training resumes from last.pt.") from exc
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _causes(exc: BaseException) -> list[BaseException]:
-    out, seen = [], set()
-    while exc is not None and id(exc) not in seen:
-        out.append(exc)
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
-    return out
-
-
-def _interrupted(exc: BaseException) -> bool:
-    return any(isinstance(e, KeyboardInterrupt) for e in _causes(exc))
-
-
-def _is_disk_full(exc: BaseException, needed: int, free: int) -> bool:
-    """ENOSPC/EDQUOT, or torch's zip-writer error ("unexpected pos ... vs ...") when the
-    free space really is short: that error also follows other write failures."""
-    causes = _causes(exc)
-    if any(isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) for e in causes):
-        return True
-    return free < needed and any(isinstance(e, RuntimeError) and "unexpected pos" in str(e) for e in causes)
-
-
-def tensor_bytes(obj: Any) -> int:
-    """Bytes of tensor data in a (nested) checkpoint payload: about its size on disk."""
-    if isinstance(obj, torch.Tensor):
-        return obj.numel() * obj.element_size()
-    if isinstance(obj, Mapping):
-        return sum(tensor_bytes(v) for v in obj.values())
-    if isinstance(obj, (list, tuple)):
-        return sum(tensor_bytes(v) for v in obj)
-    return 0
 
 
 def save_checkpoint(
@@ -321,7 +231,7 @@ def classify(payload: Mapping[str, Any], path: str | os.PathLike = "checkpoint")
             raise CheckpointError(f"{path} has format_version {version!r}; this resemote reads up to "
                                   f"{FORMAT_VERSION}: update resemote")
         return Classified("resemote", checkpoint_filter_fn(payload["state_dict"], path),
-                          tuple(payload["class_names"]), int(payload.get("image_size", RESEMOTE.image_size)),
+                          tuple(payload["class_names"]), int(payload.get("image_size", REFERENCE_IMAGE_SIZE)),
                           dict(payload.get("meta") or {}))
     if set(payload) >= TRAINING_STATE_KEYS:
         config, state = payload["config"], payload["state"]
@@ -332,15 +242,15 @@ def classify(payload: Mapping[str, Any], path: str | os.PathLike = "checkpoint")
                           + (f", step {state['step']} of the next" if state.get("step") else "") + ")",
                 "training_state": True, "epoch": state.get("epoch"), "step": state.get("step", 0),
                 "config": dict(config)}
-        return Classified("training-state", checkpoint_filter_fn(payload["model"], path), RESEMOTE.class_names,
+        return Classified("training-state", checkpoint_filter_fn(payload["model"], path), CLASS_NAMES,
                           int(config["image_size"]), meta)
     wrapped = [k for k in ("state_dict", "model_state_dict", "model") if isinstance(payload.get(k), Mapping)]
     values = list(payload.values())
     if wrapped or (values and all(isinstance(v, Tensor) for v in values)):
         state_dict = checkpoint_filter_fn(payload, path)
         n = state_dict["fc4.weight"].shape[0] if "fc4.weight" in state_dict else None
-        names = REFERENCE.class_names if n == len(REFERENCE.class_names) else None
-        return Classified("reference", state_dict, names, REFERENCE.image_size, {"source": REFERENCE.source})
+        names = REFERENCE_CLASS_NAMES if n == len(REFERENCE_CLASS_NAMES) else None
+        return Classified("reference", state_dict, names, REFERENCE_IMAGE_SIZE, {"source": REFERENCE_SOURCE})
     raise CheckpointError(
         f"{path} is a PyTorch file but not a ResEmoteNet checkpoint: top-level keys {sorted(map(str, payload))[:10]}. "
         f"Expected one of: ours (format {FORMAT!r}: best.pt, final.pt), a training state "
@@ -445,7 +355,7 @@ def _load_strict(model: nn.Module, state_dict: dict[str, Tensor], path: Path | s
 
 
 __all__ = [
-    "REFERENCE", "RESEMOTE", "CheckpointError", "CheckpointSpec", "Classified", "atomic_torch_save", "check_finite",
+    "REFERENCE_IMAGE_SIZE", "REFERENCE_SOURCE", "CheckpointError", "Classified", "atomic_torch_save", "check_finite",
     "check_temperature", "checkpoint_filter_fn", "classify", "file_kind", "load_model", "read_checkpoint",
     "save_checkpoint", "set_checkpoint_meta", "tensor_bytes", "unwrap",
 ]

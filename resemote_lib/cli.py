@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .usage import UsageError, WorkFailed, parse_overrides
+
 EXIT_CODES = {
     0: "success",
     1: "the work failed: some inputs failed (each is reported and the rest processed), training diverged, "
@@ -48,14 +50,6 @@ def exit_code(error: BaseException) -> int:
     if isinstance(error, FileNotFoundError | CheckpointError | ValueError | OSError | UsageError | DeviceError):
         return 2
     raise error
-
-
-class UsageError(Exception):
-    """A command used wrongly, found before any work (exit 2)."""
-
-
-class WorkFailed(Exception):
-    """Work that ran and failed (exit 1), e.g. a notebook that raised."""
 
 
 def run(command: Callable[[], int]) -> int:
@@ -133,23 +127,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_command
 
     return predict_command(args)
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``["epochs=3", "lr=1e-3"]`` -> ``{"epochs": 3, "lr": "1e-3"}`` (YAML values; the
-    params validation reads numeric strings for float keys)."""
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"override {item!r} is not key=value")
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UsageError(f"override {item!r}: {value!r} is not a YAML value") from None
-    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,4 +213,4 @@ def main(argv: list[str] | None = None) -> int:
     return run(lambda: args.func(args))
 
 
-__all__ = ["EXIT_CODES", "UsageError", "WorkFailed", "build_parser", "exit_code", "main", "parse_overrides", "run"]
+__all__ = ["EXIT_CODES", "build_parser", "exit_code", "main", "run"]

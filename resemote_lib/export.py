@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import _umask, file_kind, load_model
+from .checkpoint import file_kind, load_model
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .files import umask
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, *, verify: bo
             with torch.inference_mode():
                 expected = wrapped(x)[1].numpy()
             report["max_abs_diff"] = float(np.abs(run_exported(tmp, x.numpy()) - expected).max())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; an export gets the usual mode
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; an export gets the usual mode
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -596,7 +596,7 @@ def pull(run_name: str, *, timeout: float, poll: float, results_dir: str | os.Pa
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
-    from .cli import parse_overrides
+    from .usage import parse_overrides
 
     return parse_overrides(pairs)
 
@@ -633,7 +633,7 @@ def main(argv: list[str] | None = None, *, client: KernelClient | None = None) -
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("papermill").setLevel(logging.WARNING)  # check_params inspects every notebook
     if args.command == "push":
-        from .cli import UsageError
+        from .usage import UsageError
 
         try:
             overrides = _overrides(args.set)

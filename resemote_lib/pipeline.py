@@ -1,4 +1,4 @@
-"""Run the notebooks in order with papermill: ``python -m resemote_lib.pipeline params/x.yaml``.
+"""Run the notebooks in order with papermill: ``python -m resemote_lib pipeline params/x.yaml``.
 
 For each params file: validate every key against the parameters the notebooks declare
 (papermill itself only warns on unknown ones) before any kernel starts, then execute
@@ -155,9 +155,9 @@ def data_present(params_file: str | os.PathLike) -> bool:
 
 def pipeline_command(argv: list[str]) -> int:
     """The CLI's ``pipeline`` command (errors are raised; ``cli.run`` maps them to exit codes)."""
-    from .cli import parse_overrides
+    from .usage import parse_overrides
 
-    parser = argparse.ArgumentParser(prog="python -m resemote_lib.pipeline", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m resemote_lib pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("params", nargs="+", help="params/*.yaml, one experiment each")
     parser.add_argument("--results", help="results folder (default: results/ or $RESEMOTE_RESULTS)")
@@ -182,18 +182,5 @@ def pipeline_command(argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m resemote_lib.pipeline``: the CLI's ``pipeline`` command, with its exit codes."""
-    import sys
-
-    from .cli import main as cli_main
-
-    return cli_main(["pipeline", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 __all__ = ["CELL_TIMEOUTS", "EXPERIMENT_NOTEBOOKS", "NOTEBOOKS", "NotebookFailed", "PipelineError", "check_params",
-           "declared_parameters", "execute", "main", "pipeline_command", "regenerate_paper", "run_experiment"]
+           "declared_parameters", "execute", "pipeline_command", "regenerate_paper", "run_experiment"]

@@ -27,7 +27,7 @@ from . import paths
 from .data import SPLITS, FaceDataset, open_dataset
 from .data.audit import AUDIT_SIZE, QualityReport, quality_report
 from .data.base import stratified_split
-from .params import TrainConfig, check_run_name, resolve
+from .params import CLEAN_DATA_PROTOCOLS, TrainConfig, check_run_name, resolve
 
 log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
@@ -92,14 +92,14 @@ def open_split(cfg: TrainConfig, split: str, *, image_size: int | None = None) -
 def open_training_splits(cfg: TrainConfig) -> dict[str, FaceDataset]:
     """The train and val splits of ``cfg`` (never test), with the optional train subset.
 
-    Under the ``clean`` protocol, what the data-quality audit finds is removed first (see
+    Under the ``clean`` and ``cpu_budget`` protocols, what the data-quality audit finds is removed first (see
     ``audit.QualityReport.clean_exclusions``): from train, the copies of val and test
     images, every member of a group of copies with conflicting labels, and blank images;
     from val, the copies of train images. The counts per reason are in each split's
     ``report["clean"]`` (and so in provenance.json).
     """
     out = {split: open_split(cfg, split) for split in ("train", "val")}
-    if cfg.protocol == "clean":
+    if cfg.protocol in CLEAN_DATA_PROTOCOLS:
         removed = quality(cfg).clean_exclusions()
         out = {split: _without(ds, removed[removed["split"] == split]) for split, ds in out.items()}
     if cfg.max_train_items is not None and cfg.max_train_items < len(out["train"]):

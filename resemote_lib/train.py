@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -43,16 +43,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import provenance
-from .checkpoint import (
-    CheckpointError,
-    atomic_torch_save,
-    read_checkpoint,
-    save_checkpoint,
-    tensor_bytes,
-    unwrap,
-)
+from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, unwrap
 from .data import FaceDataset
-from .data.transforms import TRAIN
+from .data.transforms import AUGMENTATIONS, Preset
 from .device import Precision, choose_precision, resolve_device
 from .distributed import (
     DistInfo,
@@ -63,6 +56,7 @@ from .distributed import (
     init_distributed,
     shard,
 )
+from .files import atomic_torch_save, tensor_bytes
 from .inference import loss_and_correct, predict_logits
 from .labels import CLASS_NAMES
 from .model import build_model
@@ -130,6 +124,7 @@ class _Run:
     train_model: nn.Module  # what trains it: DDP and/or torch.compile around ``model``
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    augment: Preset  # the training preprocessing (params ``augment``)
     scaler: torch.amp.GradScaler
     images: torch.Tensor  # the training split, uint8, on ``data_device``
     labels: torch.Tensor
@@ -192,7 +187,7 @@ def train_one_epoch(run: _Run, state: TrainState, stop: _StopRequests) -> dict[s
     position and running sums are then in ``state``).
     """
     epoch, cfg, device = state.epoch + 1, run.cfg, run.device
-    order, flips = epoch_plan(len(run.labels), epoch, cfg.seed, run.images.device)
+    plan = epoch_plan(len(run.labels), epoch, cfg.seed, run.images.device, run.augment)
     sums = _restore_sums(state.partial, device)
     t0 = time.perf_counter() - sums.pop("seconds")
     run.train_model.train()
@@ -200,7 +195,7 @@ def train_one_epoch(run: _Run, state: TrainState, stop: _StopRequests) -> dict[s
     bar = tqdm(total=run.steps, initial=state.step, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                disable=not (run.progress and run.dist.is_main))
     for step in range(state.step, run.steps):
-        train_step(run, order[step * cfg.batch_size:(step + 1) * cfg.batch_size][rows], flips, sums)
+        train_step(run, plan.order[step * cfg.batch_size:(step + 1) * cfg.batch_size][rows], plan, sums)
         state.step = step + 1
         bar.update(1)
         if state.step % LOG_EVERY == 0 or state.step == run.steps:  # the same step on every rank
@@ -217,21 +212,25 @@ def train_one_epoch(run: _Run, state: TrainState, stop: _StopRequests) -> dict[s
             "dropped": len(run.labels) - run.steps * cfg.batch_size, "train_seconds": time.perf_counter() - t0}
 
 
-def train_step(run: _Run, batch: torch.Tensor, flips: torch.Tensor, sums: dict[str, Any]) -> None:
+def train_step(run: _Run, batch: torch.Tensor, plan: EpochPlan, sums: dict[str, Any]) -> None:
     """One optimisation step on the items ``batch`` (indices on the data's device), with
-    the epoch's flip mask; adds to the running sums on the device (no host sync)."""
+    the epoch's flips and warps; adds to the running sums on the device (no host sync)."""
     device = run.device
-    x = TRAIN(run.images[batch].to(device, non_blocking=True), flip_mask=flips[batch].to(device, non_blocking=True))
+    warps = plan.warps[batch].to(device, non_blocking=True) if plan.warps is not None else None
+    x = run.augment(run.images[batch].to(device, non_blocking=True),
+                    flip_mask=plan.flips[batch].to(device, non_blocking=True), warps=warps)
     y = run.labels[batch].to(device, non_blocking=True)
     if run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with run.precision.autocast(device):
         logits = run.train_model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=run.cfg.label_smoothing)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
+    if run.cfg.scheduler == "onecycle":
+        run.scheduler.step()
     sums["loss"] += loss.detach().to(sums["loss"].dtype) * len(y)
     sums["correct"] += (logits.detach().argmax(1) == y).sum()
     sums["seen"] += len(y)
@@ -261,7 +260,7 @@ def decide(run: _Run, state: TrainState, stats: dict[str, float], val: dict[str,
     """
     cfg, epoch, val_acc = run.cfg, state.epoch + 1, val["val_acc"]
     lr = run.optimizer.param_groups[0]["lr"]
-    if run.scheduler is not None:
+    if run.cfg.scheduler == "plateau":
         run.scheduler.step(val_acc)
     improved = val_acc > state.best_val_acc
     if improved:
@@ -361,7 +360,7 @@ def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[
         val_ds = _on(val_ds, device)
     run = _Run(cfg=cfg, dist=dist_info, device=device, precision=precision, channels_last=channels_last,
                run_dir=run_dir, model=model, train_model=train_model, optimizer=optimizer,
-               scheduler=build_scheduler(cfg, optimizer),
+               scheduler=build_scheduler(cfg, optimizer, steps), augment=AUGMENTATIONS[cfg.augment],
                scaler=torch.amp.GradScaler(device.type, enabled=precision.scaler),
                images=train_ds.images.to(data_device), labels=train_ds.labels.to(data_device), val=val_ds,
                splits=splits, steps=steps, progress=progress, on_epoch=on_epoch,
@@ -426,31 +425,45 @@ def save_last(run: _Run, state: TrainState) -> None:
 
 # --- parts -----------------------------------------------------------------------------
 
-def epoch_plan(n: int, epoch: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The epoch's order of the ``n`` training items and which of them are flipped.
+class EpochPlan(NamedTuple):
+    order: torch.Tensor  # the items in this epoch's order
+    flips: torch.Tensor  # bool, per item: mirrored
+    warps: torch.Tensor | None  # (n, 4) per item: the augmentation's random warp (None: no warping)
+
+
+def epoch_plan(n: int, epoch: int, seed: int, device: torch.device, augment: Preset = AUGMENTATIONS["flip"]
+               ) -> EpochPlan:
+    """The epoch's order of the ``n`` training items, which of them are flipped and how each
+    is warped (when ``augment`` warps).
 
     A function of (seed, epoch) only, drawn on ``device`` in one go: the same for every
     rank (each takes its rows of every global batch), and the same again on resume.
     """
     g = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=g, device=device)
-    flips = torch.rand(n, generator=g, device=device) < TRAIN.flip
-    return order, flips
+    flips = torch.rand(n, generator=g, device=device) < augment.flip
+    return EpochPlan(order, flips, augment.draw_warps(n, g, device) if augment.warps else None)
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """SGD or AdamW; on CUDA the fused implementation (one kernel for all parameters)."""
-    kwargs = {"fused": True} if device.type == "cuda" else {}
+    """SGD or AdamW; on CUDA and CPU the fused implementation (one kernel for all parameters:
+    on a 2-core CPU an AdamW update of the lean network took 28 ms fused, 122 ms foreach)."""
+    kwargs = {"fused": True} if device.type in ("cuda", "cpu") else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                **kwargs)
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
 
 
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer):
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1):
+    """``plateau``: x ``plateau_factor`` when validation accuracy stalls (stepped per epoch);
+    ``onecycle``: Smith & Topin's one-cycle policy over the whole run, peaking at ``lr``
+    (stepped per batch; torch's defaults: 30% warm-up from lr/25, cosine down to lr/25e4)."""
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    if cfg.scheduler == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
     return None
 
 
@@ -618,20 +631,24 @@ class _StopRequests:
                     signal.Signals(signum).name)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m resemote_lib.train PARAMS.yaml [key=value ...]`` (torchrun-friendly): the
-    CLI's ``train`` command, with its exit codes."""
-    import sys
-
-    from .cli import main as cli_main
-
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-__all__ = ["HISTORY_COLUMNS", "RunResult", "TrainState", "TrainingDiverged", "TrainingInterrupted",
-           "build_optimizer", "build_scheduler", "decide", "epoch_plan", "finish", "fit", "restore", "save",
-           "seed_everything", "set_up", "train_one_epoch", "train_step", "validate"]
+__all__ = [
+    "HISTORY_COLUMNS",
+    "EpochPlan",
+    "RunResult",
+    "TrainState",
+    "TrainingDiverged",
+    "TrainingInterrupted",
+    "build_optimizer",
+    "build_scheduler",
+    "decide",
+    "epoch_plan",
+    "finish",
+    "fit",
+    "restore",
+    "save",
+    "seed_everything",
+    "set_up",
+    "train_one_epoch",
+    "train_step",
+    "validate",
+]

@@ -15,7 +15,6 @@ own ``class_names``, so they are right in any order.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD, Preset
+from .files import sha256_of
 from .labels import CLASS_NAMES, REFERENCE_CLASS_NAMES
 
 # The reference README: "All of the checkpoint models for FER2013, RAF-DB and AffectNet-7 can
@@ -66,14 +66,6 @@ KNOWN: dict[str, KnownCheckpoint] = {
 }
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def identify(path: str | os.PathLike) -> tuple[KnownCheckpoint | None, str]:
     """The record whose SHA-256 matches the file (None: unrecognised), and the file's hash."""
     digest = sha256_of(path)
@@ -109,4 +101,4 @@ def record_for(name_or_path: str | os.PathLike) -> KnownCheckpoint | None:
     return identify(name_or_path)[0] if Path(name_or_path).is_file() else None
 
 
-__all__ = ["KNOWN", "REFERENCE_FOLDER", "KnownCheckpoint", "identify", "record_for", "reorder", "sha256_of"]
+__all__ = ["KNOWN", "REFERENCE_FOLDER", "KnownCheckpoint", "identify", "record_for", "reorder"]

@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from resemote_lib.cli import parse_overrides
 from resemote_lib.distributed import finish
 from resemote_lib.params import load_params
 from resemote_lib.train import fit
+from resemote_lib.usage import parse_overrides
 
 if __name__ == "__main__":
     params, report_dir, *overrides = sys.argv[1:]

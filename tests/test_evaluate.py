@@ -171,7 +171,7 @@ def test_a_reference_format_file_evaluates_like_its_canonical_original(tmp_path,
     import subprocess
     import sys
 
-    from resemote_lib import paper, paths, weights
+    from resemote_lib import files, paper, paths, weights
     from resemote_lib.checkpoint import load_model
     from resemote_lib.evaluate import evaluate_checkpoint
 
@@ -197,7 +197,7 @@ def test_a_reference_format_file_evaluates_like_its_canonical_original(tmp_path,
     assert b["kind"] == "checkpoint file (unrecognised)" and len(b["checkpoint_sha256"]) == 64
     # Once its SHA-256 is in a record, the same file is recognised and reported as a release.
     record = weights.KnownCheckpoint("reference-test", "synthetic", "fer2013_model.pth", "test",
-                                     sha256=weights.sha256_of(tmp_path / "fer2013_model.pth"))
+                                     sha256=files.sha256_of(tmp_path / "fer2013_model.pth"))
     monkeypatch.setitem(weights.KNOWN, record.name, record)
     evaluate_checkpoint(tmp_path / "fer2013_model.pth", "synthetic", out=results / record.name, progress=False)
     assert cli("evaluate", results / "canon").returncode == 0

@@ -170,7 +170,7 @@ def test_clean_pipeline_on_real_fer2013_writes_both_test_figures(real_fer2013, t
             "--set", f"data_root={real_fer2013}", "--set", "epochs=1", "--set", "max_train_items=256",
             "--set", "image_size=32", "--set", "tta_flip=false",
             "--set", "device=cpu", "--set", "download=false"]
-    out = subprocess.run([sys.executable, "-m", "resemote_lib.pipeline", *args], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "resemote_lib", "pipeline", *args], capture_output=True, text=True,
                          timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]
     run = results / "fer2013_clean"

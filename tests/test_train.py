@@ -3,6 +3,7 @@ from __future__ import annotations
 import ast
 import inspect
 import json
+import math
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import yaml
 
 from resemote_lib import provenance, runs, train
 from resemote_lib.checkpoint import CheckpointError, load_model, read_checkpoint
+from resemote_lib.data.transforms import AUGMENTATIONS
 from resemote_lib.distributed import DistInfo
 from resemote_lib.evaluate import evaluate
 from resemote_lib.model import ResEmoteNet
@@ -84,11 +86,19 @@ def test_static_batches_drop_the_last_partial_batch_and_count_it(tmp_path):
 
 
 def test_epoch_plan_is_a_function_of_seed_and_epoch():
-    a = train.epoch_plan(50, 3, 7, torch.device("cpu"))
-    b = train.epoch_plan(50, 3, 7, torch.device("cpu"))
-    c = train.epoch_plan(50, 4, 7, torch.device("cpu"))
-    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)) and not torch.equal(a[0], c[0])
-    assert sorted(a[0].tolist()) == list(range(50)) and 10 < a[1].sum() < 40
+    affine = AUGMENTATIONS["affine"]
+    a = train.epoch_plan(50, 3, 7, torch.device("cpu"), affine)
+    b = train.epoch_plan(50, 3, 7, torch.device("cpu"), affine)
+    c = train.epoch_plan(50, 4, 7, torch.device("cpu"), affine)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)) and not torch.equal(a.order, c.order)
+    assert sorted(a.order.tolist()) == list(range(50)) and 10 < a.flips.sum() < 40
+    # the warps stay within the preset's bounds and differ per item
+    angle, zoom, tx, ty = a.warps.T
+    assert angle.abs().max() <= math.radians(affine.degrees) and (zoom - 1).abs().max() <= affine.scale
+    assert max(tx.abs().max(), ty.abs().max()) <= affine.shift and angle.std() > 0
+    # flip-only runs draw the same order and flips as before warps existed, and no warps
+    flip = train.epoch_plan(50, 3, 7, torch.device("cpu"))
+    assert flip.warps is None and torch.equal(flip.order, a.order) and torch.equal(flip.flips, a.flips)
 
 
 def test_fit_refuses_to_start_without_disk_for_its_checkpoints(tmp_path, monkeypatch):
@@ -306,14 +316,15 @@ def test_no_host_sync_inside_a_gpu_training_step(tmp_path):
         pytest.skip("needs a CUDA device")
     cfg = _cfg(tmp_path, device="cuda", epochs=1, max_train_items=64, batch_size=16, amp=True)
     run = train.set_up(cfg, Path(cfg.results_dir) / cfg.run_name, DistInfo(), None, False, None, [])
-    order, flips = train.epoch_plan(len(run.labels), 1, cfg.seed, run.images.device)
+    plan = train.epoch_plan(len(run.labels), 1, cfg.seed, run.images.device)
+    order = plan.order
     sums = train._restore_sums(None, run.device)
-    train.train_step(run, order[:16], flips, sums)  # warm-up: first-call allocations may sync
+    train.train_step(run, order[:16], plan, sums)  # warm-up: first-call allocations may sync
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for step in range(1, 4):
-            train.train_step(run, order[step * 16:(step + 1) * 16], flips, sums)
+            train.train_step(run, order[step * 16:(step + 1) * 16], plan, sums)
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert sums["seen"] == 64 and run.precision.name in ("bf16", "fp16")
@@ -359,7 +370,7 @@ LONG_EPOCHS = dict(model="cnn", image_size=32, batch_size=4, synthetic_n_train=4
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
     params = _write_params(tmp_path, epochs=3, **LONG_EPOCHS)
-    cmd = [sys.executable, "-m", "resemote_lib.train", str(params)]
+    cmd = [sys.executable, "-m", "resemote_lib", "train", str(params)]
     # Same process settings (threads) for both runs: float sums depend on them.
     subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
     ref_dir = tmp_path / "results" / "uninterrupted"
@@ -386,7 +397,7 @@ def test_signal_mid_epoch_saves_and_resumes_bit_identical(tmp_path, sig):
     """SIGTERM (a scheduler's stop) or Ctrl-C: finish the step, save the position inside the
     epoch, exit 130 saying how to resume; the resumed run equals an uninterrupted one."""
     params = _write_params(tmp_path, epochs=2, **LONG_EPOCHS)
-    cmd = [sys.executable, "-m", "resemote_lib.train", str(params)]
+    cmd = [sys.executable, "-m", "resemote_lib", "train", str(params)]
     subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
     steps = int(pd.read_csv(tmp_path / "results" / "uninterrupted" / "history.csv")["train_images"].iloc[0]) // 4
     proc = _start(cmd, tmp_path / "run.log")

@@ -62,7 +62,7 @@ BLANK_COLUMNS = ["split", "id", "index", "label", "std", "reason"]
 GROUP_COLUMNS = ["group", "split", "id", "index", "label"]
 EXCLUDED_COLUMNS = ["id", "index", "by_split", "by_id", "kind", "correlation"]
 CLEAN_COLUMNS = ["split", "id", "index", "reason", "other_split", "other_id"]
-CLEAN_REASONS = ("duplicate_of_val", "duplicate_of_test", "label_conflict", *BLANK_REASONS, "duplicate_of_train")
+CLEAN_REASONS = ("duplicate_of_val", "duplicate_of_test", "label_conflict", *BLANK_REASONS)
 
 # Every threshold the result depends on (the cache key holds them all). The blank rules
 # are fractions of pixels and grey levels, so they hold at any image size; their values
@@ -201,12 +201,13 @@ class QualityReport:
         """What the ``clean`` protocol removes (``CLEAN_COLUMNS``), one row per (split, id).
 
         train: every image that duplicates a val image (``duplicate_of_val``) or a test image
-        (``duplicate_of_test``), every member of a conflicting-label group among train and val
-        (``label_conflict``), every blank (its ``blanks`` reason). val: every image that
-        duplicates a train image (``duplicate_of_train``). An image with several reasons
-        gets the first in that order; ``other_split``/``other_id`` name the closest
-        duplicate (for a conflict: the first group member with another label; none for a
-        blank).
+        (``duplicate_of_test``), every train member of a conflicting-label group among train
+        and val (``label_conflict``), every blank (its ``blanks`` reason). val: its blanks
+        only. A train-val copy is removed from one side, train's: removing the val side too
+        would shrink validation for nothing, since train no longer holds the copy. An image
+        with several reasons gets the first in that order; ``other_split``/``other_id`` name
+        the closest duplicate (for a conflict: the first group member with another label;
+        none for a blank).
         """
         rows: list[tuple] = []
 
@@ -222,9 +223,9 @@ class QualityReport:
             for m in members[members["split"] == "train"].itertuples():
                 other = members[members["label"] != m.label].iloc[0]
                 rows.append(("train", m.id, int(m.index), "label_conflict", other["split"], other["id"]))
-        for b in self.blanks[self.blanks["split"] == "train"].itertuples():
-            rows.append(("train", b.id, int(b.index), b.reason, None, None))
-        add_duplicates("val", "train", "duplicate_of_train")
+        for split in ("train", "val"):
+            for b in self.blanks[self.blanks["split"] == split].itertuples():
+                rows.append((split, b.id, int(b.index), b.reason, None, None))
         out = pd.DataFrame(rows, columns=CLEAN_COLUMNS).drop_duplicates(["split", "id"], keep="first")
         out = out.assign(_o=(out["split"] != "train").astype(int)).sort_values(["_o", "index"], kind="stable")
         return out[CLEAN_COLUMNS].reset_index(drop=True)

@@ -29,7 +29,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .. import paths
-from ..checkpoint import atomic_torch_save
+from ..files import atomic_torch_save
 from ..labels import CLASS_NAMES
 from .transforms import EVAL, TRAIN, Preset
 

@@ -11,7 +11,7 @@ dataset slug, requirements), and a call of ``main``. On Kaggle it:
    or torchvision: pip runs with a constraint pinning the image's own torch, torchvision
    (built for Kaggle's GPUs; a PyPI torch may lack their kernels) and numpy (what the
    image's compiled packages were built against);
-3. runs ``python -m resemote_lib.pipeline PARAMS --set device=cuda`` with the results, the
+3. runs ``python -m resemote_lib pipeline PARAMS --set device=cuda`` with the results, the
    decoded-image cache and any download under ``/kaggle/working`` and the attached dataset
    read in place (read-only) from ``/kaggle/input``;
 4. leaves as output ``results/`` only: executed notebooks, metrics, provenance, history,
@@ -57,7 +57,7 @@ NEVER_INSTALLED = ("torch", "torchvision")
 # Also pinned when installed: the image's compiled packages (scipy, opencv, ...) are built
 # against its numpy, and an upgrade pulled in as a dependency (1.x -> 2.x) would break them.
 ALSO_PINNED = ("numpy",)
-# Interactive use and the test suite; ``python -m resemote_lib.pipeline`` imports neither.
+# Interactive use and the test suite; ``python -m resemote_lib pipeline`` imports neither.
 NOT_NEEDED = ("jupyterlab", "nbval")
 # Any OpenCV wheel provides cv2; installing the headless one beside another breaks both.
 ALTERNATIVES = {"opencv-python-headless": ("opencv-python", "opencv-contrib-python",
@@ -321,7 +321,7 @@ def run(bundle_b64: str, bundle_sha256: str, config: dict[str, Any]) -> int:
         log.info("torch %s (CUDA %s), GPU: %s", info["torch"], info["cuda"], info["gpu"])
         if device.startswith("cuda") and info["gpu"] is None:
             raise RunnerError("no GPU in this session: push with --accelerator gpu-t4 and check the weekly GPU quota")
-        cmd = [sys.executable, "-m", "resemote_lib.pipeline", str(source / config["params"]), "--no-progress"]
+        cmd = [sys.executable, "-m", "resemote_lib", "pipeline", str(source / config["params"]), "--no-progress"]
         for key, value in {**overrides, "device": device}.items():
             cmd += _set(key, value)
         log.info("running: %s", " ".join(cmd))
