@@ -60,10 +60,20 @@ def save_checkpoint(
     image_size: int = 64,
     **meta: Any,
 ) -> Path:
-    """Write one self-describing checkpoint file, atomically.
+    """Write one self-describing checkpoint file (``checkpoint_payload``), atomically."""
+    return atomic_torch_save(checkpoint_payload(model, class_names=class_names, image_size=image_size, **meta), path)
+
+
+def checkpoint_payload(
+    model: nn.Module,
+    *,
+    class_names: tuple[str, ...] | list[str] | None = None,
+    image_size: int = 64,
+    **meta: Any,
+) -> dict[str, Any]:
+    """What ``save_checkpoint`` writes: weights, class names, input size, provenance.
 
     Args:
-        path: destination file.
         model: a ``ResEmoteNet``, possibly wrapped by DDP or ``torch.compile``.
         class_names: what each output means; defaults to the model's ``class_names``
             attribute, else the canonical order.
@@ -76,7 +86,7 @@ def save_checkpoint(
     num_classes = model.fc4.out_features
     if len(class_names) != num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {num_classes} outputs")
-    payload = {
+    return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -85,7 +95,6 @@ def save_checkpoint(
         "in_channels": model.conv1.in_channels,
         "meta": meta,
     }
-    return atomic_torch_save(payload, path)
 
 
 def set_checkpoint_meta(path: str | os.PathLike, **meta: Any) -> Path:
@@ -356,6 +365,6 @@ def _load_strict(model: nn.Module, state_dict: dict[str, Tensor], path: Path | s
 
 __all__ = [
     "REFERENCE_IMAGE_SIZE", "REFERENCE_SOURCE", "CheckpointError", "Classified", "atomic_torch_save", "check_finite",
-    "check_temperature", "checkpoint_filter_fn", "classify", "file_kind", "load_model", "read_checkpoint",
+    "check_temperature", "checkpoint_filter_fn", "checkpoint_payload", "classify", "file_kind", "load_model", "read_checkpoint",
     "save_checkpoint", "set_checkpoint_meta", "tensor_bytes", "unwrap",
 ]

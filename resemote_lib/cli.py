@@ -77,14 +77,14 @@ def cmd_train(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value (YAML values), e.g. epochs=3 lr=1e-3")
     args = parser.parse_args(argv)
     cfg = load_params(args.params, **parse_overrides(args.overrides))  # a bad file fails before any data loads
-    from .distributed import finish
+    from .distributed import shutdown
     from .train import fit
 
     logging.getLogger("resemote_lib").setLevel(logging.INFO)
     try:
         result = fit(cfg)
     finally:
-        finish()
+        shutdown()
     print(f"{result.run_dir}: {result.epochs_run} epoch(s), best val acc {result.best_val_acc:.4f} at epoch "
           f"{result.best_epoch}; tested weights: {result.selected_checkpoint.name}")
     return 0
@@ -95,16 +95,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     if target.is_dir():
-        if args.dataset or args.data_root or args.out:
-            raise UsageError(f"{target} is a run directory: it knows its dataset; --dataset, --data-root and --out "
-                             "are for checkpoint files")
+        if args.dataset or args.data_root or args.out or args.force:
+            raise UsageError(f"{target} is a run directory: it knows its dataset; --dataset, --data-root, --out and "
+                             "--force are for checkpoint files")
         metrics = evaluate_run(target, split=args.split, device=args.device)
     elif target.is_file():
         if not args.dataset:
             raise UsageError(f"{target} is a checkpoint file: say which data to evaluate it on with --dataset "
                              "(fer2013, rafdb, affectnet or synthetic)")
         metrics = evaluate_checkpoint(target, args.dataset, data_root=args.data_root, split=args.split, out=args.out,
-                                      device=args.device)
+                                      device=args.device, force=args.force)
     else:
         raise FileNotFoundError(f"{target}: no such run directory or checkpoint file")
     print(metrics.table().to_string())
@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                                         "Kaggle mount)")
     ev.add_argument("--out", help="checkpoint files: where metrics.json, predictions.csv and provenance.json go "
                                   "(default results/<record name or file stem>/, where Table III finds them)")
+    ev.add_argument("--force", action="store_true",
+                    help="checkpoint files: replace metrics.json, predictions.csv... already in --out that an earlier "
+                         "evaluation of this same file did not write")
     ev.add_argument("--split", default="test", choices=("train", "val", "test"))
     ev.add_argument("--device", default="cpu")
     ev.set_defaults(func=cmd_evaluate)

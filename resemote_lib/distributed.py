@@ -84,11 +84,19 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def finish() -> None:
+def shutdown() -> None:
     """Leave the process group, if one was joined."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
-__all__ = ["DistInfo", "all_reduce_sum", "any_rank", "barrier", "broadcast_buffers", "finish", "init_distributed",
-           "shard"]
+__all__ = [
+    "DistInfo",
+    "all_reduce_sum",
+    "any_rank",
+    "barrier",
+    "broadcast_buffers",
+    "init_distributed",
+    "shard",
+    "shutdown",
+]

@@ -147,6 +147,7 @@ class ResEmoteNet(nn.Module):
         self.fc3 = nn.Linear(512, 256)
         self.dropout_head = nn.Dropout(0.5)
         self.fc4 = nn.Linear(256, num_classes)
+        self.lean_size: int | None = None  # set by make_lean: the one input size this model is exact at
 
     def features(self, x: Tensor) -> Tensor:
         """The map after the last residual block (2048 channels), before pooling."""
@@ -170,6 +171,11 @@ class ResEmoteNet(nn.Module):
         return self.fc4(x)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.lean_size is not None and tuple(x.shape[-2:]) != (self.lean_size, self.lean_size):
+            raise ValueError(f"this is ResEmoteNet's lean form, exact at {self.lean_size}x{self.lean_size} px only "
+                             f"(convolution taps that meet only padding there were removed); got a "
+                             f"{x.shape[-2]}x{x.shape[-1]} input. Resize the input to {self.lean_size} px, or "
+                             "expand the weights to the full network (model.expand_lean) to use another size")
         return self.head(self.pool(self.features(x)).flatten(1))
 
 
@@ -217,11 +223,56 @@ def make_lean(model: ResEmoteNet, image_size: int) -> ResEmoteNet:
     return model
 
 
+def _kept_taps(in_size: int, out_size: int, stride: int) -> tuple[int, int]:
+    """First and last tap (0..2, per axis) of a 3x3/padding-1 convolution that ever lands
+    inside an ``in_size`` map (the taps in between do too: they are contiguous)."""
+    used = sorted({k for o in range(out_size) for k in range(3) if 0 <= o * stride + k - 1 < in_size})
+    return used[0], used[-1]
+
+
+def _lean_shapes(image_size: int, res_blocks: int = 3) -> dict[str, tuple[int, int]]:
+    """``{"res_block3.conv1": (lo, hi), ...}``: the kept taps of each residual 3x3 convolution at
+    ``image_size`` (``(0, 2)`` where every tap is kept)."""
+    out, size = {}, image_size // 8
+    for k in range(1, res_blocks + 1):
+        down = (size - 1) // 2 + 1
+        out[f"res_block{k}.conv1"] = _kept_taps(size, down, 2)
+        out[f"res_block{k}.conv2"] = _kept_taps(down, down, 1)
+        size = down
+    return out
+
+
+def expand_lean(state_dict: dict[str, Tensor], image_size: int) -> dict[str, Tensor]:
+    """The full network's (reference-format) state_dict from a lean one trained at ``image_size``:
+    each cut 3x3 kernel is put back in place among zeros. ``ResEmoteNet()`` loads it strictly
+    and computes the same logits at ``image_size`` (the zero taps only ever met padding there);
+    at other sizes it is an ordinary full network whose removed taps start at zero."""
+    out = dict(state_dict)
+    for name, (lo, hi) in _lean_shapes(image_size).items():
+        key = f"{name}.weight"
+        w = state_dict.get(key)
+        if w is None or w.shape[-1] == 3:
+            continue
+        if w.shape[-1] != hi - lo + 1:
+            raise ValueError(f"{key}: a {w.shape[-1]}x{w.shape[-1]} kernel is not the lean form at {image_size} px "
+                             f"(which keeps {hi - lo + 1}x{hi - lo + 1}); pass the size it was trained at")
+        full = w.new_zeros((*w.shape[:2], 3, 3))
+        full[:, :, lo:hi + 1, lo:hi + 1] = w
+        out[key] = full
+    return out
+
+
+def describe(name: str, image_size: int) -> str:
+    """The network a config trains, in words (provenance, Table III)."""
+    if name == "resemotenet_lean":
+        return f"ResEmoteNet (lean form, exact at {image_size} px)"
+    return "ResEmoteNet" if name == "resemotenet" else f"ablation variant {name!r} (not the paper's network)"
+
+
 def _cropped(conv: nn.Conv2d, in_size: int, out_size: int) -> nn.Conv2d:
     """The 3x3/padding-1 ``conv`` restricted to the contiguous taps that reach the input."""
     stride = conv.stride[0]
-    used = sorted({k for o in range(out_size) for k in range(3) if 0 <= o * stride + k - 1 < in_size})
-    lo, hi = used[0], used[-1]
+    lo, hi = _kept_taps(in_size, out_size, stride)
     if (lo, hi) == (0, 2) or conv.kernel_size != (3, 3):
         return conv
     pad = 1 - lo  # taps before `lo` only ever met the padding
@@ -270,5 +321,6 @@ def _used_taps(in_size: int, out_size: int, stride: int) -> int:
     return len({k for o in range(out_size) for k in range(3) if 0 <= o * stride + k - 1 < in_size})
 
 
-__all__ = ["SMALL_MAP", "VARIANTS", "ResEmoteNet", "ResidualBlock", "SEBlock", "SmallMapConv2d", "build_model", "count_parameters", "make_lean",
+__all__ = ["SMALL_MAP", "VARIANTS", "ResEmoteNet", "ResidualBlock", "SEBlock", "SmallMapConv2d", "build_model",
+           "count_parameters", "describe", "expand_lean", "make_lean",
            "resemotenet", "unreached_parameters"]

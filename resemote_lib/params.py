@@ -72,8 +72,11 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False  # torch.compile the training model
+    step_graph: str = "auto"  # auto (on for CUDA where possible) | on | off: each step as one CUDA graph (step.py)
     sync_bn: bool = False  # DDP: synchronise BatchNorm statistics across processes
-    checkpoint_every: int = 1  # write last.pt every this many epochs (and when stopped)
+    checkpoint_every: int | None = None  # last.pt every this many epochs (and when stopped); None: 1, on CUDA
+    # as many as keep its writes under 5% of the run's time (measured after the first)
+    keep_last: bool = True  # keep last.pt (weights + optimiser state, only for continuing) once the run finished
     eval_batch_size: int = 256
     tta_flip: bool = True  # also report horizontal-flip test-time augmentation
     results_dir: str | None = None  # None: results/ (or $RESEMOTE_RESULTS)
@@ -83,25 +86,29 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-# Presets. The paper gives batch 16, 80 epochs, SGD, cross-entropy, random horizontal flip
+# Presets. The paper's protocols train ResEmoteNet in its lean form: the same function at the
+# protocol's input size (model.make_lean), without the 44 M weights that only ever multiply zero
+# padding at 64 px, so a step reads and writes half the memory (tests/test_model.py checks that
+# one SGD step on either gives the same kept weights and logits).
+# The paper gives batch 16, 80 epochs, SGD, cross-entropy, random horizontal flip
 # and a x0.1 LR drop on an accuracy plateau. Its initial LR is blank in the text and it
 # states no momentum or weight decay: those take the reference code's values. Ours, not the
 # paper's (it does not say): the plateau patience (5 epochs), testing the last epoch, and
 # fp32 with TF32 where the GPU has it (the reference code runs fp32).
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    "paper": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
+    "paper": dict(model="resemotenet_lean", max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
                   weight_decay=1e-4, scheduler="plateau", plateau_patience=5, plateau_factor=0.1,
                   early_stopping_patience=None, selection="last", image_size=64, amp=False, label_smoothing=0.0,
                   augment="flip"),
     # What the reference repository's training script does: no schedule, early stopping when
     # `patience_counter > patience` (15), best validation weights tested, fp32.
-    "reference": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
+    "reference": dict(model="resemotenet_lean", max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
                       weight_decay=1e-4, scheduler="none", plateau_patience=5, plateau_factor=0.1,
                       early_stopping_patience=15, selection="best_val", image_size=64, amp=False,
                       label_smoothing=0.0, augment="flip"),
     # Ours: the paper's optimiser and schedule on deduplicated data, selection on validation
     # only, test once; mixed precision where it is native.
-    "clean": dict(max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
+    "clean": dict(model="resemotenet_lean", max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
                   weight_decay=1e-4, scheduler="plateau", plateau_patience=5, plateau_factor=0.1,
                   early_stopping_patience=None, selection="best_val", image_size=64, amp=None, label_smoothing=0.0,
                   augment="flip"),
@@ -109,7 +116,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     # clean protocol's deduplicated data. The recipe (input size, batch, optimiser, one-cycle
     # schedule, label smoothing, augmentation) was chosen by a measured sweep on the real
     # FER2013 (benchmarks/sweep_cpu.py; README, "A ResEmoteNet trained on a CPU").
-    "cpu_budget": dict(max_train_items=None, batch_size=64, epochs=10, optimizer="adamw", lr=2e-3, momentum=0.9,
+    "cpu_budget": dict(model="resemotenet_lean", max_train_items=None, batch_size=64, epochs=10, optimizer="adamw", lr=2e-3, momentum=0.9,
                        weight_decay=5e-2, scheduler="onecycle", plateau_patience=5, plateau_factor=0.1,
                        early_stopping_patience=None, selection="best_val", image_size=48, amp=None,
                        label_smoothing=0.1, augment="affine"),
@@ -118,12 +125,12 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "demo": dict(max_train_items=None, batch_size=32, epochs=6, optimizer="adamw", lr=3e-4, momentum=0.9,
                  weight_decay=1e-4, scheduler="none", plateau_patience=5, plateau_factor=0.1,
                  early_stopping_patience=None, selection="best_val", image_size=48, amp=None, label_smoothing=0.0,
-                 augment="flip"),
+                 augment="flip", keep_last=False),
     # Seconds on a CPU: the demo's optimiser on 64 images for one epoch (notebook defaults, tests).
     "smoke": dict(max_train_items=64, batch_size=32, epochs=1, optimizer="adamw", lr=3e-4, momentum=0.9,
                   weight_decay=1e-4, scheduler="none", plateau_patience=5, plateau_factor=0.1,
                   early_stopping_patience=None, selection="best_val", image_size=48, amp=None, label_smoothing=0.0,
-                  augment="flip"),
+                  augment="flip", keep_last=False),
 }
 # Protocols whose numbers may be compared with the paper's (when also on the paper's test set).
 PAPER_PROTOCOLS = ("paper", "reference", "clean")
@@ -136,6 +143,7 @@ CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "scheduler": ("plateau", "onecycle", "none"),
     "augment": ("flip", "affine"),
+    "step_graph": ("auto", "on", "off"),
     "selection": ("best_val", "last"),
 }
 # Inclusive numeric ranges: (min, max); None is open. Checked before anything is created.
@@ -151,6 +159,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "checkpoint_every": (1, None), "eval_batch_size": (1, None),
 }
 POSITIVE = {"lr", "plateau_factor"}  # strictly above their minimum
+# Folders: ``~`` expanded and a relative path made absolute against the working folder, once,
+# when the value is read; a run's config.json then names the same folder from anywhere.
+PATH_KEYS = ("data_root", "results_dir")
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Folders of results/ that are not runs.
@@ -201,6 +212,11 @@ def _check_range(key: str, value: Any, where: str) -> None:
         raise ValueError(f"{where}: {key} must be {bound}, got {value}")
 
 
+def absolute_path(value: str) -> str:
+    """``value`` with ``~`` expanded, made absolute against the working folder (symlinks kept)."""
+    return os.path.abspath(os.path.expanduser(value))
+
+
 def check_run_name(name: str, where: str = "run_name") -> str:
     """``name`` if it is a plain folder name that is not reserved, else ValueError."""
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or name in (".", ".."):
@@ -219,6 +235,8 @@ def validate(values: Mapping[str, Any], where: str = "params") -> dict[str, Any]
         if key not in FIELDS:
             raise ValueError(f"{where}: unknown config key {key!r}; known keys: {sorted(FIELDS)}")
         out[key] = _check_type(key, value, where)
+        if key in PATH_KEYS and isinstance(out[key], str):
+            out[key] = absolute_path(out[key])
         if key in CHOICES and out[key] not in CHOICES[key]:
             raise ValueError(f"{where}: {key}={out[key]!r} is not one of {list(CHOICES[key])}")
         _check_range(key, out[key], where)
@@ -286,6 +304,10 @@ def split_notebook_keys(values: Mapping[str, Any], where: str = "params") -> tup
             low = 8 if key == "flow_sizes" else 0  # an input size needs 8 px (three 2x2 max pools)
             if key in ("seeds", "flow_sizes") and not all(isinstance(v, int) and low <= v < 2**31 for v in value):
                 raise ValueError(f"{where}: {key} must be a list of integers >= {low}, got {value!r}")
+            if key in ("seeds", "variants") and len(set(value)) != len(value):
+                repeated = sorted({v for v in value if value.count(v) > 1})
+                raise ValueError(f"{where}: {key} lists {repeated} more than once; each must be distinct (repeated "
+                                 "runs would be counted as independent and report a spread of 0)")
             other[key] = value
         else:
             train[key] = value
@@ -342,7 +364,25 @@ def from_notebook(namespace: Mapping[str, Any]) -> tuple[TrainConfig, dict[str, 
     return resolve(train, where=where), {**defaults, **other}
 
 
-__all__ = ["CHOICES", "CLEAN_DATA_PROTOCOLS", "NOTEBOOK_KEYS", "PAPER_PROTOCOLS", "PROTOCOLS", "RANGES", "RESERVED_NAMES", "TrainConfig",
-           "base_path", "check_run_name",
-           "from_notebook", "load_params", "protocol_deviations", "read_yaml", "resolve", "resolved_values",
-           "split_notebook_keys", "validate"]
+__all__ = [
+    "CHOICES",
+    "CLEAN_DATA_PROTOCOLS",
+    "NOTEBOOK_KEYS",
+    "PAPER_PROTOCOLS",
+    "PATH_KEYS",
+    "PROTOCOLS",
+    "RANGES",
+    "RESERVED_NAMES",
+    "TrainConfig",
+    "absolute_path",
+    "base_path",
+    "check_run_name",
+    "from_notebook",
+    "load_params",
+    "protocol_deviations",
+    "read_yaml",
+    "resolve",
+    "resolved_values",
+    "split_notebook_keys",
+    "validate",
+]

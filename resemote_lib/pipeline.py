@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from . import paths
-from .params import FIELDS, resolved_values
+from .params import FIELDS, absolute_path, resolved_values
 from .runs import RunLock
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,10 @@ def notebook_path(name: str) -> Path:
 
 
 def check_params(values: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
-    """Every key must be declared by some notebook; returns each notebook's values."""
+    """Every key must be declared by some notebook's parameters cell, or be a config key (those
+    reach every notebook whole, through ``config_json``); returns each notebook's values."""
     declared = {name: declared_parameters(notebook_path(name)) for name in NOTEBOOKS}
-    known = set().union(*declared.values())
+    known = set().union(*declared.values()) | set(FIELDS)
     unknown = sorted(set(values) - known - {"notebooks"})
     if unknown:
         raise PipelineError(f"{where}: key(s) {unknown} are declared by no notebook's parameters cell "
@@ -115,11 +116,12 @@ def _running_cell(executed: Path) -> str:
 
 def run_experiment(params_file: str | os.PathLike, *, results_dir: str | os.PathLike | None = None,
                    progress: bool = True, **overrides: Any) -> Path:
-    """Notebooks 00, 01, 02, 04 for one params file; returns the run directory."""
+    """Notebooks 00, 01, 02, 04 for one params file; returns the run directory. ``results_dir``
+    (else the params' own, else results/) holds the run."""
     params_file = Path(params_file)
-    values = resolved_values(params_file, **overrides)
     if results_dir is not None:
-        values["results_dir"] = str(Path(results_dir).resolve())
+        overrides["results_dir"] = str(results_dir)
+    values = resolved_values(params_file, **overrides)
     # The notebooks read the whole config from config_json: a value the file sets to null stays
     # null there (a notebook's own None means "not set").
     config_json = json.dumps({k: v for k, v in values.items() if k in FIELDS})
@@ -139,11 +141,11 @@ def regenerate_paper(results_dir: str | os.PathLike | None = None, *, progress: 
                    progress=progress)
 
 
-def data_present(params_file: str | os.PathLike) -> bool:
+def data_present(params_file: str | os.PathLike, **overrides: Any) -> bool:
     """Whether the dataset of ``params_file`` is already on disk (for ``make paper``)."""
     from .data import default_root, detect_layout
 
-    values = resolved_values(params_file)
+    values = resolved_values(params_file, **overrides)
     if values["dataset"] == "synthetic":
         return True
     try:
@@ -153,9 +155,29 @@ def data_present(params_file: str | os.PathLike) -> bool:
     return True
 
 
+def require_data(params_file: str | os.PathLike, **overrides: Any) -> None:
+    """Stop before any notebook starts, in one line saying where to put the data, when the
+    dataset of ``params_file`` is not on disk and cannot be downloaded (no Kaggle credentials,
+    or ``download: false``)."""
+    from .data import KAGGLE_SLUGS, default_root
+    from .kaggle import credential_sources
+
+    values = resolved_values(params_file, **overrides)
+    name = values["dataset"]
+    if name not in KAGGLE_SLUGS or data_present(params_file, **overrides):
+        return
+    if values["download"] and credential_sources():
+        return  # 00_data downloads it
+    where = values["data_root"] or default_root(name)
+    how = ("set Kaggle credentials (KAGGLE_USERNAME and KAGGLE_KEY, KAGGLE_API_TOKEN or ~/.kaggle/kaggle.json) and "
+           "run again to download it" if values["download"] else "or set download: true with Kaggle credentials")
+    raise FileNotFoundError(f"{params_file}: no {name} dataset at {where} (nor $RESEMOTE_DATA or a Kaggle mount): "
+                            f"put the Kaggle {KAGGLE_SLUGS[name]} archive (the zip, or its content) in {where}, {how}")
+
+
 def pipeline_command(argv: list[str]) -> int:
     """The CLI's ``pipeline`` command (errors are raised; ``cli.run`` maps them to exit codes)."""
-    from .usage import parse_overrides
+    from .usage import UsageError, parse_overrides
 
     parser = argparse.ArgumentParser(prog="python -m resemote_lib pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -169,16 +191,26 @@ def pipeline_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("resemote_lib").setLevel(logging.INFO)
     overrides = parse_overrides(args.set)
+    if args.results is not None:
+        if "results_dir" in overrides and absolute_path(str(overrides["results_dir"])) != absolute_path(args.results):
+            raise UsageError(f"--results {args.results} and --set results_dir={overrides['results_dir']} name two "
+                             "results folders; give one")
+        overrides["results_dir"] = absolute_path(args.results)
     for params_file in args.params:  # every file checked before the first notebook runs
         check_params(resolved_values(params_file, **overrides), str(params_file))
+        if not args.if_data_present:
+            require_data(params_file, **overrides)
+    roots = []
     for params_file in args.params:
         if args.if_data_present and not data_present(params_file):
             log.warning("skipping %s: its dataset is not on disk (download it, or set download: true)", params_file)
             continue
-        run_dir = run_experiment(params_file, results_dir=args.results, progress=not args.no_progress, **overrides)
+        run_dir = run_experiment(params_file, progress=not args.no_progress, **overrides)
         log.info("done: %s", run_dir)
-    paper = regenerate_paper(args.results, progress=not args.no_progress)
-    log.info("Table III and figures: %s", paper.parent)
+        roots.append(run_dir.parent)
+    for root in dict.fromkeys(roots or [Path(overrides.get("results_dir") or paths.RESULTS)]):
+        paper = regenerate_paper(root, progress=not args.no_progress)  # Table III where the runs are
+        log.info("Table III and figures: %s", paper.parent)
     return 0
 
 

@@ -100,14 +100,14 @@ def open_training_splits(cfg: TrainConfig) -> dict[str, FaceDataset]:
     """
     out = {split: open_split(cfg, split) for split in ("train", "val")}
     if cfg.protocol in CLEAN_DATA_PROTOCOLS:
-        removed = quality(cfg).clean_exclusions()
+        removed = audit_report(cfg).clean_exclusions()
         out = {split: _without(ds, removed[removed["split"] == split]) for split, ds in out.items()}
     if cfg.max_train_items is not None and cfg.max_train_items < len(out["train"]):
         out["train"] = subset(out["train"], cfg.max_train_items, cfg.seed)
     return out
 
 
-def quality(cfg: TrainConfig) -> QualityReport:
+def audit_report(cfg: TrainConfig) -> QualityReport:
     """The data-quality audit of ``cfg``'s dataset: all three splits decoded at
     ``AUDIT_SIZE`` whatever the model's size, computed once and then read from the cache."""
     return quality_report({split: open_split(cfg, split, image_size=AUDIT_SIZE) for split in SPLITS})
@@ -265,11 +265,11 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 __all__ = [
     "RunBusy",
     "RunLock",
+    "audit_report",
     "finished_runs",
     "load_run_config",
     "open_split",
     "open_training_splits",
-    "quality",
     "remove_stale_temp_files",
     "run_dir_for",
     "select",

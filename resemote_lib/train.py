@@ -38,12 +38,11 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from . import provenance
-from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, unwrap
+from .checkpoint import CheckpointError, checkpoint_payload, read_checkpoint, unwrap
 from .data import FaceDataset
 from .data.transforms import AUGMENTATIONS, Preset
 from .device import Precision, choose_precision, resolve_device
@@ -56,23 +55,28 @@ from .distributed import (
     init_distributed,
     shard,
 )
-from .files import atomic_torch_save, tensor_bytes
+from .files import atomic_torch_save, atomic_write_text, tensor_bytes
 from .inference import loss_and_correct, predict_logits
 from .labels import CLASS_NAMES
-from .model import build_model
+from .model import build_model, describe
 from .params import TrainConfig, protocol_deviations
 from .runs import RunLock, open_training_splits, run_dir_for, selected_checkpoint
+from .saving import BackgroundSaver
+from .step import TrainStep, graph_possible
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_images", "dropped", "val_loss", "val_acc",
                    "train_seconds", "val_seconds", "checkpoint_seconds", "seconds"]
-LOG_EVERY = 25  # steps between host syncs (progress bar, NaN check, shared stop requests under DDP)
+LOG_EVERY = 25  # steps between loss readings (progress bar, NaN check, shared stop requests under DDP)
+MONITOR_EVERY = 5.0  # seconds between on_epoch calls (a notebook's redraw took 1.2 s: never every 2-second epoch)
+SAVE_SHARE = 0.05  # on CUDA, last.pt is written every as many epochs as keep its writes under this share
 # The modules whose code decides what a run computes: resuming a last.pt that other versions
 # of these wrote would mix two versions in one run (an edit to predict.py does not count).
 TRAINING_CODE = ("train.py", "model.py", "params.py", "runs.py", "inference.py", "device.py", "distributed.py",
                  "checkpoint.py", "data")
 # Config keys that may change between a run and its resumption without changing its result.
-_RESUMABLE_CHANGES = ("results_dir", "eval_batch_size", "tta_flip", "checkpoint_every", "resume_other_code")
+_RESUMABLE_CHANGES = ("results_dir", "eval_batch_size", "tta_flip", "checkpoint_every", "resume_other_code",
+                      "step_graph", "keep_last")
 
 
 class TrainingDiverged(RuntimeError):
@@ -111,8 +115,8 @@ class TrainState:
 
 
 @dataclass
-class _Run:
-    """Everything set up once: the objects the steps of ``fit`` share."""
+class TrainingSetup:
+    """Everything ``set_up`` prepares once: the objects the steps of ``fit`` share."""
 
     cfg: TrainConfig
     dist: DistInfo
@@ -126,6 +130,8 @@ class _Run:
     scheduler: Any
     augment: Preset  # the training preprocessing (params ``augment``)
     scaler: torch.amp.GradScaler
+    step: TrainStep  # one optimisation step (a CUDA graph where possible)
+    saver: BackgroundSaver  # writes checkpoints beside training
     images: torch.Tensor  # the training split, uint8, on ``data_device``
     labels: torch.Tensor
     val: FaceDataset
@@ -135,6 +141,7 @@ class _Run:
     on_epoch: Callable[[pd.DataFrame], None] | None
     removed_temp_files: list[str]
     code_sha256: str  # of TRAINING_CODE when the run started: what last.pt records
+    monitor_shown: float = -math.inf  # time.monotonic() of the last on_epoch call
 
     @property
     def rank_batch(self) -> int:
@@ -157,30 +164,43 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
             opened from cfg, cleaned under the clean protocol, subset by max_train_items).
             A ``"test"`` entry is ignored: training never looks at test data.
         progress: show tqdm bars.
-        on_epoch: called (main process) with the history so far after each epoch is saved,
-            e.g. to redraw a notebook's table and curves.
+        on_epoch: called (main process) with the history so far after an epoch is saved, at
+            most every ``MONITOR_EVERY`` seconds and after the last epoch, e.g. to redraw a
+            notebook's table and curves.
+
+    A run that has already finished with this config is not trained again: its result is
+    read back (``finished_result``); with another config it is an error.
     """
-    dist_info = init_distributed(cfg.device)
     run_dir = run_dir_for(cfg)
+    done = finished_result(cfg, run_dir)
+    if done is not None:
+        log.info("%s has already finished (%d epochs): nothing to train", run_dir, done.epochs_run)
+        return done
+    dist_info = init_distributed(cfg.device)
     with RunLock(run_dir) if dist_info.is_main else _NoLock() as lock, _StopRequests() as stop:
         run = set_up(cfg, run_dir, dist_info, datasets, progress, on_epoch, list(lock.removed or ()))
-        state = restore(run)
-        while not finished(run, state):
-            stats = train_one_epoch(run, state, stop)
-            if stats is None:  # asked to stop mid-epoch: save where, then say how to resume
-                _interrupt(run, state, stop)
-            improved = decide(run, state, stats, validate(run))
-            save(run, state, improved)
-            if any_rank(stop.signal is not None, run.dist, run.device):
-                _interrupt(run, state, stop)
-        return finish(run, state)
+        try:
+            state = restore(run)  # a refused resumption has written nothing
+            if dist_info.is_main:
+                _write_provenance(run, "running", None)
+            while not finished(run, state):
+                stats = train_one_epoch(run, state, stop)
+                if stats is None:  # asked to stop mid-epoch: save where, then say how to resume
+                    _interrupt(run, state, stop)
+                improved = decide(run, state, stats, validate(run))
+                save(run, state, improved)
+                if any_rank(stop.signal is not None, run.dist, run.device):
+                    _interrupt(run, state, stop)
+            return finish(run, state)
+        finally:
+            run.saver.flush()  # every checkpoint submitted is on disk before fit returns or raises
 
 
-def finished(run: _Run, state: TrainState) -> bool:
+def finished(run: TrainingSetup, state: TrainState) -> bool:
     return state.epoch >= run.cfg.epochs or state.stopped_early
 
 
-def train_one_epoch(run: _Run, state: TrainState, stop: _StopRequests) -> dict[str, float] | None:
+def train_one_epoch(run: TrainingSetup, state: TrainState, stop: _StopRequests) -> dict[str, float] | None:
     """One pass over the training split (from ``state.step`` on, after an interruption).
 
     Returns the epoch's training statistics, or None when a stop was requested (the
@@ -188,63 +208,46 @@ def train_one_epoch(run: _Run, state: TrainState, stop: _StopRequests) -> dict[s
     """
     epoch, cfg, device = state.epoch + 1, run.cfg, run.device
     plan = epoch_plan(len(run.labels), epoch, cfg.seed, run.images.device, run.augment)
-    sums = _restore_sums(state.partial, device)
-    t0 = time.perf_counter() - sums.pop("seconds")
+    partial = state.partial or {}
+    run.step.new_epoch(plan.flips, plan.warps, partial.get("loss"), partial.get("correct"))
+    seen, t0 = partial.get("seen", 0), time.perf_counter() - partial.get("seconds", 0.0)
     run.train_model.train()
     rows = shard(cfg.batch_size, run.dist)  # this rank's rows of each global batch
+    watch = _LossWatch(run, epoch)
     bar = tqdm(total=run.steps, initial=state.step, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                disable=not (run.progress and run.dist.is_main))
     for step in range(state.step, run.steps):
-        train_step(run, plan.order[step * cfg.batch_size:(step + 1) * cfg.batch_size][rows], plan, sums)
+        run.step(plan.order[step * cfg.batch_size:(step + 1) * cfg.batch_size][rows])
+        if cfg.scheduler == "onecycle":
+            run.scheduler.step()
+        seen += run.rank_batch
         state.step = step + 1
         bar.update(1)
         if state.step % LOG_EVERY == 0 or state.step == run.steps:  # the same step on every rank
-            _check_finite(run, sums, epoch, state.step, bar)
+            watch.check(state.step, seen, bar, final=state.step == run.steps)
         shared_check = state.step % LOG_EVERY == 0 or not run.dist.active  # a collective under DDP
         if state.step < run.steps and shared_check and any_rank(stop.signal is not None, run.dist, device):
-            state.partial = _shared_sums(run, sums, time.perf_counter() - t0)
+            state.partial = _shared_sums(run, seen, time.perf_counter() - t0)
             bar.close()
             return None
     bar.close()
-    seen = torch.tensor(float(sums["seen"]), device=device, dtype=torch.float64)
-    totals = all_reduce_sum(torch.stack([sums["loss"].double(), sums["correct"].double(), seen]), run.dist).tolist()
+    seen_t = torch.tensor(float(seen), device=device, dtype=torch.float64)
+    totals = all_reduce_sum(torch.stack([run.step.loss_sum.double(), run.step.correct.double(), seen_t]),
+                            run.dist).tolist()
     return {"train_loss": totals[0] / totals[2], "train_acc": totals[1] / totals[2], "train_images": int(totals[2]),
             "dropped": len(run.labels) - run.steps * cfg.batch_size, "train_seconds": time.perf_counter() - t0}
 
 
-def train_step(run: _Run, batch: torch.Tensor, plan: EpochPlan, sums: dict[str, Any]) -> None:
-    """One optimisation step on the items ``batch`` (indices on the data's device), with
-    the epoch's flips and warps; adds to the running sums on the device (no host sync)."""
-    device = run.device
-    warps = plan.warps[batch].to(device, non_blocking=True) if plan.warps is not None else None
-    x = run.augment(run.images[batch].to(device, non_blocking=True),
-                    flip_mask=plan.flips[batch].to(device, non_blocking=True), warps=warps)
-    y = run.labels[batch].to(device, non_blocking=True)
-    if run.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with run.precision.autocast(device):
-        logits = run.train_model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=run.cfg.label_smoothing)
-    run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
-    run.scaler.step(run.optimizer)
-    run.scaler.update()
-    if run.cfg.scheduler == "onecycle":
-        run.scheduler.step()
-    sums["loss"] += loss.detach().to(sums["loss"].dtype) * len(y)
-    sums["correct"] += (logits.detach().argmax(1) == y).sum()
-    sums["seen"] += len(y)
-
-
 @torch.inference_mode()
-def validate(run: _Run) -> dict[str, float]:
+def validate(run: TrainingSetup) -> dict[str, float]:
     """Validation loss and accuracy, identical on every rank: each rank scores its
     unpadded shard with rank 0's BatchNorm statistics, and the sums are all-reduced."""
     t0 = time.perf_counter()
     broadcast_buffers(run.model, run.dist)
     part = shard(len(run.val), run.dist)
     logits = predict_logits(run.model, run.val.images[part], batch_size=run.cfg.eval_batch_size, device=run.device,
-                            precision=run.precision, channels_last=run.channels_last)
+                            precision=run.precision, channels_last=run.channels_last,
+                            progress=run.progress and run.dist.is_main)
     loss_sum, correct = loss_and_correct(logits, run.val.labels[part])
     n = torch.tensor(float(len(logits)), device=run.device, dtype=torch.float64)
     totals = all_reduce_sum(torch.stack([loss_sum.double(), correct.double(), n]), run.dist).tolist()
@@ -252,7 +255,7 @@ def validate(run: _Run) -> dict[str, float]:
             "val_seconds": time.perf_counter() - t0}
 
 
-def decide(run: _Run, state: TrainState, stats: dict[str, float], val: dict[str, float]) -> bool:
+def decide(run: TrainingSetup, state: TrainState, stats: dict[str, float], val: dict[str, float]) -> bool:
     """LR schedule, best epoch and early stopping, from numbers every rank shares.
 
     Early stopping follows the reference code: stop when the number of epochs without a
@@ -278,45 +281,96 @@ def decide(run: _Run, state: TrainState, stats: dict[str, float], val: dict[str,
     return improved
 
 
-def save(run: _Run, state: TrainState, improved: bool) -> None:
+def save(run: TrainingSetup, state: TrainState, improved: bool) -> None:
     """``best.pt`` when it improved (and is used), ``last.pt`` every ``checkpoint_every``
-    epochs and at the end, ``history.csv`` every epoch; main process only."""
-    t0 = time.perf_counter()
-    if state.epoch % run.cfg.checkpoint_every == 0 or finished(run, state):
+    epochs and at the end, ``history.csv`` every epoch; main process only. Checkpoints are
+    snapshots handed to a background writer (``saving.BackgroundSaver``): the history's
+    ``checkpoint_seconds`` is what the loop itself spent on them (snapshots, waits)."""
+    blocked = run.saver.seconds_blocked
+    if state.epoch % checkpoint_interval(run, state) == 0 or finished(run, state):
         save_last(run, state)
     if run.dist.is_main:
         if improved and run.cfg.selection == "best_val":
-            save_checkpoint(run.run_dir / "best.pt", run.model, image_size=run.cfg.image_size,
-                            config=run.cfg.to_dict(), epoch=state.epoch, val_acc=state.best_val_acc,
-                            precision=run.precision.name)
+            run.saver.submit(atomic_torch_save, checkpoint_payload(
+                run.model, image_size=run.cfg.image_size, config=run.cfg.to_dict(), epoch=state.epoch,
+                val_acc=state.best_val_acc, precision=run.precision.name), run.run_dir / "best.pt")
         row = state.history[-1]
-        row["checkpoint_seconds"] = round(time.perf_counter() - t0, 3)
+        row["checkpoint_seconds"] = round(run.saver.seconds_blocked - blocked, 3)
         row["seconds"] = round(row["train_seconds"] + row["val_seconds"] + row["checkpoint_seconds"], 3)
         _write_history(run.run_dir / "history.csv", state.history)
-        if run.on_epoch is not None:
+        now = time.monotonic()
+        if run.on_epoch is not None and (now - run.monitor_shown >= MONITOR_EVERY or finished(run, state)):
             run.on_epoch(history_frame(state.history))
+            run.monitor_shown = now
     barrier(run.dist)
 
 
-def finish(run: _Run, state: TrainState) -> RunResult:
-    """``final.pt`` (last-epoch selection), ``provenance.json`` and ``config.json``."""
+def checkpoint_interval(run: TrainingSetup, state: TrainState) -> int:
+    """Epochs between writes of ``last.pt``: ``checkpoint_every``, or when unset, 1 on a CPU or
+    MPS and, on CUDA, as many as keep the background write of last.pt (measured on the first
+    one) under ``SAVE_SHARE`` of the run's time: writing 600 MB after every 2-second epoch of
+    an H100 would otherwise put 48 GB on the disk per run."""
+    if run.cfg.checkpoint_every is not None:
+        return run.cfg.checkpoint_every
+    written = run.saver.last_write_seconds.get("last.pt")
+    if run.device.type != "cuda" or written is None or not state.history:
+        return 1
+    epoch_seconds = sum(r["train_seconds"] + r["val_seconds"] for r in state.history) / len(state.history)
+    return max(1, math.ceil(written / (SAVE_SHARE * epoch_seconds)))
+
+
+def finish(run: TrainingSetup, state: TrainState) -> RunResult:
+    """``final.pt`` (last-epoch selection), ``provenance.json`` and ``config.json``; ``last.pt``
+    removed when the config does not keep it (``keep_last``: smoke and demo runs)."""
     selected = selected_checkpoint(run.run_dir, run.cfg)
     if run.dist.is_main:
         if run.cfg.selection == "last":
-            save_checkpoint(selected, run.model, image_size=run.cfg.image_size, config=run.cfg.to_dict(),
-                            epoch=state.epoch, precision=run.precision.name)
+            run.saver.submit(atomic_torch_save, checkpoint_payload(
+                run.model, image_size=run.cfg.image_size, config=run.cfg.to_dict(), epoch=state.epoch,
+                precision=run.precision.name), selected)
+        run.saver.flush()
+        if not run.cfg.keep_last:
+            run.last_path.unlink(missing_ok=True)
         _write_provenance(run, "finished", state)
-        (run.run_dir / "config.json").write_text(json.dumps(run.cfg.to_dict(), indent=2))
+        atomic_write_text(run.run_dir / "config.json", json.dumps(run.cfg.to_dict(), indent=2))
     barrier(run.dist)
     return RunResult(run_dir=run.run_dir, history=history_frame(state.history), best_epoch=state.best_epoch,
                      best_val_acc=state.best_val_acc, selected_checkpoint=selected, stopped_early=state.stopped_early,
                      epochs_run=state.epoch, precision=run.precision.name, model=run.model.eval())
 
 
+def finished_result(cfg: TrainConfig, run_dir: Path) -> RunResult | None:
+    """The result of ``run_dir`` when it has finished training ``cfg`` (its ``config.json`` is
+    written last), read back with its selected weights; None when it has not finished; an
+    error when it finished with another config (it is never trained over)."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text())
+        record = json.loads((run_dir / "provenance.json").read_text()).get("training", {})
+        history = pd.read_csv(run_dir / "history.csv")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{run_dir} looks finished (config.json) but cannot be read back ({e}); use another "
+                         "run_name or delete the run directory") from None
+    diff = {k: (saved.get(k), v) for k, v in _comparable(cfg.to_dict()).items() if saved.get(k) != v}
+    if diff:
+        raise ValueError(f"{run_dir} holds a finished run with a different config {diff} (saved, now): it is not "
+                         "trained again or over; use another run_name, or delete the run directory to start afresh")
+    from .checkpoint import load_model
+
+    selected = selected_checkpoint(run_dir, cfg)
+    best_epoch = int(record.get("best_epoch", int(history["val_acc"].idxmax()) + 1))
+    return RunResult(run_dir=run_dir, history=history, best_epoch=best_epoch,
+                     best_val_acc=float(history["val_acc"].iloc[best_epoch - 1]), selected_checkpoint=selected,
+                     stopped_early=bool(record.get("stopped_early", False)), epochs_run=len(history),
+                     precision=record.get("precision", "fp32"), model=load_model(selected))
+
+
 # --- set-up and restore ----------------------------------------------------------------
 
 def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[str, FaceDataset] | None,
-           progress: bool, on_epoch: Callable[[pd.DataFrame], None] | None, removed: list[Path]) -> _Run:
+           progress: bool, on_epoch: Callable[[pd.DataFrame], None] | None, removed: list[Path]) -> TrainingSetup:
     """Device, precision, data, model, optimiser: everything checked before epoch 1."""
     device = resolve_device(cfg.device)
     if device.type == "cuda" and dist_info.active:
@@ -337,6 +391,8 @@ def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[
                          "PublicTest rows) or val_fraction")
     precision = choose_precision(device, cfg.amp)
     precision.apply()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # static batch shapes: autotune each convolution once
     channels_last = cfg.channels_last if cfg.channels_last is not None else device.type == "cuda"
     model = build_model(cfg.model, num_classes=len(CLASS_NAMES), image_size=cfg.image_size).to(device)
     if cfg.sync_bn and dist_info.active:
@@ -357,21 +413,30 @@ def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[
     on_device = device.type != "cpu" and train_ds.images.numel() + val_ds.images.numel() < 2 * 1024**3
     data_device = device if on_device else torch.device("cpu")
     if on_device:
-        val_ds = _on(val_ds, device)
-    run = _Run(cfg=cfg, dist=dist_info, device=device, precision=precision, channels_last=channels_last,
-               run_dir=run_dir, model=model, train_model=train_model, optimizer=optimizer,
-               scheduler=build_scheduler(cfg, optimizer, steps), augment=AUGMENTATIONS[cfg.augment],
-               scaler=torch.amp.GradScaler(device.type, enabled=precision.scaler),
-               images=train_ds.images.to(data_device), labels=train_ds.labels.to(data_device), val=val_ds,
-               splits=splits, steps=steps, progress=progress, on_epoch=on_epoch,
-               removed_temp_files=[p.name for p in removed],
-               code_sha256=provenance.code_hash(parts=TRAINING_CODE))
-    if dist_info.is_main:
-        _write_provenance(run, "running", None)
-    return run
+        val_ds = _to_device(val_ds, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.scaler)
+    capture = use_step_graph(cfg, device, scaler=precision.scaler, distributed=dist_info.active)
+    images, labels = train_ds.images.to(data_device), train_ds.labels.to(data_device)
+    step = TrainStep(model=train_model, optimizer=optimizer, scaler=scaler, precision=precision, images=images,
+                     labels=labels, augment=AUGMENTATIONS[cfg.augment], batch=cfg.batch_size // dist_info.world_size,
+                     device=device, channels_last=channels_last, label_smoothing=cfg.label_smoothing, capture=capture)
+    return TrainingSetup(
+        cfg=cfg, dist=dist_info, device=device, precision=precision, channels_last=channels_last, run_dir=run_dir,
+        model=model, train_model=train_model, optimizer=optimizer, scheduler=build_scheduler(cfg, optimizer, steps),
+        augment=AUGMENTATIONS[cfg.augment], scaler=scaler, step=step, saver=BackgroundSaver(), images=images,
+        labels=labels, val=val_ds, splits=splits, steps=steps, progress=progress, on_epoch=on_epoch,
+        removed_temp_files=[p.name for p in removed], code_sha256=provenance.code_hash(parts=TRAINING_CODE))
 
 
-def restore(run: _Run) -> TrainState:
+def use_step_graph(cfg: TrainConfig, device: torch.device, *, scaler: bool, distributed: bool) -> bool:
+    """Whether each step is captured as one CUDA graph (``step_graph``: auto, on, off)."""
+    why_not = graph_possible(device, scaler=scaler, distributed=distributed, compiled=cfg.compile)
+    if cfg.step_graph == "on" and why_not:
+        raise ValueError(f"step_graph=on: {why_not}; use step_graph=auto (captures where it can) or off")
+    return cfg.step_graph != "off" and why_not is None
+
+
+def restore(run: TrainingSetup) -> TrainState:
     """The state saved in ``last.pt`` (a fresh one without it), after checking that the
     same config and the same code wrote it."""
     if not run.last_path.is_file():
@@ -408,7 +473,7 @@ def restore(run: _Run) -> TrainState:
     return state
 
 
-def save_last(run: _Run, state: TrainState) -> None:
+def save_last(run: TrainingSetup, state: TrainState) -> None:
     """``last.pt`` (written by rank 0, called on every rank: the RNG states are gathered):
     weights, optimiser, scheduler, scaler, each rank's RNG, counters, config, code hash."""
     rng = _rng_state()
@@ -417,10 +482,11 @@ def save_last(run: _Run, state: TrainState) -> None:
         torch.distributed.all_gather_object(gathered, rng)
         rng = gathered
     if run.dist.is_main:
-        atomic_torch_save({"model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
-                           "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
-                           "scaler": run.scaler.state_dict(), "rng": rng, "state": dataclasses.asdict(state),
-                           "config": run.cfg.to_dict(), "code_sha256": run.code_sha256}, run.last_path)
+        run.saver.submit(atomic_torch_save, {
+            "model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
+            "scaler": run.scaler.state_dict(), "rng": rng, "state": dataclasses.asdict(state),
+            "config": run.cfg.to_dict(), "code_sha256": run.code_sha256}, run.last_path)
 
 
 # --- parts -----------------------------------------------------------------------------
@@ -498,45 +564,64 @@ def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=HISTORY_COLUMNS)
 
 
-def _on(ds: FaceDataset, device: torch.device) -> FaceDataset:
+def _to_device(ds: FaceDataset, device: torch.device) -> FaceDataset:
     return FaceDataset(ds.images.to(device), ds.labels.to(device), ds.ids, name=ds.name, split=ds.split,
                        layout=ds.layout, root=ds.root, transform=ds.transform, report=ds.report,
                        class_names=ds.class_names)
 
 
-def _restore_sums(partial: dict[str, Any] | None, device: torch.device) -> dict[str, Any]:
-    dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-    sums = {"loss": torch.zeros((), device=device, dtype=dtype), "correct": torch.zeros((), device=device,
-                                                                                       dtype=torch.int64),
-            "seen": 0, "seconds": 0.0}
-    for k, v in (partial or {}).items():
-        sums[k] = v.to(device) if isinstance(v, torch.Tensor) else v
-    return sums
-
-
-def _shared_sums(run: _Run, sums: dict[str, Any], seconds: float) -> dict[str, Any]:
+def _shared_sums(run: TrainingSetup, seen: int, seconds: float) -> dict[str, Any]:
     """The running sums of every rank, summed (what rank 0 restores on resume)."""
-    seen = torch.tensor(float(sums["seen"]), device=run.device, dtype=torch.float64)
-    total = all_reduce_sum(torch.stack([sums["loss"].double(), sums["correct"].double(), seen]), run.dist)
-    return {"loss": total[0].to(sums["loss"].dtype).cpu(), "correct": total[1].long().cpu(), "seen": int(total[2]),
+    seen_t = torch.tensor(float(seen), device=run.device, dtype=torch.float64)
+    total = all_reduce_sum(torch.stack([run.step.loss_sum.double(), run.step.correct.double(), seen_t]), run.dist)
+    return {"loss": total[0].to(run.step.loss_sum.dtype).cpu(), "correct": total[1].long().cpu(), "seen": int(total[2]),
             "seconds": seconds}
 
 
-def _check_finite(run: _Run, sums: dict[str, Any], epoch: int, step: int, bar: tqdm) -> None:
-    """One host sync: the running loss, for the bar and the NaN check (summed over ranks, so
-    every rank stops at the same step: one rank raising alone would leave the others waiting)."""
-    loss = all_reduce_sum(sums["loss"].double().reshape(1), run.dist)
-    mean_loss = float(loss) / max(1, sums["seen"] * run.dist.world_size)
-    if not math.isfinite(mean_loss):
-        raise TrainingDiverged(
-            f"loss became {mean_loss} at epoch {epoch}, step {step}; stopped. The last good checkpoint is "
-            f"{run.last_path if run.last_path.exists() else '(none yet)'}. Try a lower lr (now "
-            f"{run.optimizer.param_groups[0]['lr']}) or amp=false.")
-    bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{float(sums['correct']) / max(1, sums['seen']):.3f}")
+class _LossWatch:
+    """The running loss, read for the progress bar and the NaN check every ``LOG_EVERY`` steps.
+
+    On a CUDA device (one process) a reading is copied to pinned host memory without waiting
+    and looked at one interval later, when the copy has long finished: the device never
+    stalls for it. Elsewhere, and under DDP (where every rank must stop at the same step: the
+    loss is summed over ranks), it is read at once.
+    """
+
+    def __init__(self, run: TrainingSetup, epoch: int) -> None:
+        self.run, self.epoch = run, epoch
+        self.deferred = run.device.type == "cuda" and not run.dist.active
+        self.pending: tuple[torch.Tensor, Any, int, int] | None = None
+
+    def check(self, step: int, seen: int, bar: tqdm, *, final: bool = False) -> None:
+        run = self.run
+        if not self.deferred:
+            loss = float(all_reduce_sum(run.step.loss_sum.double().reshape(1), run.dist))
+            self._judge(loss, float(run.step.correct), seen * run.dist.world_size, step, bar)
+            return
+        host = torch.empty(2, dtype=torch.float64, pin_memory=True)
+        host.copy_(torch.stack([run.step.loss_sum.double(), run.step.correct.double()]), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        previous, self.pending = self.pending, (host, event, step, seen)
+        for reading in (previous, self.pending if final else None):
+            if reading is not None:
+                values, done, at, n = reading
+                done.synchronize()  # long finished for the previous reading; a real wait only at the epoch's end
+                self._judge(float(values[0]), float(values[1]), n, at, bar)
+
+    def _judge(self, loss_sum: float, correct: float, seen: int, step: int, bar: tqdm) -> None:
+        run, mean_loss = self.run, loss_sum / max(1, seen)
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"loss became {mean_loss} at epoch {self.epoch}, step {step}; stopped. The last good checkpoint is "
+                f"{run.last_path if run.last_path.exists() else '(none yet)'}. Try a lower lr (now "
+                f"{float(run.optimizer.param_groups[0]['lr'])}) or amp=false.")
+        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{correct / max(1, seen):.3f}")
 
 
-def _interrupt(run: _Run, state: TrainState, stop: _StopRequests) -> None:
+def _interrupt(run: TrainingSetup, state: TrainState, stop: _StopRequests) -> None:
     save_last(run, state)
+    run.saver.flush()
     barrier(run.dist)
     where = f"epoch {state.epoch + 1}, step {state.step} of {run.steps}" if state.step else f"epoch {state.epoch}"
     raise TrainingInterrupted(f"training stopped by {stop.name} after {where}; saved {run.last_path}. Run the same "
@@ -553,11 +638,13 @@ def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp.replace(path)
 
 
-def _write_provenance(run: _Run, status: str, state: TrainState | None) -> None:
+def _write_provenance(run: TrainingSetup, status: str, state: TrainState | None) -> None:
     record = provenance.collect(
         config=run.cfg.to_dict(), device=run.device, datasets=run.splits, world_size=run.dist.world_size,
         protocol=run.cfg.protocol, protocol_deviations=protocol_deviations(run.cfg), status=status,
-        training={"precision": run.precision.name, "channels_last": run.channels_last, "compile": run.cfg.compile,
+        training={"network": describe(run.cfg.model, run.cfg.image_size), "precision": run.precision.name,
+                  "channels_last": run.channels_last, "compile": run.cfg.compile,
+                  "step_graph": run.step.capture,
                   "sync_bn": run.cfg.sync_bn and run.dist.active, "optimizer": type(run.optimizer).__name__,
                   "optimizer_fused": bool(run.optimizer.defaults.get("fused")), "steps_per_epoch": run.steps,
                   "global_batch": run.cfg.batch_size, "world_size": run.dist.world_size,
@@ -649,6 +736,6 @@ __all__ = [
     "seed_everything",
     "set_up",
     "train_one_epoch",
-    "train_step",
+
     "validate",
 ]

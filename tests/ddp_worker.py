@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from resemote_lib.distributed import finish
+from resemote_lib.distributed import shutdown
 from resemote_lib.params import load_params
 from resemote_lib.train import fit
 from resemote_lib.usage import parse_overrides
@@ -24,4 +24,4 @@ if __name__ == "__main__":
               "val_acc": result.history["val_acc"].tolist(), "train_loss": result.history["train_loss"].tolist(),
               "epochs_run": result.epochs_run, "stopped_early": result.stopped_early, "best_epoch": result.best_epoch}
     Path(report_dir, f"rank{rank}.json").write_text(json.dumps(report))
-    finish()
+    shutdown()

@@ -10,15 +10,12 @@ import torch
 from resemote_lib.data.base import FaceDataset
 from resemote_lib.evaluate import (
     add_dedup_metrics,
-    compute_metrics,
     describe_test_set,
     evaluate,
-    expected_calibration_error,
-    reliability,
-    wilson_interval,
     write_metrics,
     write_predictions,
 )
+from resemote_lib.metrics import wilson_interval
 from resemote_lib.model import ResEmoteNet
 
 
@@ -26,35 +23,6 @@ def _onehot(pred, c=7, p=1.0):
     out = np.full((len(pred), c), (1 - p) / (c - 1))
     out[np.arange(len(pred)), pred] = p
     return out
-
-
-def test_metrics_against_hand_computed_values():
-    # classes 0..2 used; 0: 3 items (2 right), 1: 2 items (1 right), 2: 1 item (right)
-    y = np.array([0, 0, 0, 1, 1, 2])
-    pred = np.array([0, 0, 1, 1, 0, 2])
-    m = compute_metrics(y, _onehot(pred, p=0.7))
-    assert m.accuracy == pytest.approx(4 / 6)
-    # recall per present class: 2/3, 1/2, 1 -> balanced accuracy = mean over present classes
-    assert m.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
-    # precision: class0 2/3, class1 1/2, class2 1; f1: 2/3, 1/2, 1; macro over all 7 labels
-    assert m.per_class.loc["angry", "precision"] == pytest.approx(2 / 3)
-    assert m.per_class.loc["disgust", "f1"] == pytest.approx(0.5)
-    assert m.macro_f1 == pytest.approx((2 / 3 + 1 / 2 + 1) / 7)
-    assert m.confusion[:3, :3].tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
-    np.testing.assert_allclose(m.confusion_normalized[0, :2], [2 / 3, 1 / 3])
-    # NLL: right items have p=0.7, wrong ones p=0.05
-    assert m.nll == pytest.approx(-(4 * np.log(0.7) + 2 * np.log(0.05)) / 6)
-    # ECE: one bin at confidence 0.7 holding everything, accuracy 4/6
-    assert m.ece == pytest.approx(abs(0.7 - 4 / 6))
-    assert m.n == 6 and m.to_dict()["confusion"][0][:3] == [2, 1, 0]
-
-
-def test_ece_zero_for_perfect_calibration_and_reliability_bins():
-    y = np.array([0, 1, 2, 3])
-    probs = _onehot(y, p=1.0)
-    assert expected_calibration_error(probs, y) == 0.0
-    table = reliability(probs, y, bins=10)
-    assert table["count"].sum() == 4 and table.iloc[-1]["accuracy"] == 1.0
 
 
 def _tiny_dataset(n=20, size=32):
@@ -108,14 +76,6 @@ def test_a_model_in_another_label_order_is_evaluated_by_name():
     six.class_names = ("happy", "surprise", "sad", "angry", "fear", "neutral")
     with pytest.raises(ValueError, match=r"missing \['disgust'\], extra \[\]"):
         evaluate(six, ds)
-
-
-def test_wilson_interval_by_hand():
-    lo, hi = wilson_interval(8, 10)  # textbook value: (0.4902, 0.9433)
-    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
-    assert wilson_interval(0, 0) == (0.0, 1.0) and wilson_interval(10, 10)[1] == 1.0
-    m = compute_metrics(np.array([0, 1, 2, 3]), _onehot(np.array([0, 1, 2, 0])))
-    assert m.to_dict()["accuracy_ci95"] == list(wilson_interval(3, 4))
 
 
 def test_dedup_figures_exclude_copies_and_mark_them(tmp_path):
@@ -186,9 +146,11 @@ def test_a_reference_format_file_evaluates_like_its_canonical_original(tmp_path,
     ours = results / "canon" / "best.pt"
     ref = _in_reference_order(load_model(ours))
     torch.save({"model_state_dict": ref.state_dict(), "epoch": 80}, tmp_path / "fer2013_model.pth")
+    before = {path: path.read_bytes() for path in (ours, tmp_path / "fer2013_model.pth")}
     for name, path in (("ours", ours), ("theirs", tmp_path / "fer2013_model.pth")):
         out = cli("evaluate", path, "--dataset", "synthetic", "--out", tmp_path / name)
         assert out.returncode == 0 and "accuracy" in out.stdout, out.stderr[-2000:]
+    assert all(path.read_bytes() == data for path, data in before.items())  # evaluation never edits a checkpoint
     a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("ours", "theirs"))
     for key in ("accuracy", "balanced_accuracy", "macro_f1", "nll", "ece", "confusion", "dedup", "tta_flip",
                 "reference_random_flip_expected"):
@@ -201,7 +163,95 @@ def test_a_reference_format_file_evaluates_like_its_canonical_original(tmp_path,
     monkeypatch.setitem(weights.KNOWN, record.name, record)
     evaluate_checkpoint(tmp_path / "fer2013_model.pth", "synthetic", out=results / record.name, progress=False)
     assert cli("evaluate", results / "canon").returncode == 0
+    assert ours.read_bytes() == before[ours] and (results / "canon" / "best.calibration.json").is_file()
     table = paper.table3(results).set_index("run")
     assert table.loc["reference-test", "kind"] == "authors' released checkpoint"
     assert table.loc["reference-test", "official"] == pytest.approx(100 * b["accuracy"], abs=0.01)
     assert table.loc["canon", "kind"] == "trained here"
+
+
+def _finished_run(tmp_path, **overrides):
+    """A run folder as training leaves it (config.json, best.pt), with untrained weights of the
+    small `cnn` variant on a few synthetic faces: enough to evaluate, no training needed."""
+    from resemote_lib.checkpoint import save_checkpoint
+    from resemote_lib.model import build_model
+    from resemote_lib.params import resolve
+
+    cfg = resolve({"dataset": "synthetic", "protocol": "smoke", "model": "cnn", "image_size": 32, "run_name": "run",
+                   "results_dir": str(tmp_path / "results"), "synthetic_n_train": 40, "synthetic_n_val": 30,
+                   "synthetic_n_test": 30, "tta_flip": False, **overrides})
+    run_dir = tmp_path / "results" / "run"
+    run_dir.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_checkpoint(run_dir / "best.pt", build_model("cnn", image_size=32), image_size=32, config=cfg.to_dict(),
+                    epoch=1)
+    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict()))
+    return run_dir
+
+
+def test_evaluation_never_modifies_the_checkpoint_it_evaluates(tmp_path):
+    from resemote_lib.calibration import calibration_path, read_temperature
+    from resemote_lib.evaluate import evaluate_run
+    from resemote_lib.files import sha256_of
+
+    run_dir = _finished_run(tmp_path)
+    before = (run_dir / "best.pt").read_bytes()
+    m = evaluate_run(run_dir, progress=False)
+    assert (run_dir / "best.pt").read_bytes() == before
+    record = json.loads(calibration_path(run_dir / "best.pt").read_text())
+    assert record["checkpoint"] == "best.pt" and record["checkpoint_sha256"] == sha256_of(run_dir / "best.pt")
+    assert record["temperature"] == m.extra["calibration"]["temperature"] == read_temperature(run_dir / "best.pt")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["checkpoint_sha256"] == record["checkpoint_sha256"]
+    # a checkpoint replaced after its calibration gets none: the record is bound to the bytes
+    (run_dir / "best.pt").write_bytes(before + b"\0")
+    with pytest.warns(UserWarning, match="fitted for other bytes"):
+        assert read_temperature(run_dir / "best.pt") is None
+
+
+def test_evaluation_runs_at_the_precision_validation_ran_at(tmp_path, monkeypatch):
+    """The run's precision is applied (TF32 switches, as training sets them) and used for every
+    forward pass; the device is mocked as in the precision tests (no GPU needed)."""
+    import contextlib
+
+    from resemote_lib import evaluate as ev
+    from resemote_lib.device import Precision
+
+    calls = []
+
+    class Recording(Precision):
+        def apply(self) -> None:
+            calls.append("apply")
+
+        def autocast(self, device):
+            calls.append("autocast")
+            return contextlib.nullcontext()
+
+    asked = {}
+
+    def choose(device, amp):
+        asked["amp"] = amp
+        return Recording("tf32")
+
+    monkeypatch.setattr(ev, "choose_precision", choose)
+    run_dir = _finished_run(tmp_path, amp=False)
+    m = ev.evaluate_run(run_dir, progress=False)
+    assert asked == {"amp": False} and calls[0] == "apply" and calls.count("apply") == 1 and "autocast" in calls
+    assert m.extra["precision"] == "tf32"
+
+
+def test_a_checkpoint_evaluation_never_replaces_files_it_did_not_write(tmp_path):
+    from resemote_lib.evaluate import check_checkpoint_out
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")  # a user's own file
+    with pytest.raises(ValueError, match=r"already holds metrics\.json, not from an evaluation of this checkpoint.*"
+                                         r"--force"):
+        check_checkpoint_out(out, "a" * 64, force=False)
+    check_checkpoint_out(out, "a" * 64, force=True)
+    (out / "provenance.json").write_text(json.dumps({"checkpoint": {"sha256": "a" * 64}}))
+    check_checkpoint_out(out, "a" * 64, force=False)  # an earlier evaluation of the same file: a rerun
+    with pytest.raises(ValueError, match="not from an evaluation of this checkpoint"):
+        check_checkpoint_out(out, "b" * 64, force=False)
+    check_checkpoint_out(tmp_path / "new", "b" * 64, force=False)  # nothing there yet

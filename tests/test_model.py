@@ -11,8 +11,11 @@ from resemote_lib.model import (
     ResEmoteNet,
     ResidualBlock,
     SEBlock,
+    SmallMapConv2d,
     build_model,
     count_parameters,
+    describe,
+    expand_lean,
     make_lean,
     unreached_parameters,
 )
@@ -148,3 +151,76 @@ def test_lean_equals_full_at_64():
     x = torch.randn(4, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(full(x), lean(x), rtol=1e-5, atol=1e-6)  # the same sums, in another order
+
+
+@pytest.mark.parametrize("size", [64, 48])
+def test_one_sgd_step_on_full_and_lean_keeps_them_equal(size):
+    """From one initialisation, one SGD step (momentum 0.9, weight decay 1e-4, train mode:
+    dropout and BatchNorm batch statistics) on the full and on the lean network gives the same
+    kept weights and the same logits afterwards, within float32 summation order: the largest
+    difference allowed is 1e-5 (relative 1e-4). The taps the lean form drops get no gradient
+    in the full one (only their weight decay moves them), so no kept number can differ."""
+    import copy
+
+    torch.manual_seed(0)
+    full = build_model("resemotenet")
+    lean = make_lean(copy.deepcopy(full), size)
+    x, y = torch.randn(8, 3, size, size), torch.randint(0, 7, (8,))
+    for model in (full, lean):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        for _ in range(2):  # twice, so that the momentum buffers take part
+            torch.manual_seed(1)  # the same dropout masks for both
+            torch.nn.functional.cross_entropy(model.train()(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+    kept = expand_lean(lean.state_dict(), size)
+    cut = {k for k, v in lean.state_dict().items() if v.shape != full.state_dict()[k].shape}
+    assert cut == {"res_block3.conv1.weight", "res_block3.conv2.weight"}  # at 48 and 64 px alike
+    for key, value in full.state_dict().items():
+        if key in cut:  # compare only the kept taps: the dropped ones decayed in the full model
+            mask = kept[key] != 0
+            torch.testing.assert_close(value[mask], kept[key][mask], rtol=1e-4, atol=1e-5)
+        else:
+            torch.testing.assert_close(value, kept[key], rtol=1e-4, atol=1e-5, msg=key)
+    with torch.no_grad():
+        z = torch.randn(4, 3, size, size)
+        torch.testing.assert_close(full.eval()(z), lean.eval()(z), rtol=1e-4, atol=1e-5)
+
+
+def test_a_lean_checkpoint_expands_to_the_reference_network():
+    torch.manual_seed(0)
+    lean = build_model("resemotenet_lean", image_size=64).eval()
+    full = ResEmoteNet().eval()
+    full.load_state_dict(expand_lean(lean.state_dict(), 64), strict=True)  # the reference's keys and shapes
+    x = torch.randn(4, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(full(x), lean(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="not the lean form at 32 px"):
+        expand_lean(lean.state_dict(), 32)
+
+
+def test_a_lean_model_at_another_input_size_is_an_error_naming_its_size():
+    lean = build_model("resemotenet_lean", image_size=48).eval()
+    with pytest.raises(ValueError, match=r"lean form, exact at 48x48 px only.*got a 64x64 input"):
+        lean(torch.zeros(1, 3, 64, 64))
+    assert describe("resemotenet_lean", 48) == "ResEmoteNet (lean form, exact at 48 px)"
+    assert describe("resemotenet", 64) == "ResEmoteNet" and "ablation variant" in describe("cnn", 64)
+
+
+@pytest.mark.parametrize("cin, cout, k, stride, pad, size", [
+    (64, 96, 3, 1, 1, 2), (32, 64, 3, 2, 1, 3), (64, 128, 2, 2, 0, 2), (64, 64, 1, 1, 0, 1), (32, 64, 1, 2, 0, 6),
+    (16, 32, 3, 1, 1, 12)])  # the last: a large map, left to oneDNN
+def test_small_map_convolution_is_the_same_function_as_conv2d(cin, cout, k, stride, pad, size):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(cin, cout, k, stride=stride, padding=pad)
+    small = SmallMapConv2d(cin, cout, k, stride=stride, padding=pad)
+    small.load_state_dict(conv.state_dict())  # the same parameter names and shapes
+    x = torch.randn(4, cin, size, size, requires_grad=True)
+    g = torch.randn_like(conv(x))
+    expected = (conv(x), *torch.autograd.grad(conv(x), (x, conv.weight, conv.bias), g))
+    got = (small(x), *torch.autograd.grad(small(x), (x, small.weight, small.bias), g))
+    for a, b in zip(expected, got, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # traced (export) it records the plain convolution
+        traced = torch.jit.trace(small, x.detach())
+    assert "unfold" not in str(traced.graph) and "im2col" not in str(traced.graph)

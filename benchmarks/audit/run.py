@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from resemote_lib import paths
 from resemote_lib.data import FaceDataset, open_splits
 from resemote_lib.data.audit import AUDIT_SIZE, QualityReport, quality_report
-from resemote_lib.evaluate import wilson_interval
+from resemote_lib.metrics import wilson_interval
 
 HERE = Path(__file__).resolve().parent
 REVIEWED = HERE / "fer2013_reviewed_pairs.csv"

@@ -1,0 +1,189 @@
+"""The metrics the paper reports and the ones it should have: pure functions of labels and
+probabilities (or logits), with no model, data loading or run folders in sight.
+
+Accuracy (multi-class: correct / total; the paper's (TP+TN)/(TP+TN+FP+FN) is a per-class
+binary formula, not this), balanced accuracy, macro-F1, per-class precision/recall/F1, the
+confusion matrix, negative log-likelihood, expected calibration error, Wilson intervals,
+temperature scaling, and the deduplicated test figure's split into kept images and copies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+from .labels import CLASS_NAMES
+
+_NOT_SERIALISED = ("logits", "probs", "tta_probs", "mirror_probs", "split_data")  # kept on Metrics.extra for plots and files
+
+
+@dataclass
+class Metrics:
+    accuracy: float
+    balanced_accuracy: float
+    macro_f1: float
+    nll: float
+    ece: float
+    per_class: pd.DataFrame  # index class; precision, recall, f1, support
+    confusion: np.ndarray  # rows true, columns predicted
+    class_names: tuple[str, ...]
+    n: int
+    tta: Metrics | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def confusion_normalized(self) -> np.ndarray:
+        rows = self.confusion.sum(axis=1, keepdims=True)
+        return np.divide(self.confusion, rows, out=np.zeros_like(self.confusion, dtype=float), where=rows > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        correct = int(np.trace(self.confusion))
+        out = {
+            "accuracy": self.accuracy, "accuracy_ci95": list(wilson_interval(correct, self.n)),
+            "balanced_accuracy": self.balanced_accuracy, "macro_f1": self.macro_f1,
+            "nll": self.nll, "ece": self.ece, "n": self.n, "class_names": list(self.class_names),
+            "per_class": self.per_class.reset_index().to_dict(orient="records"),
+            "confusion": self.confusion.tolist(),
+            "confusion_normalized": np.round(self.confusion_normalized, 6).tolist(),
+        }
+        if self.tta is not None:
+            out["tta_flip"] = {k: v for k, v in self.tta.to_dict().items() if k != "tta_flip"}
+        return {**out, **{k: v for k, v in self.extra.items() if k not in _NOT_SERIALISED}}
+
+    def table(self) -> pd.DataFrame:
+        """One-row-per-metric table for display."""
+        rows = {"accuracy": self.accuracy, "balanced accuracy": self.balanced_accuracy,
+                "macro F1": self.macro_f1, "NLL": self.nll, "ECE": self.ece}
+        df = pd.DataFrame({"value": rows})
+        if self.tta is not None:
+            df["with flip TTA"] = [self.tta.accuracy, self.tta.balanced_accuracy, self.tta.macro_f1,
+                                   self.tta.nll, self.tta.ece]
+        return df
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% (``z`` 1.96) Wilson score interval of a proportion ``correct / n``."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins (Guo et al., 2017)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in itertools.pairwise(edges):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def reliability(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> pd.DataFrame:
+    """Per-bin confidence, accuracy and count (the reliability diagram's data)."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        m = idx == b
+        rows.append({"lo": edges[b], "hi": edges[b + 1], "count": int(m.sum()),
+                     "confidence": float(conf[m].mean()) if m.any() else np.nan,
+                     "accuracy": float(correct[m].mean()) if m.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: tuple[str, ...] = CLASS_NAMES) -> Metrics:
+    """All metrics from true labels and predicted probabilities ``(N, C)``."""
+    y_true = np.asarray(y_true)
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = list(range(len(class_names)))
+    pred = probs.argmax(1) if len(probs) else np.zeros(0, dtype=int)
+    if not len(y_true):  # an empty subset (e.g. no test image has a copy): zeros, not an error
+        empty = np.zeros(len(labels))
+        p, r, f, s, bal = empty, empty, empty, empty.astype(int), 0.0
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # classes absent from a tiny split: 0, not a warning storm
+            p, r, f, s = precision_recall_fscore_support(y_true, pred, labels=labels, zero_division=0)
+            bal = balanced_accuracy_score(y_true, pred)
+    per_class = pd.DataFrame({"precision": p, "recall": r, "f1": f, "support": s},
+                             index=pd.Index(class_names, name="class"))
+    nll = float(-np.log(np.clip(probs[np.arange(len(y_true)), y_true], 1e-12, 1)).mean()) if len(y_true) else 0.0
+    return Metrics(
+        accuracy=float((pred == y_true).mean()) if len(y_true) else 0.0,
+        balanced_accuracy=float(bal),
+        macro_f1=float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)) if len(y_true) else 0.0,
+        nll=nll, ece=expected_calibration_error(probs, y_true),
+        per_class=per_class, confusion=confusion_matrix(y_true, pred, labels=labels) if len(y_true)
+        else np.zeros((len(labels), len(labels)), dtype=int),
+        class_names=tuple(class_names), n=len(y_true),
+    )
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Temperature scaling (Guo et al., 2017): the T > 0 minimising NLL of softmax(z / T).
+
+    Fitted on validation logits; it changes confidences, never the predicted class.
+    """
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(labels, dtype=torch.int64)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp())
+
+
+def subset_metrics(metrics: Metrics, labels: np.ndarray, keep: np.ndarray) -> Metrics:
+    """``metrics`` recomputed on the items where ``keep`` is True (flip TTA too)."""
+    out = compute_metrics(labels[keep], metrics.extra["probs"][keep], metrics.class_names)
+    if metrics.tta is not None:
+        out.tta = compute_metrics(labels[keep], metrics.extra["tta_probs"][keep], metrics.class_names)
+    return out
+
+
+def dedup_metrics(metrics: Metrics, labels: np.ndarray, copy: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(dedup, copies_only)``: ``metrics`` recomputed without the test images that have a copy
+    in train or val (``copy`` True), and on those copies alone (how much they inflate the
+    official figure)."""
+    dedup, copies = subset_metrics(metrics, labels, ~copy), subset_metrics(metrics, labels, copy)
+    return ({**dedup.to_dict(), "rule": "official test minus every image with an exact, mirrored or near copy in "
+             "train or val (data-quality audit)", "excluded": int(copy.sum())},
+            {k: v for k, v in copies.to_dict().items() if k in ("accuracy", "accuracy_ci95", "n", "balanced_accuracy")})
+
+
+__all__ = ["Metrics", "compute_metrics", "dedup_metrics", "expected_calibration_error", "fit_temperature",
+           "reliability", "softmax", "subset_metrics", "wilson_interval"]

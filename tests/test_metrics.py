@@ -1,0 +1,78 @@
+"""The pure metric functions (resemote_lib/metrics.py), checked against hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from resemote_lib.metrics import (
+    compute_metrics,
+    dedup_metrics,
+    expected_calibration_error,
+    fit_temperature,
+    reliability,
+    softmax,
+    wilson_interval,
+)
+
+
+def _onehot(pred, c=7, p=1.0):
+    out = np.full((len(pred), c), (1 - p) / (c - 1))
+    out[np.arange(len(pred)), pred] = p
+    return out
+
+
+def test_metrics_against_hand_computed_values():
+    # classes 0..2 used; 0: 3 items (2 right), 1: 2 items (1 right), 2: 1 item (right)
+    y = np.array([0, 0, 0, 1, 1, 2])
+    pred = np.array([0, 0, 1, 1, 0, 2])
+    m = compute_metrics(y, _onehot(pred, p=0.7))
+    assert m.accuracy == pytest.approx(4 / 6)
+    # recall per present class: 2/3, 1/2, 1 -> balanced accuracy = mean over present classes
+    assert m.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    # precision: class0 2/3, class1 1/2, class2 1; f1: 2/3, 1/2, 1; macro over all 7 labels
+    assert m.per_class.loc["angry", "precision"] == pytest.approx(2 / 3)
+    assert m.per_class.loc["disgust", "f1"] == pytest.approx(0.5)
+    assert m.macro_f1 == pytest.approx((2 / 3 + 1 / 2 + 1) / 7)
+    assert m.confusion[:3, :3].tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
+    np.testing.assert_allclose(m.confusion_normalized[0, :2], [2 / 3, 1 / 3])
+    # NLL: right items have p=0.7, wrong ones p=0.05
+    assert m.nll == pytest.approx(-(4 * np.log(0.7) + 2 * np.log(0.05)) / 6)
+    # ECE: one bin at confidence 0.7 holding everything, accuracy 4/6
+    assert m.ece == pytest.approx(abs(0.7 - 4 / 6))
+    assert m.n == 6 and m.to_dict()["confusion"][0][:3] == [2, 1, 0]
+
+
+def test_ece_zero_for_perfect_calibration_and_reliability_bins():
+    y = np.array([0, 1, 2, 3])
+    probs = _onehot(y, p=1.0)
+    assert expected_calibration_error(probs, y) == 0.0
+    table = reliability(probs, y, bins=10)
+    assert table["count"].sum() == 4 and table.iloc[-1]["accuracy"] == 1.0
+
+
+def test_wilson_interval_by_hand():
+    lo, hi = wilson_interval(8, 10)  # textbook value: (0.4902, 0.9433)
+    assert (round(lo, 4), round(hi, 4)) == (0.4902, 0.9433)
+    assert wilson_interval(0, 0) == (0.0, 1.0) and wilson_interval(10, 10)[1] == 1.0
+    m = compute_metrics(np.array([0, 1, 2, 3]), _onehot(np.array([0, 1, 2, 0])))
+    assert m.to_dict()["accuracy_ci95"] == list(wilson_interval(3, 4))
+
+
+def test_dedup_metrics_split_the_official_figure_into_kept_and_copies():
+    y = np.array([0, 1, 2, 3, 4, 5])
+    pred = np.array([0, 1, 2, 0, 0, 5])  # right on 0, 1, 2, 5; wrong on 3, 4
+    copy = np.array([False, False, True, True, False, False])
+    official = compute_metrics(y, _onehot(pred, p=0.9))
+    dedup, copies = dedup_metrics(official, y, copy)
+    assert dedup["n"] == 4 and dedup["accuracy"] == pytest.approx(3 / 4) and dedup["excluded"] == 2
+    assert copies["n"] == 2 and copies["accuracy"] == pytest.approx(1 / 2)
+    assert copies["accuracy_ci95"] == list(wilson_interval(1, 2))
+
+
+def test_fit_temperature_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    true_t = 2.5
+    logits = rng.normal(size=(4000, 7)) * 4
+    labels = np.array([rng.choice(7, p=p) for p in softmax(logits, true_t)])
+    assert fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.1)
