@@ -178,11 +178,18 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
                                         "nll_before": metrics.nll, "nll_after": calibrated.nll}
         record = provenance.collect(config=cfg.to_dict(), device=device, datasets={split: ds})
         write_metrics(run_dir / metrics_file(split), metrics, split=split, protocol=cfg.protocol,
-                      dataset=cfg.dataset, network=describe(cfg.model, cfg.image_size),
+                      kind=run_kind(cfg), dataset=cfg.dataset, network=describe(cfg.model, cfg.image_size),
                       test_set=describe_test_set(cfg, ds), checkpoint=str(checkpoint),
                       checkpoint_sha256=digest, checkpoint_epoch=model.checkpoint_meta.get("epoch"),
                       split_sizes={split: len(ds)}, provenance=record)
     return metrics
+
+
+def run_kind(cfg: TrainConfig) -> str:
+    """Table III's ``kind`` of a run trained here: the paper's protocols, or ours beside them."""
+    if cfg.protocol == "cpu_budget":
+        return "trained here, CPU budget (not a paper protocol)"
+    return "trained here"
 
 
 def calibrate(model: nn.Module, cfg: TrainConfig, checkpoint: Path, digest: str, *, device: torch.device,
@@ -357,4 +364,4 @@ def describe_test_set(cfg: TrainConfig, ds: FaceDataset, *, trained_here: bool =
 
 __all__ = ["CHECKPOINT_FILES", "Evaluation", "add_dedup_metrics", "calibrate", "check_checkpoint_out",
            "checkpoint_results_name", "dataset_logits", "describe_test_set", "evaluate", "evaluate_checkpoint",
-           "evaluate_run", "evaluate_target", "metrics_file", "score_split", "write_metrics", "write_predictions"]
+           "evaluate_run", "evaluate_target", "metrics_file", "run_kind", "score_split", "write_metrics", "write_predictions"]

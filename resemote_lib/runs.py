@@ -62,7 +62,14 @@ def load_run_config(run_dir: str | os.PathLike) -> TrainConfig:
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a finished training run ({hint}). Train it "
                                 "first (notebook 01_train, or python -m resemote_lib train PARAMS.yaml), or set "
                                 "run_name to one of those")
-    return resolve(json.loads(path.read_text()), where=str(path))
+    try:
+        values = json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); the run's config was damaged: restore it, or train the "
+                         "run again under another run_name") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object of config keys, got {type(values).__name__}")
+    return resolve(values, where=str(path))
 
 
 def finished_runs(results_dir: str | os.PathLike | None = None) -> list[str]:

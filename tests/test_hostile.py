@@ -15,6 +15,7 @@ marked slow; ``tests/test_data.py`` and ``tests/test_checkpoint.py`` cover the s
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -91,7 +92,7 @@ def shared(tmp_path_factory) -> Shared:
     data = hostile_fer2013_folders(root / "fer2013")
     results = root / "results"
     argv = py("resemote_lib", "train", SMOKE, f"results_dir={results}", "run_name=shared", "dataset=fer2013",
-              f"data_root={data}", *TINY, "lr=1e-3")
+              f"data_root={data}", *TINY, "lr=1e-3", "keep_last=true")  # the rows use its last.pt too
     out = subprocess.run(argv, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     yield Shared(root, results, data, argv, Outcome(out.returncode, out.stdout, out.stderr))
@@ -109,6 +110,7 @@ class Ctx:
     request: pytest.FixtureRequest
     monkeypatch: pytest.MonkeyPatch
     cwd: Path | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to the command's environment
     kept: dict[Path, tuple] = field(default_factory=dict)
     background: list[subprocess.Popen] = field(default_factory=list)
     holder_pid: int | None = None  # the lock row's first training
@@ -490,7 +492,7 @@ def base_list(ctx: Ctx) -> list[str]:
 
 def pipeline_bad_params(ctx: Ctx) -> list[str]:
     bad = _yaml(ctx, "bad.yaml", f"base: {SMOKE}\nrun_name: bad\ncolor: blue\n")
-    return py("resemote_lib.pipeline", bad, "--results", ctx.tmp / "results", "--no-progress")
+    return py("resemote_lib", "pipeline", bad, "--results", ctx.tmp / "results", "--no-progress")
 
 
 def hanging_notebook_cell(ctx: Ctx) -> Callable[[], int]:
@@ -513,6 +515,77 @@ def hanging_notebook_cell(ctx: Ctx) -> Callable[[], int]:
 
 def _executed_copy_kept(ctx: Ctx, out: Outcome) -> None:
     assert (ctx.tmp / "out" / "hang.ipynb").is_file()
+
+
+# --- issue 24: train, evaluate, pipeline ----------------------------------------------------------
+
+def refused_continuation(ctx: Ctx) -> list[str]:
+    """epochs=5 on a finished 1-epoch run: refused, and the run's files untouched (provenance
+    said "running" with the refused config before)."""
+    run = ctx.shared.run
+    ctx.keep(run / "provenance.json", run / "config.json", run / "history.csv", run / "best.pt")
+    return [*ctx.shared.argv, "epochs=5"]
+
+
+def evaluate_out_over_a_users_files(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "mine").mkdir()
+    (ctx.tmp / "mine" / "metrics.json").write_text('{"accuracy": 0.99, "note": "my own evaluation"}')
+    (ctx.tmp / "mine" / "predictions.csv").write_text("id,label\n")
+    ctx.keep(ctx.tmp / "mine")
+    return py("resemote_lib", "evaluate", ctx.shared.run / "best.pt", "--dataset", "fer2013", "--data-root",
+              ctx.shared.data, "--out", ctx.tmp / "mine")
+
+
+def results_dir_with_a_tilde(ctx: Ctx) -> list[str]:
+    ctx.env = {"HOME": str(ctx.tmp / "home")}
+    ctx.cwd = ctx.tmp / "work"
+    ctx.cwd.mkdir()
+    return py("resemote_lib", "train", SMOKE, "results_dir=~/res", "run_name=tilde", *TINY)
+
+
+def _under_home_not_a_literal_tilde(ctx: Ctx, out: Outcome) -> None:
+    assert (ctx.tmp / "home" / "res" / "tilde" / "config.json").is_file()
+    assert list(ctx.cwd.iterdir()) == []  # no ./~ folder
+    config = json.loads((ctx.tmp / "home" / "res" / "tilde" / "config.json").read_text())
+    assert config["results_dir"] == str(ctx.tmp / "home" / "res")  # stored absolute
+
+
+def relative_results_dir(ctx: Ctx) -> list[str]:
+    ctx.cwd = ctx.tmp / "work"
+    ctx.cwd.mkdir()
+    return py("resemote_lib", "train", SMOKE, "results_dir=rel", "run_name=relative", *TINY)
+
+
+def _whole_run_in_the_working_folder(ctx: Ctx, out: Outcome) -> None:
+    run = ctx.tmp / "work" / "rel" / "relative"
+    assert {"config.json", "best.pt", "history.csv", "provenance.json"} <= {p.name for p in run.iterdir()}
+    assert json.loads((run / "config.json").read_text())["results_dir"] == str(ctx.tmp / "work" / "rel")
+
+
+def pipeline_set_results_dir(ctx: Ctx) -> list[str]:
+    ctx.cwd = ctx.tmp / "work"
+    ctx.cwd.mkdir()
+    return py("resemote_lib", "pipeline", SMOKE, "--set", "results_dir=out", "--set", "run_name=piped",
+              "--set", "max_train_items=32", "--set", "image_size=32", "--set", "batch_size=8", "--no-progress")
+
+
+def _table3_beside_the_run(ctx: Ctx, out: Outcome) -> None:
+    out_dir = ctx.tmp / "work" / "out"
+    assert (out_dir / "piped" / "metrics.json").is_file()
+    table = (out_dir / "paper" / "table3.csv").read_text()
+    assert "piped" in table
+
+
+def repeated_seeds(ctx: Ctx) -> list[str]:
+    params = _yaml(ctx, "abl.yaml", f"base: {SMOKE}\nrun_name: abl\nnotebooks: [05_ablation]\nseeds: [0, 0, 0]\n")
+    return py("resemote_lib", "pipeline", params, "--results", ctx.tmp / "results", "--no-progress")
+
+
+def run_config_not_json(ctx: Ctx) -> list[str]:
+    run = ctx.tmp / "results" / "broken"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"run_name": "broken", ')
+    return py("resemote_lib", "evaluate", run)
 
 
 def predict_args(*extra: str) -> Callable[[Ctx], list[str]]:
@@ -596,6 +669,19 @@ CASES = [
          lambda c, o: None if not (c.tmp / "results").exists() else pytest.fail("a notebook ran")),
     Case("a notebook cell that hangs (in process)", hanging_notebook_cell, 1,
          r"^error: hang: cell 2 \(import time\) ran longer than its 3 s timeout and was stopped", _executed_copy_kept),
+    # issue 24: train, evaluate, pipeline
+    Case("refused train (epochs=5 on a finished run) writes nothing", refused_continuation, 2,
+         r"^error: .*shared holds a finished run with a different config \{'epochs': \(1, 5\)\}"),
+    Case("evaluate --out over a user's metrics.json", evaluate_out_over_a_users_files, 2,
+         r"^error: .*mine already holds metrics\.json, predictions\.csv, not from an evaluation of this checkpoint.*"
+         r"--force"),
+    Case("results_dir=~/res", results_dir_with_a_tilde, 0, None, _under_home_not_a_literal_tilde),
+    Case("relative results_dir from another folder", relative_results_dir, 0, None, _whole_run_in_the_working_folder),
+    Case("pipeline --set results_dir=out", pipeline_set_results_dir, 0, None, _table3_beside_the_run, slow=True),
+    Case("seeds: [0, 0, 0]", repeated_seeds, 2, r"^error: .*abl\.yaml: seeds lists \[0\] more than once",
+         lambda c, o: None if not (c.tmp / "results").exists() else pytest.fail("a notebook ran")),
+    Case("a run's config.json is not JSON", run_config_not_json, 2,
+         r"^error: .*broken/config\.json: not valid JSON \(.*\); .*"),
 ]
 
 
@@ -638,7 +724,8 @@ def _run(case: Case, ctx: Ctx, capsys) -> Outcome:
         code = cli.run(command)
         captured = capsys.readouterr()
         return Outcome(code, captured.out, captured.err)
-    done = subprocess.run(list(command), capture_output=True, text=True, timeout=900, cwd=ctx.cwd)
+    env = {**os.environ, **ctx.env} if ctx.env else None
+    done = subprocess.run(list(command), capture_output=True, text=True, timeout=900, cwd=ctx.cwd, env=env)
     return Outcome(done.returncode, done.stdout, done.stderr)
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from resemote_lib import paths, pipeline
+from resemote_lib import cli, paths, pipeline
 from resemote_lib.params import FIELDS, NOTEBOOK_KEYS, read_yaml, resolved_values
 
 PARAM_FILES = sorted(paths.PARAMS.glob("*.yaml"))
@@ -69,7 +69,7 @@ def test_failing_notebook_names_the_executed_copy(tmp_path):
 @pytest.mark.slow
 def test_smoke_pipeline_end_to_end(tmp_path):
     results = tmp_path / "results"
-    assert pipeline.main([str(paths.PARAMS / "smoke.yaml"), "--results", str(results), "--no-progress"]) == 0
+    assert cli.main(["pipeline", str(paths.PARAMS / "smoke.yaml"), "--results", str(results), "--no-progress"]) == 0
     run = results / "smoke"
     for name in pipeline.EXPERIMENT_NOTEBOOKS:
         nb = nbformat.read(run / "notebooks" / f"{name}.ipynb", as_version=4)
@@ -86,8 +86,12 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     assert {"accuracy", "balanced_accuracy", "macro_f1", "nll", "confusion", "per_class", "protocol",
             "split_sizes", "checkpoint", "provenance", "tta_flip", "calibration"} <= set(metrics)
     assert {"temperature", "ece_before", "ece_after"} <= set(metrics["calibration"])
-    from resemote_lib.checkpoint import read_checkpoint
-    assert read_checkpoint(run / "best.pt")["meta"]["temperature"] == metrics["calibration"]["temperature"]
+    from resemote_lib.calibration import read_temperature
+    from resemote_lib.files import sha256_of
+
+    assert read_temperature(run / "best.pt") == metrics["calibration"]["temperature"]  # beside it, not in it
+    assert metrics["checkpoint_sha256"] == sha256_of(run / "best.pt")
+    assert not (run / "last.pt").exists()  # the smoke preset keeps only what it needs
     assert metrics["n"] == 70
     for csv in ("history.csv", "predictions.csv", "table1.csv", "table2.csv", "duplicates.csv"):
         pd.read_csv(run / csv)
