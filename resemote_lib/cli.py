@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             from .pipeline import pipeline_command
 
             return run(lambda: pipeline_command(rest))
-        from .kernel import main as kaggle_main
+        from .kaggle.cli import main as kaggle_main
 
         return run(lambda: kaggle_main(rest))
     args = build_parser().parse_args(argv)

@@ -24,7 +24,7 @@ from . import paths
 # The kernel's runner is standard-library only and pushed as one file, so it owns these:
 # SOURCE_RECORD, the file in which a source bundle without .git (the Kaggle kernel's copy of
 # a commit) carries its git state; installed_version, a distribution's version or None.
-from .kaggle_runner.runner import SOURCE_RECORD, installed_version
+from .kaggle.runner import SOURCE_RECORD, installed_version
 
 
 def code_hash(root: Path = paths.ROOT, parts: tuple[str, ...] | None = None) -> str:

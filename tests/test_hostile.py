@@ -38,8 +38,9 @@ from . import layouts as L
 
 SMOKE = str(paths.PARAMS / "smoke.yaml")
 TINY = ["image_size=32", "max_train_items=32", "batch_size=8"]
-# The single line a failing command prints: cli.run's "error: ..." / "interrupted: ...", or argparse's.
-ERROR_LINE = re.compile(r"^(error|interrupted): |^python -m resemote_lib[\w. ]*: error: ")
+# The single line a failing command prints: cli.run's "error: ..." / "interrupted: ...", argparse's,
+# or the kaggle command's own "kaggle push: ..." / "kaggle pull: ...".
+ERROR_LINE = re.compile(r"^(error|interrupted): |^python -m resemote_lib[\w. ]*: error: |^kaggle (push|pull): ")
 SHARED = "shared"  # a row whose command is the module's shared training run
 
 
@@ -593,6 +594,25 @@ def predict_args(*extra: str) -> Callable[[Ctx], list[str]]:
     return lambda ctx: py("resemote_lib", "predict", ctx.tmp / "best.pt", ctx.face(), *extra)
 
 
+# --- issue 24.13: kaggle --------------------------------------------------------------------------
+
+def kaggle_pull_with_record(text: str) -> Callable[[Ctx], list[str]]:
+    """``kaggle pull r1`` where ``results/r1/kaggle_push.json`` holds ``text``."""
+    def setup(ctx: Ctx) -> list[str]:
+        record = ctx.tmp / "results" / "r1" / "kaggle_push.json"
+        record.parent.mkdir(parents=True)
+        record.write_text(text)
+        ctx.keep(record)
+        return py("resemote_lib", "kaggle", "pull", "r1", "--results", ctx.tmp / "results", "--no-progress")
+    return setup
+
+
+def kaggle_dry_run_into_a_file(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "kernel.txt").write_text("my notes")
+    ctx.keep(ctx.tmp / "kernel.txt")
+    return py("resemote_lib", "kaggle", "push", SMOKE, "--dry-run", ctx.tmp / "kernel.txt")
+
+
 CASES = [
     # runs, locks, saves
     Case("two trainings, same run_name", lock_held_by_another_training, 3,
@@ -682,6 +702,14 @@ CASES = [
          lambda c, o: None if not (c.tmp / "results").exists() else pytest.fail("a notebook ran")),
     Case("a run's config.json is not JSON", run_config_not_json, 2,
          r"^error: .*broken/config\.json: not valid JSON \(.*\); .*"),
+    # issue 24.13: kaggle
+    Case("kaggle pull: push record without kernel", kaggle_pull_with_record('{"commit": "c0ffee", "dirty": false}'), 2,
+         r"^kaggle pull: .*/r1/kaggle_push\.json has no 'kernel', so it is not a complete push record; push the run "
+         r"again"),
+    Case("kaggle pull: push record not JSON", kaggle_pull_with_record('{"kernel": "alice/resemote-r1",'), 2,
+         r"^kaggle pull: .*/r1/kaggle_push\.json is not valid JSON \(.* line 1 column \d+"),
+    Case("kaggle push --dry-run FILE", kaggle_dry_run_into_a_file, 2,
+         r"^kaggle push: --dry-run .*/kernel\.txt is a file, not a folder; give a folder to write the kernel into"),
 ]
 
 

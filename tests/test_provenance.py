@@ -9,7 +9,7 @@ from importlib.metadata import version
 from resemote_lib import paths, provenance
 
 # What each CLI command imports (resemote_lib.cli loads them lazily, per command).
-COMMAND_MODULES = ("cli", "train", "evaluate", "predict", "export", "pipeline", "kernel", "provenance")
+COMMAND_MODULES = ("cli", "train", "evaluate", "predict", "export", "pipeline", "kaggle.cli", "provenance")
 
 
 def test_versions_are_the_installed_distributions():

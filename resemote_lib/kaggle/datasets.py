@@ -1,34 +1,33 @@
-"""Download the datasets from Kaggle, or say exactly how to do it by hand.
+"""Datasets from Kaggle: the read-only mount inside a kernel, else a download, else how to
+get them by hand.
 
 On Kaggle itself an attached dataset is mounted read-only under ``/kaggle/input`` (as
 ``<slug name>/`` or, in newer images, ``datasets/<owner>/<slug name>/``):
 ``download`` then returns the mounted copy without downloading or writing anything
 there, whatever the params' ``download`` says. ``RESEMOTE_KAGGLE_INPUT`` moves that
-folder (tests simulate a kernel's layout).
-
-The ``kaggle`` package authenticates when imported, printing to stdout or raising
-SystemExit without credentials (which ``except Exception`` misses), so it is imported
-lazily, inside a guard, and only after credentials were found. Credentials are never
-printed or written anywhere by this module.
+folder (tests simulate a kernel's layout). The ``kaggle`` package is only imported after
+credentials were found (``credentials.call_api``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 from pathlib import Path
 from typing import Protocol
 
-from . import data, paths
-from .data import KAGGLE_SLUGS, detect_layout, unpack_archives
+from .. import data, paths
+from ..data import KAGGLE_SLUGS, detect_layout, unpack_archives
+from .credentials import (
+    WHERE_CREDENTIALS_GO,
+    KaggleError,
+    call_api,
+    credential_sources,
+    download_by_hand,
+    missing_credentials,
+)
 
 log = logging.getLogger(__name__)
-
-
-class KaggleError(RuntimeError):
-    """Credentials missing, or the download failed; the message says what to do."""
 
 
 class DownloadClient(Protocol):
@@ -36,44 +35,13 @@ class DownloadClient(Protocol):
         """Put the dataset's files (or its zip) into ``dest``."""
 
 
-def credential_sources() -> list[str]:
-    """Where Kaggle credentials were found (names of places, never their contents)."""
-    config = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
-    found = []
-    if (config / "kaggle.json").is_file():
-        found.append(str(config / "kaggle.json"))
-    if (config / "access_token").is_file():
-        found.append(str(config / "access_token"))
-    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
-        found.append("KAGGLE_USERNAME/KAGGLE_KEY")
-    if os.environ.get("KAGGLE_API_TOKEN"):
-        found.append("KAGGLE_API_TOKEN")
-    return found
-
-
-def _manual_instructions(slug: str, dest: Path) -> str:
-    return (
-        "Put your Kaggle API token in ~/.kaggle/kaggle.json (chmod 600; from kaggle.com > Settings > "
-        "API > Create New Token), or set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN. "
-        f"Or download by hand: https://www.kaggle.com/datasets/{slug} -> Download, then unzip into {dest}."
-    )
-
-
 class KaggleApiClient:
     """The real client: the ``kaggle`` package, imported quietly on first use."""
 
     def download(self, slug: str, dest: Path) -> None:
-        chatter = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-                import kaggle
-
-                kaggle.api.dataset_download_files(slug, path=str(dest), unzip=False, quiet=True, force=True)
-        except (Exception, SystemExit) as e:  # SystemExit: kaggle's authenticate() without credentials
-            raise KaggleError(
-                f"downloading {slug} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). "
-                + _manual_instructions(slug, dest)
-            ) from None
+        call_api(f"downloading {slug}",
+                 lambda api: api.dataset_download_files(slug, path=str(dest), unzip=False, quiet=True, force=True),
+                 hint=f"If it is the credentials: {WHERE_CREDENTIALS_GO}. {download_by_hand(slug, dest)}")
 
 
 def _is_within(path: Path, folder: Path) -> bool:
@@ -155,8 +123,8 @@ def download(
         return root
     if client is None:
         if not credential_sources():
-            raise KaggleError(f"no Kaggle credentials found, so {slug} cannot be downloaded. "
-                              + _manual_instructions(slug, dest))
+            raise KaggleError(missing_credentials(f"{slug} cannot be downloaded") + ". "
+                              + download_by_hand(slug, dest))
         client = KaggleApiClient()
     dest.mkdir(parents=True, exist_ok=True)
     client.download(slug, dest)
@@ -169,5 +137,4 @@ def download(
     return root
 
 
-__all__ = ["DownloadClient", "KaggleApiClient", "KaggleError", "credential_sources", "download", "mount_candidates",
-           "mounted_root"]
+__all__ = ["DownloadClient", "KaggleApiClient", "download", "mount_candidates", "mounted_root"]

@@ -1,3 +1,5 @@
+"""resemote_lib.kaggle.datasets: the Kaggle mount used in place, else a download, else how to get it."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,15 +10,12 @@ import pytest
 
 from resemote_lib import kaggle
 from resemote_lib.data import open_dataset
+from resemote_lib.kaggle.credentials import WHERE_CREDENTIALS_GO
 
+from . import kaggle_fakes as F
 from . import layouts as L
 
-
-@pytest.fixture
-def no_credentials(tmp_path, monkeypatch):
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle-config"))
-    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
+no_credentials, read_only, snapshot = F.no_credentials, F.read_only, F.snapshot  # fixtures and helpers
 
 
 class ZipClient:
@@ -41,8 +40,9 @@ def test_already_present_skips(tmp_path, no_credentials):
 
 def test_missing_credentials_is_one_clear_error(tmp_path, no_credentials, capsys):
     sys.modules.pop("kaggle", None)
-    with pytest.raises(kaggle.KaggleError, match=r"no Kaggle credentials.*kaggle.json.*download by hand"):
+    with pytest.raises(kaggle.KaggleError, match=r"no Kaggle credentials.*kaggle.json.*download by hand") as err:
         kaggle.download("rafdb", tmp_path / "raf")
+    assert WHERE_CREDENTIALS_GO in str(err.value)
     assert "kaggle" not in sys.modules  # never imported without credentials
     assert capsys.readouterr().out == ""
 
@@ -84,46 +84,10 @@ def test_real_client_wraps_systemexit_and_hides_chatter(tmp_path, monkeypatch, c
         kaggle.download("affectnet", tmp_path / "an")
     out = capsys.readouterr()
     assert "s3cr3t" not in str(err.value) and "s3cr3t" not in out.out + out.err
-
-
-def test_credential_sources_names_places_only(tmp_path, monkeypatch):
-    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path))
-    monkeypatch.setenv("KAGGLE_API_TOKEN", "tok-123")
-    monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
-    (tmp_path / "kaggle.json").write_text('{"username": "u", "key": "k"}')
-    found = kaggle.credential_sources()
-    assert found == [str(tmp_path / "kaggle.json"), "KAGGLE_API_TOKEN"]
-    assert "tok-123" not in " ".join(found)
+    assert WHERE_CREDENTIALS_GO in str(err.value) and "download by hand" in str(err.value)
 
 
 # ---------------------------------------------------------------- the Kaggle mount (read-only)
-
-
-def snapshot(root):
-    """Every entry under ``root`` with its size, mtime and mode: equal iff nothing was written."""
-    return {str(p.relative_to(root)): (p.stat().st_size if p.is_file() else -1, p.stat().st_mtime_ns,
-                                       p.stat().st_mode) for p in [root, *root.rglob("*")]}
-
-
-@pytest.fixture
-def read_only():
-    """chmod -R a-w on the folders given, restored at teardown so tmp_path can be deleted.
-
-    As root, permission bits do not stop writes: the tests also compare ``snapshot``s.
-    """
-    made = []
-
-    def make(folder):
-        from resemote_lib.kaggle_runner.runner import make_read_only
-
-        make_read_only(folder)
-        made.append(folder)
-        return folder
-
-    yield make
-    for folder in made:
-        for p in [folder, *folder.rglob("*")]:
-            p.chmod(p.stat().st_mode | 0o200)
 
 
 class Forbidden:

@@ -1,6 +1,6 @@
 """Run one resemote experiment inside a Kaggle kernel (standard library only).
 
-The pushed kernel is this file followed by the constants ``resemote_lib.kernel`` writes:
+The pushed kernel is this file followed by the constants ``resemote_lib.kaggle.push`` writes:
 ``BUNDLE`` (base64 of a tar.gz of one commit's source, whose ``resemote_source.json``
 records the commit), ``BUNDLE_SHA256`` and ``CONFIG`` (params file, overrides, run name,
 dataset slug, requirements), and a call of ``main``. On Kaggle it:
@@ -73,16 +73,6 @@ class RunnerError(RuntimeError):
 def canonical(name: str) -> str:
     """PEP 503 name: ``Opencv_Python.headless`` -> ``opencv-python-headless``."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def read_requirements(pyproject_text: str) -> list[str]:
-    """``[project] dependencies`` of a pyproject.toml."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10: the array of quoted strings, read directly
-        block = re.search(r"(?ms)^dependencies\s*=\s*\[(.*?)^\]", pyproject_text)
-        return re.findall(r'"([^"]+)"', block.group(1)) if block else []
-    return list(tomllib.loads(pyproject_text).get("project", {}).get("dependencies", []))
 
 
 def installed_version(name: str) -> str | None:
