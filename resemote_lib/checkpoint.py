@@ -20,7 +20,6 @@ Anything else is a ``CheckpointError`` that says what the file is instead.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pickle
 import warnings
@@ -33,9 +32,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .calibration import check_temperature, read_temperature
 from .files import atomic_torch_save, tensor_bytes
 from .labels import CLASS_NAMES, REFERENCE_CLASS_NAMES
-from .model import ResEmoteNet, build_model
+from .model import VARIANTS, ResEmoteNet, build_model
+from .params import RANGES
 
 log = logging.getLogger(__name__)
 
@@ -239,9 +240,15 @@ def classify(payload: Mapping[str, Any], path: str | os.PathLike = "checkpoint")
         if not isinstance(version, int) or version > FORMAT_VERSION:
             raise CheckpointError(f"{path} has format_version {version!r}; this resemote reads up to "
                                   f"{FORMAT_VERSION}: update resemote")
+        if "class_names" not in payload:
+            raise CheckpointError(f"{path} has no class_names: a resemote checkpoint says what each output means; "
+                                  "this one was cut down or written by other code. Use the run's best.pt or final.pt")
+        meta = payload.get("meta") or {}
+        if not isinstance(meta, Mapping):
+            raise CheckpointError(f"{path}: meta is a {type(meta).__name__}, not a mapping")
         return Classified("resemote", checkpoint_filter_fn(payload["state_dict"], path),
-                          tuple(payload["class_names"]), int(payload.get("image_size", REFERENCE_IMAGE_SIZE)),
-                          dict(payload.get("meta") or {}))
+                          check_class_names(payload["class_names"], path),
+                          check_image_size(payload.get("image_size", REFERENCE_IMAGE_SIZE), path), dict(meta))
     if set(payload) >= TRAINING_STATE_KEYS:
         config, state = payload["config"], payload["state"]
         if not isinstance(config, Mapping) or "image_size" not in config or not isinstance(state, Mapping):
@@ -252,7 +259,7 @@ def classify(payload: Mapping[str, Any], path: str | os.PathLike = "checkpoint")
                 "training_state": True, "epoch": state.get("epoch"), "step": state.get("step", 0),
                 "config": dict(config)}
         return Classified("training-state", checkpoint_filter_fn(payload["model"], path), CLASS_NAMES,
-                          int(config["image_size"]), meta)
+                          check_image_size(config["image_size"], path), meta)
     wrapped = [k for k in ("state_dict", "model_state_dict", "model") if isinstance(payload.get(k), Mapping)]
     values = list(payload.values())
     if wrapped or (values and all(isinstance(v, Tensor) for v in values)):
@@ -276,16 +283,26 @@ def check_finite(state_dict: Mapping[str, Tensor], path: str | os.PathLike = "ch
                                   "weights are broken (a run that diverged?); use an earlier checkpoint")
 
 
-def check_temperature(value: Any, where: str) -> float:
-    """A softmax temperature: a finite number > 0 (``ValueError`` naming ``where`` otherwise)."""
-    try:
-        t = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: temperature must be a number > 0, got {value!r}") from None
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"{where}: temperature must be a finite number > 0, got {value!r} (1 leaves the "
-                         "probabilities as the model gives them; evaluation fits one on the validation split)")
-    return t
+def check_image_size(value: Any, path: str | os.PathLike = "checkpoint") -> int:
+    """A checkpoint's input size, in the range training accepts (``params.RANGES``), checked
+    before anything is allocated for it."""
+    lo, hi = RANGES["image_size"]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise CheckpointError(f"{path}: image_size {shown} is not a whole number in [{lo}, {hi}] (the sizes training "
+                              "accepts); the file is damaged or was not written by resemote")
+    return value
+
+
+def check_class_names(names: Any, path: str | os.PathLike = "checkpoint") -> tuple[str, ...]:
+    """What a checkpoint's outputs mean: distinct strings, or ``CheckpointError`` naming the file."""
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError(f"{path}: class_names must be a list of strings, got {type(names).__name__}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise CheckpointError(f"{path}: class_names {list(names)} name {', '.join(map(repr, repeated))} more than once; "
+                              "two outputs cannot mean the same class: the file is damaged or was edited")
+    return tuple(names)
 
 
 def load_model(
@@ -300,11 +317,13 @@ def load_model(
     a reference bare state_dict and a reference ``{"model_state_dict": ...}`` (also with
     DDP / compile prefixes): ``classify`` tells them apart. A reference checkpoint keeps
     the reference's output order, and ``class_names`` says so. Weights holding NaN or
-    infinity, and a stored temperature that is not a finite number > 0, are refused.
+    infinity, repeated class names, an image size outside training's range, an unknown
+    model variant and a stored temperature that is not a finite number > 0 are refused.
 
-    The model gets ``class_names``, ``image_size``, ``checkpoint_kind`` (``classify``'s
-    kind) and ``checkpoint_meta`` (the file's provenance; for a training state, its
-    epoch and config and ``training_state: True``).
+    The model gets ``class_names``, ``image_size``, ``temperature`` (the calibration file's
+    beside the checkpoint, else an older checkpoint's stored one, else 1),
+    ``checkpoint_kind`` (``classify``'s kind) and ``checkpoint_meta`` (the file's
+    provenance; for a training state, its epoch and config and ``training_state: True``).
 
     Args:
         path: the checkpoint file.
@@ -318,17 +337,11 @@ def load_model(
             raise CheckpointError(f"{path}: no {key!r}; this is not a ResEmoteNet state_dict "
                                   f"(first keys: {list(state_dict)[:5]})")
     check_finite(state_dict, path)
-    if "temperature" in found.meta:
-        try:
-            check_temperature(found.meta["temperature"], f"{path}: the stored calibration")
-        except ValueError as e:
-            raise CheckpointError(f"{e}. Re-run the evaluation that fitted it, or reset it: "
-                                  f"set_checkpoint_meta({str(path)!r}, temperature=1.0)") from None
+    temperature = _temperature(path, found.meta)
     num_classes = state_dict["fc4.weight"].shape[0]
     in_channels = state_dict["conv1.weight"].shape[1]
-    # A run of an ablation variant (params key ``model``) says which in its config.
-    variant = (found.meta.get("config") or {}).get("model", "resemotenet")
-    model = build_model(variant, num_classes=num_classes, in_channels=in_channels, image_size=found.image_size)
+    model = build_model(_variant(path, found.meta), num_classes=num_classes, in_channels=in_channels,
+                        image_size=found.image_size)
     _load_strict(model, state_dict, path)
     if class_names is None:
         class_names = found.class_names
@@ -336,10 +349,12 @@ def load_model(
             class_names = tuple(f"class_{i}" for i in range(num_classes))
             warnings.warn(f"{path}: {num_classes}-class reference checkpoint with no known label "
                           "order; pass class_names=... to name its outputs", stacklevel=2)
+    class_names = check_class_names(class_names, path)
     if len(class_names) != num_classes:
         raise ValueError(f"{path}: {len(class_names)} class names for {num_classes} outputs")
-    model.class_names = tuple(class_names)
+    model.class_names = class_names
     model.image_size = found.image_size
+    model.temperature = temperature
     model.checkpoint_kind = found.kind
     model.checkpoint_meta = found.meta
     if found.kind == "training-state":
@@ -347,6 +362,32 @@ def load_model(
     from .device import resolve_device
 
     return model.to(resolve_device(str(device))).eval()
+
+
+def _temperature(path: str | os.PathLike, meta: Mapping[str, Any]) -> float:
+    """The softmax temperature fitted for this checkpoint: its calibration file's
+    (``calibration.read_temperature``), else the one older evaluations stored inside the
+    file, else 1."""
+    fitted = read_temperature(path)
+    if fitted is not None:
+        return fitted
+    if "temperature" not in meta:
+        return 1.0
+    try:
+        return check_temperature(meta["temperature"], f"{path}: the stored calibration")
+    except ValueError as e:
+        raise CheckpointError(f"{e}. Re-run the evaluation that fitted it, or reset it: "
+                              f"set_checkpoint_meta({str(path)!r}, temperature=1.0)") from None
+
+
+def _variant(path: str | os.PathLike, meta: Mapping[str, Any]) -> str:
+    """The model variant a run of an ablation (params key ``model``) names in its config."""
+    config = meta.get("config") or {}
+    variant = config.get("model", "resemotenet") if isinstance(config, Mapping) else "resemotenet"
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise CheckpointError(f"{path}: its config names model {variant!r}, which this resemote does not know "
+                              f"(known: {', '.join(sorted(VARIANTS))}); was it trained by a newer resemote?")
+    return variant
 
 
 def _load_strict(model: nn.Module, state_dict: dict[str, Tensor], path: Path | str) -> None:
@@ -364,7 +405,8 @@ def _load_strict(model: nn.Module, state_dict: dict[str, Tensor], path: Path | s
 
 
 __all__ = [
-    "REFERENCE_IMAGE_SIZE", "REFERENCE_SOURCE", "CheckpointError", "Classified", "atomic_torch_save", "check_finite",
-    "check_temperature", "checkpoint_filter_fn", "checkpoint_payload", "classify", "file_kind", "load_model", "read_checkpoint",
+    "REFERENCE_IMAGE_SIZE", "REFERENCE_SOURCE", "CheckpointError", "Classified", "atomic_torch_save",
+    "check_class_names", "check_finite", "check_image_size", "check_temperature", "checkpoint_filter_fn", "checkpoint_payload", "classify",
+    "file_kind", "load_model", "read_checkpoint",
     "save_checkpoint", "set_checkpoint_meta", "tensor_bytes", "unwrap",
 ]

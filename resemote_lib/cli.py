@@ -137,14 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("inputs", nargs="+", help="image files, folders, videos (.mp4...) or webcam:N")
     p.add_argument("--out", metavar="FILE",
-                   help="results file, written as results come: .jsonl (one line per image) or .csv (one row per "
-                        "face); each video's per-frame table goes beside it, to <FILE's folder>/<video>_frames.csv. "
-                        "Without --out: one line per image on stdout, and each video's per-frame table in the "
-                        "--annotate DIR when given, else on stdout (CSV). Nothing is written to the working folder")
+                   help="results file: .jsonl (one line per image) or .csv (one row per face), written as results come "
+                        "to a hidden .FILE.*.partial beside it that replaces FILE when predict ends (also on Ctrl-C) if "
+                        "at least one image could be read; if none could, FILE is left as it was. Each video's "
+                        "per-frame table goes beside it, to <FILE's folder>/<video>_frames.csv, which must not exist "
+                        "yet (exit 2 otherwise). --out -: JSON lines on stdout (images, and video frames without "
+                        "--annotate). Without --out: one line per image on stdout, and each video's per-frame table in "
+                        "the --annotate DIR when given, else on stdout (CSV). Nothing is written to the working folder")
     p.add_argument("--annotate", metavar="DIR",
                    help="write images/videos with boxes and labels here (created if missing), keeping the path below "
                         "an input folder (<name>_annotated.jpg, <video>_annotated.mp4; -2, -3... where two inputs "
-                        "would share a name). A file already there is never replaced: the command stops first (exit 2)")
+                        "would share a name). A file or link already there is never replaced or followed: the command "
+                        "stops first (exit 2)")
     p.add_argument("--detector", default="auto", help="auto (Haar), none (inputs are face crops), yunet:MODEL.onnx")
     p.add_argument("--device", default="auto")
     p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
@@ -156,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("output", help="model.onnx or model.pt (never the input checkpoint; written atomically)")
     e.add_argument("--force", action="store_true",
-                   help="replace OUTPUT even if it is an existing PyTorch checkpoint (an earlier export is always "
-                        "replaced)")
+                   help="replace OUTPUT whatever it is (a checkpoint, another network's ONNX model, any file); without "
+                        "it only an earlier export of ours is replaced")
     e.set_defaults(func=cmd_export)
     ev = sub.add_parser("evaluate", help="evaluate a finished run, or any checkpoint file (ours or the authors')")
     ev.add_argument("target", help="a run directory (results/<run>), or a checkpoint file with --dataset")

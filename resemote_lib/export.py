@@ -4,10 +4,14 @@ The exported graph includes the preprocessing after decoding: it takes grayscale
 crops as float ``(N, 1, S, S)`` in 0..255, replicates them to 3 channels, normalises
 with ImageNet mean/std, and returns logits and (temperature-calibrated) probabilities.
 
-An export never destroys a checkpoint: the output may not be the input (whatever path
-names it), an existing PyTorch checkpoint is replaced only with ``overwrite=True``, and
-the file is written to a temporary name beside it and renamed once complete and
-verified, so a failed export leaves whatever was there before.
+An export never destroys a file it was not asked to replace: the output may not be the
+input (whatever path names it); an existing file there is replaced without
+``overwrite=True`` only when it is an earlier export of ours (or empty), never a
+checkpoint, someone else's ONNX model or any other file. The export is written to a
+hidden temporary file beside the output (``.<name>.<pid>.<random>.tmp<suffix>``) and
+renamed once complete and verified, so a failed export leaves whatever was there before;
+the temporary file of an export that was killed (SIGKILL) is removed by the next export
+to that output.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 import warnings
+import zipfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -26,7 +30,7 @@ from torch import Tensor, nn
 
 from .checkpoint import file_kind, load_model
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from .files import umask
+from .files import remove_stale_temporaries, temporary_beside, umask
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +59,8 @@ def check_output(checkpoint: str | os.PathLike, path: str | os.PathLike, *, over
 
     Raises ``ValueError`` for an unknown suffix, a folder, or the input checkpoint itself
     (however it is spelled: same file after resolving links), and ``FileExistsError`` for
-    an existing PyTorch checkpoint unless ``overwrite``. An earlier ONNX or TorchScript
-    export at ``path`` is replaced.
+    an existing file that is not an earlier export of ours (``is_our_export``) or empty,
+    unless ``overwrite``.
     """
     src, dst = Path(checkpoint), Path(path)
     if dst.suffix not in FORMATS:
@@ -68,11 +72,48 @@ def check_output(checkpoint: str | os.PathLike, path: str | os.PathLike, *, over
     if src.exists() and os.path.samefile(src, dst):
         raise ValueError(f"export output {dst} is the input checkpoint {src}: exporting would replace the "
                          f"checkpoint; choose another name, e.g. {src.with_suffix('.onnx')}")
-    kind = file_kind(dst)
-    if kind in ("checkpoint", "pickle") and not overwrite:
+    if overwrite or file_kind(dst) == "empty" or is_our_export(dst):
+        return dst
+    if file_kind(dst) in ("checkpoint", "pickle"):
         raise FileExistsError(f"export output {dst} already exists and is a PyTorch checkpoint; refusing to replace "
                               "it with an export. Choose another name, or pass --force (overwrite=True) to replace it")
-    return dst
+    raise FileExistsError(f"export output {dst} already exists and is not an export of ours ({_describe(dst)}); "
+                          "refusing to replace it. Choose another name, or pass --force (overwrite=True) to replace it")
+
+
+# What every export of ``Deployable`` holds: its input's name in the ONNX graph (the first
+# node reads it, within the first bytes of the file), its class in a TorchScript archive.
+_ONNX_MARK = b"gray255"
+_TORCHSCRIPT_MARK = "__torch__/resemote_lib/export"
+
+
+def is_our_export(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is an ONNX or TorchScript file ``export`` wrote (from its first
+    64 KiB, or a zip archive's member names), so that a new export may replace it."""
+    path = Path(path)
+    if file_kind(path) == "torchscript":
+        with zipfile.ZipFile(path) as z:
+            return any(_TORCHSCRIPT_MARK in name for name in z.namelist())
+    if path.suffix != ".onnx" or file_kind(path) != "other":
+        return False
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    return head[:1] == b"\x08" and _ONNX_MARK in head  # ModelProto.ir_version comes first
+
+
+def _describe(path: Path) -> str:
+    kind = file_kind(path)
+    if kind == "torchscript":
+        return "a TorchScript model of another network"
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if path.suffix == ".onnx" and head[:1] == b"\x08":
+        return "an ONNX model of another network"
+    try:
+        head.decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return f"a file starting with bytes {head[:8]!r}"
 
 
 def export(checkpoint: str | os.PathLike, path: str | os.PathLike, *, verify: bool = True,
@@ -83,23 +124,27 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, *, verify: bo
         checkpoint: any checkpoint ``load_model`` reads.
         path: the output; checked by ``check_output`` before anything is loaded.
         verify: run the exported file on a batch and compare it with PyTorch.
-        overwrite: replace an existing PyTorch checkpoint at ``path`` (never ``checkpoint`` itself).
+        overwrite: replace whatever file is at ``path`` (never ``checkpoint`` itself); without
+            it only an earlier export of ours is replaced.
 
-    Returns a report: path, input size, class names and, when verified, the maximum
-    absolute difference of the exported model's probabilities from PyTorch's.
+    The probabilities are calibrated with ``model.temperature`` (``load_model``: the
+    checkpoint's calibration file, else 1). Returns a report: path, input size, class
+    names, temperature and, when verified, the maximum absolute difference of the exported
+    model's probabilities from PyTorch's.
     """
     path = check_output(checkpoint, path, overwrite=overwrite)
     model = load_model(checkpoint)
-    meta = model.checkpoint_meta or {}
-    wrapped = Deployable(model, float(meta.get("temperature", 1.0))).eval()
+    wrapped = Deployable(model, model.temperature).eval()
     size = model.image_size
     path.parent.mkdir(parents=True, exist_ok=True)
     report = {"path": str(path), "input": f"float32 (N, 1, {size}, {size}), gray 0..255",
               "outputs": ["logits", "probs"], "class_names": list(model.class_names),
-              "checkpoint_kind": getattr(model, "checkpoint_kind", "resemote")}
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+              "temperature": model.temperature, "checkpoint_kind": getattr(model, "checkpoint_kind", "resemote")}
+    stale = remove_stale_temporaries(path, suffix=f".tmp{path.suffix}")
+    if stale:
+        log.warning("removed %d temporary file(s) left by an interrupted export: %s", len(stale),
+                    ", ".join(p.name for p in stale))
+    tmp = temporary_beside(path, suffix=f".tmp{path.suffix}")
     try:
         _write(wrapped, tmp, size)
         if verify:
@@ -142,4 +187,4 @@ def run_exported(path: str | os.PathLike, gray255: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(gray255.astype(np.float32)))[1].numpy()
 
 
-__all__ = ["FORMATS", "Deployable", "check_output", "export", "run_exported"]
+__all__ = ["FORMATS", "Deployable", "check_output", "export", "is_our_export", "run_exported"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -111,6 +112,39 @@ def tensor_bytes(obj: Any) -> int:
     return 0
 
 
+def temporary_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """A new empty file beside ``path`` to write it under: hidden and named after it and
+    this process (``.<name>.<pid>.<random><suffix>``), so that ``remove_stale_temporaries``
+    can tell what a killed process left from what a running one is writing."""
+    path = Path(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    return Path(name)
 
 
-__all__ = ["atomic_torch_save", "atomic_write_text", "sha256_of", "tensor_bytes", "umask"]
+def remove_stale_temporaries(path: str | os.PathLike, suffix: str = ".tmp") -> list[Path]:
+    """Delete the ``temporary_beside(path, suffix)`` files of processes that no longer run
+    (a SIGKILL mid-write leaves one); returns them. Other processes' files are left alone."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[a-z0-9_]+{re.escape(suffix)}")
+    removed = []
+    for p in sorted(path.parent.iterdir()) if path.parent.is_dir() else []:
+        found = pattern.fullmatch(p.name)
+        if found and not _running(int(found.group(1))) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process (or a pid no process can have: leave the file)
+    return True
+
+
+__all__ = ["atomic_torch_save", "atomic_write_text", "remove_stale_temporaries", "sha256_of", "temporary_beside",
+           "tensor_bytes", "umask"]

@@ -127,7 +127,7 @@ def test_read_checkpoint_rejects_non_dict(tmp_path):
                                      RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 391307648 "
                                                   "vs 391307540")])
 def test_full_disk_keeps_previous_file_and_says_how_much_is_needed(tmp_path, monkeypatch, failure):
-    from resemote_lib import checkpoint
+    from resemote_lib import checkpoint, files
 
     path = checkpoint.atomic_torch_save({"w": torch.zeros(4)}, tmp_path / "last.pt")
 
@@ -136,7 +136,7 @@ def test_full_disk_keeps_previous_file_and_says_how_much_is_needed(tmp_path, mon
         raise failure
 
     monkeypatch.setattr(checkpoint.torch, "save", fill_disk_then_fail)
-    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: type("Usage", (), {"free": 2**20})())
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda p: type("Usage", (), {"free": 2**20})())
     with pytest.raises(OSError, match=r"last\.pt: it needs about 4 MiB.*the previous last\.pt is intact") as err:
         checkpoint.atomic_torch_save({"w": torch.zeros(2**20)}, path)
     assert err.value.errno == 28
@@ -282,3 +282,53 @@ def test_an_ablation_variant_loads_as_the_variant_its_config_names(tmp_path):
     loaded = load_model(path)
     x = torch.randn(2, 3, 48, 48)
     assert loaded.res_blocks == 0 and torch.equal(_logits(cnn, x), _logits(loaded, x))
+
+
+# --- metadata a damaged or foreign checkpoint can carry (issue 24.10, 24.12, 24.13) --------------
+
+def _resemote_payload(model, **changes):
+    payload = {"format": "resemote-checkpoint", "format_version": 1, "state_dict": model.state_dict(),
+               "class_names": list(CLASS_NAMES), "image_size": 48, "in_channels": 3, "meta": {}}
+    payload.update(changes)
+    return payload
+
+
+def test_class_names_named_twice_are_refused(model, tmp_path):
+    twice = ["angry", "disgust", "fear", "happy", "happy", "sad", "surprise"]
+    torch.save(_resemote_payload(model, class_names=twice), tmp_path / "twice.pt")
+    with pytest.raises(CheckpointError, match=r"twice\.pt: class_names \[.*\] name 'happy' more than once"):
+        load_model(tmp_path / "twice.pt")
+    with pytest.raises(CheckpointError, match=r"ok\.pt: class_names .* name 'a' more than once"):
+        load_model(save_checkpoint(tmp_path / "ok.pt", model), class_names=list("abcdefa"))
+
+
+def test_a_checkpoint_without_class_names_is_named(model, tmp_path):
+    payload = _resemote_payload(model)
+    del payload["class_names"]
+    torch.save(payload, tmp_path / "nonames.pt")
+    with pytest.raises(CheckpointError, match=r"nonames\.pt has no class_names"):
+        load_model(tmp_path / "nonames.pt")
+    torch.save(_resemote_payload(model, class_names="angry"), tmp_path / "str.pt")
+    with pytest.raises(CheckpointError, match=r"str\.pt: class_names must be a list of strings, got str"):
+        load_model(tmp_path / "str.pt")
+
+
+@pytest.mark.parametrize("size", [200000, 0, -64, 7, "64", 64.0, True, None])
+def test_an_image_size_outside_trainings_range_is_refused_before_any_allocation(model, tmp_path, size, monkeypatch):
+    from resemote_lib import checkpoint
+
+    monkeypatch.setattr(checkpoint, "build_model", lambda *a, **k: pytest.fail("a model was built"))
+    torch.save(_resemote_payload(model, image_size=size), tmp_path / "size.pt")
+    with pytest.raises(CheckpointError, match=r"size\.pt: image_size .* is not a whole number in \[8, 1024\]"):
+        load_model(tmp_path / "size.pt")
+    state = {"model": model.state_dict(), "optimizer": {}, "state": {"epoch": 1}, "config": {"image_size": size}}
+    torch.save(state, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError, match=r"last\.pt: image_size .* is not a whole number in \[8, 1024\]"):
+        load_model(tmp_path / "last.pt")
+
+
+def test_an_unknown_model_variant_names_the_checkpoint(model, tmp_path):
+    torch.save(_resemote_payload(model, meta={"config": {"model": "resemotenet_v2"}}), tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=r"future\.pt: its config names model 'resemotenet_v2', which this "
+                                              r"resemote does not know \(known: cnn, .*resemotenet"):
+        load_model(tmp_path / "future.pt")

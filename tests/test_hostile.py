@@ -295,12 +295,12 @@ def last_pt_as_a_model(ctx: Ctx) -> list[str]:
 def _same_as_best(ctx: Ctx, out: Outcome) -> None:
     """last.pt after epoch 1 holds best.pt's weights: same labels and probabilities, same class order."""
     from resemote_lib.labels import CLASS_NAMES
-    from resemote_lib.predict import Predictor
+    from resemote_lib.predict import Predictor, predict_files
 
     got = [json.loads(line) for line in (ctx.tmp / "last.jsonl").read_text().splitlines()]
     predictor = Predictor(ctx.shared.run / "best.pt", detector=None, device="cpu")
     assert predictor.image_size == 32
-    want = [r.to_dict() for r in predictor.predict_many(sorted((ctx.tmp / "faces").iterdir()))]
+    want = [r.to_dict() for r in predict_files(predictor, sorted((ctx.tmp / "faces").iterdir()))]
     assert [list(g["faces"][0]["probs"]) for g in got] == [list(CLASS_NAMES)] * 3
     for g, w in zip(got, want, strict=True):
         assert g["faces"][0]["label"] == w["faces"][0]["label"]
@@ -611,6 +611,207 @@ def kaggle_dry_run_into_a_file(ctx: Ctx) -> list[str]:
     (ctx.tmp / "kernel.txt").write_text("my notes")
     ctx.keep(ctx.tmp / "kernel.txt")
     return py("resemote_lib", "kaggle", "push", SMOKE, "--dry-run", ctx.tmp / "kernel.txt")
+# --- issue 24: predict/export/checkpoint ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A small untrained checkpoint of ours (the cnn variant at 32 px, 6 MB): for the rows that
+    need a model, not a trained one."""
+    from resemote_lib.model import build_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    checkpoint.save_checkpoint(path, build_model("cnn"), image_size=32, config={"model": "cnn", "image_size": 32})
+    return path
+
+
+def _tiny(ctx: Ctx) -> Path:
+    return ctx.request.getfixturevalue("tiny_checkpoint")
+
+
+def _tiny_variant(ctx: Ctx, name: str, edit: Callable[[dict], None]) -> Path:
+    payload = checkpoint.read_checkpoint(_tiny(ctx))
+    edit(payload)
+    torch.save(payload, ctx.tmp / name)
+    return ctx.tmp / name
+
+
+def _predict_tiny(ctx: Ctx, *args: object) -> list[str]:
+    return py("resemote_lib", "predict", _tiny(ctx), *args, "--detector", "none", "--device", "cpu")
+
+
+def out_is_the_input_video(ctx: Ctx) -> list[str]:
+    clip = _clip(ctx)
+    ctx.keep(clip)
+    return _predict_tiny(ctx, clip, "--out", clip)
+
+
+def every_input_fails(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "preds.jsonl").write_text('{"source": "yesterday.png", "error": null, "faces": []}\n')
+    ctx.keep(ctx.tmp / "preds.jsonl")
+    (ctx.tmp / "broken.png").write_bytes(b"not a png at all")
+    return _predict_tiny(ctx, ctx.tmp / "broken.png", ctx.tmp / "missing.jpg", "--out", ctx.tmp / "preds.jsonl")
+
+
+def _no_partial_left(ctx: Ctx, out: Outcome) -> None:
+    assert not [p.name for p in ctx.tmp.iterdir() if p.name.startswith(".")]
+
+
+def frames_table_beside_out_exists(ctx: Ctx) -> list[str]:
+    clip = _clip(ctx)
+    (ctx.tmp / "clip_frames.csv").write_text("my own notes about clip.mp4\n")
+    ctx.keep(ctx.tmp / "clip_frames.csv")
+    return _predict_tiny(ctx, clip, "--out", ctx.tmp / "preds.jsonl")
+
+
+def _nothing_predicted(ctx: Ctx, out: Outcome) -> None:
+    assert out.stdout == "" and not (ctx.tmp / "preds.jsonl").exists()
+
+
+def annotate_through_a_dangling_link(ctx: Ctx) -> list[str]:
+    ctx.face("faces/x.png")
+    (ctx.tmp / "outside").mkdir()
+    (ctx.tmp / "ann").mkdir()
+    (ctx.tmp / "ann" / "x_annotated.jpg").symlink_to(ctx.tmp / "outside" / "victim.jpg")
+    return _predict_tiny(ctx, ctx.tmp / "faces", "--annotate", ctx.tmp / "ann")
+
+
+def _outside_untouched(ctx: Ctx, out: Outcome) -> None:
+    assert list((ctx.tmp / "outside").iterdir()) == []
+
+
+def out_dash_is_stdout(ctx: Ctx) -> list[str]:
+    ctx.cwd = ctx.tmp / "work"
+    ctx.cwd.mkdir()
+    ctx.face("faces/a.png")
+    ctx.face("faces/b.png", seed=1)
+    return _predict_tiny(ctx, ctx.tmp / "faces", "--out", "-")
+
+
+def _json_lines_on_stdout(ctx: Ctx, out: Outcome) -> None:
+    assert list(ctx.cwd.iterdir()) == []
+    results = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [Path(r["source"]).name for r in results] == ["a.png", "b.png"] and all(r["faces"] for r in results)
+
+
+def export_onto_a_foreign_onnx(ctx: Ctx) -> list[str]:
+    import warnings
+
+    yunet = ctx.tmp / "face_detection_yunet.onnx"  # another network's ONNX model, as a user keeps one
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # the legacy exporter is deprecated: fine for a stand-in
+        torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(yunet), input_names=["input"],
+                          dynamo=False)
+    ctx.keep(yunet)
+    return py("resemote_lib", "export", _tiny(ctx), yunet)
+
+
+def export_onto_a_text_file(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "model.pt").write_text("my notes on the model\n")
+    ctx.keep(ctx.tmp / "model.pt")
+    return py("resemote_lib", "export", _tiny(ctx), ctx.tmp / "model.pt")
+
+
+def export_after_a_killed_export(ctx: Ctx) -> list[str]:
+    """An earlier export of ours is replaced; the temporary file a SIGKILLed export left is removed."""
+    from resemote_lib.export import export
+
+    export(_tiny(ctx), ctx.tmp / "model.onnx")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (ctx.tmp / f".model.onnx.{dead.pid}.k1ll3d_x.tmp.onnx").write_bytes(b"half an export")
+    return py("resemote_lib", "export", _tiny(ctx), ctx.tmp / "model.onnx")
+
+
+def _one_export_no_temporary(ctx: Ctx, out: Outcome) -> None:
+    from resemote_lib.export import is_our_export
+
+    assert sorted(p.name for p in ctx.tmp.iterdir()) == ["model.onnx"] and is_our_export(ctx.tmp / "model.onnx")
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that says it is ``width`` x ``height`` (PIL checks the size before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) +
+                     chunk(b"IEND", b""))
+    return path
+
+
+def decompression_bomb(ctx: Ctx) -> list[str]:
+    return _predict_tiny(ctx, _png_header(ctx.tmp / "bomb.png", 20000, 20000), ctx.face(), "--out", ctx.tmp / "p.jsonl")
+
+
+def _bomb_reported_face_predicted(ctx: Ctx, out: Outcome) -> None:
+    assert re.search(r"bomb\.png: not a readable image: DecompressionBombError", out.stderr)
+    bomb, face = (json.loads(line) for line in (ctx.tmp / "p.jsonl").read_text().splitlines())
+    assert bomb["error"] and face["faces"]
+
+
+def fifo_named_png(ctx: Ctx) -> list[str]:
+    import os
+
+    os.mkfifo(ctx.tmp / "x.png")  # nothing will ever write to it: opening it to read blocks for ever
+    ctx.face("faces/a.png")
+    os.mkfifo(ctx.tmp / "faces" / "y.png")
+    return _predict_tiny(ctx, ctx.tmp / "x.png", ctx.tmp / "faces", "--out", ctx.tmp / "p.jsonl")
+
+
+def _fifos_reported(ctx: Ctx, out: Outcome) -> None:
+    assert re.search(r"x\.png: not a regular file but a FIFO", out.stderr)
+    assert re.search(r"y\.png: not a regular file but a FIFO", out.stderr)
+    assert len((ctx.tmp / "p.jsonl").read_text().splitlines()) == 3
+
+
+def sigterm_during_predict(ctx: Ctx) -> list[str]:
+    """SIGTERM (``kill PID``) lands after the 12th of 40 results is written."""
+    for i in range(40):
+        ctx.face(f"faces/f{i:02d}.png", seed=i)
+    script = ("import os, signal, sys\n"
+              "from resemote_lib import cli, predict\n"
+              "write, done = predict.ResultWriter.write, []\n"
+              "def write_then_sigterm(self, r):\n"
+              "    write(self, r)\n"
+              "    done.append(r)\n"
+              "    if len(done) == 12:\n"
+              "        os.kill(os.getpid(), signal.SIGTERM)\n"
+              "predict.ResultWriter.write = write_then_sigterm\n"
+              "sys.exit(cli.main(sys.argv[1:]))\n")
+    return [sys.executable, "-c", script, "predict", str(_tiny(ctx)), str(ctx.tmp / "faces"), "--detector", "none",
+            "--device", "cpu", "--out", str(ctx.tmp / "preds.jsonl")]
+
+
+def _twelve_kept(ctx: Ctx, out: Outcome) -> None:
+    assert len((ctx.tmp / "preds.jsonl").read_text().splitlines()) == 12
+    assert not [p.name for p in ctx.tmp.iterdir() if p.name.startswith(".")]
+
+
+def _drop_class_names(payload: dict) -> None:
+    del payload["class_names"]
+
+
+def _repeat_a_class(payload: dict) -> None:
+    payload["class_names"] = ["angry", "disgust", "fear", "happy", "happy", "sad", "surprise"]
+
+
+def _unknown_model(payload: dict) -> None:
+    payload["meta"]["config"]["model"] = "resemotenet_v2"
+
+
+def _huge_image_size(payload: dict) -> None:
+    payload["image_size"] = 200000
+
+
+def checkpoint_row(name: str, edit: Callable[[dict], None]) -> Callable[[Ctx], list[str]]:
+    """``predict`` with a copy of the tiny checkpoint edited by ``edit``."""
+    return lambda ctx: py("resemote_lib", "predict", _tiny_variant(ctx, name, edit), ctx.face(), "--detector", "none",
+                          "--out", ctx.tmp / "p.jsonl")
+
 
 
 CASES = [
@@ -710,6 +911,44 @@ CASES = [
          r"^kaggle pull: .*/r1/kaggle_push\.json is not valid JSON \(.* line 1 column \d+"),
     Case("kaggle push --dry-run FILE", kaggle_dry_run_into_a_file, 2,
          r"^kaggle push: --dry-run .*/kernel\.txt is a file, not a folder; give a folder to write the kernel into"),
+    # issue 24: predict/export/checkpoint
+    Case("predict clip.mp4 --out clip.mp4", out_is_the_input_video, 2,
+         r"^error: --out .*clip\.mp4 is one of the inputs; writing results there would destroy it"),
+    Case("predict: every input fails, --out kept", every_input_fails, 1,
+         r"^error: 2 of 2 inputs failed \(each is named above\); .*preds\.jsonl was left as it was \(no image could "
+         r"be read\)", _no_partial_left),
+    Case("predict: <video>_frames.csv beside --out exists", frames_table_beside_out_exists, 2,
+         r"^error: .*clip_frames\.csv already exists: predict would write .*clip\.mp4's per-frame table there \(beside "
+         r"--out .*preds\.jsonl\); nothing was replaced", _nothing_predicted),
+    Case("--annotate: dangling symlink out of the folder", annotate_through_a_dangling_link, 2,
+         r"^error: --annotate .*ann: 1 of the files .* already exist, e\.g\. .*x_annotated\.jpg \(a symbolic link to "
+         r".*outside/victim\.jpg\); nothing was replaced", _outside_untouched),
+    Case("--out - is standard output", out_dash_is_stdout, 0, None, _json_lines_on_stdout),
+    Case("export onto another network's .onnx", export_onto_a_foreign_onnx, 2,
+         r"^error: export output .*yunet\.onnx already exists and is not an export of ours \(an ONNX model of another "
+         r"network\); refusing to replace it.*--force"),
+    Case("export onto a text file named model.pt", export_onto_a_text_file, 2,
+         r"^error: export output .*model\.pt already exists and is not an export of ours \(a text file\)"),
+    Case("export after a SIGKILLed export: temporary removed", export_after_a_killed_export, 0,
+         r"removed 1 temporary file\(s\) left by an interrupted export: \.model\.onnx\.\d+\.k1ll3d_x\.tmp\.onnx",
+         _one_export_no_temporary),
+    Case("predict: image over PIL's decompression-bomb limit", decompression_bomb, 1,
+         r"^error: 1 of 2 inputs failed \(each is named above\); .*p\.jsonl holds the 2 done",
+         _bomb_reported_face_predicted),
+    Case("predict: FIFO named x.png", fifo_named_png, 1, r"^error: 2 of 3 inputs failed", _fifos_reported),
+    Case("SIGTERM during predict", sigterm_during_predict, 130,
+         r"^interrupted: predict stopped after 12 of 40 inputs; .*preds\.jsonl holds the 12 done", _twelve_kept),
+    Case("checkpoint without class_names", checkpoint_row("nonames.pt", _drop_class_names), 2,
+         r"^error: .*nonames\.pt has no class_names", _no_results_file),
+    Case("checkpoint with a class named twice", checkpoint_row("twice.pt", _repeat_a_class), 2,
+         r"^error: .*twice\.pt: class_names \[.*\] name 'happy' more than once", _no_results_file),
+    Case("checkpoint of an unknown model", checkpoint_row("future.pt", _unknown_model), 2,
+         r"^error: .*future\.pt: its config names model 'resemotenet_v2', which this resemote does not know",
+         _no_results_file),
+    Case("checkpoint with image_size 200000", checkpoint_row("huge.pt", _huge_image_size), 2,
+         r"^error: .*huge\.pt: image_size 200000 is not a whole number in \[8, 1024\]", _no_results_file),
+    Case("predict webcam:abc", lambda c: _predict_tiny(c, "webcam:abc"), 2,
+         r"^error: webcam:abc: a webcam is webcam:N, N the camera's number"),
 ]
 
 

@@ -15,9 +15,16 @@ from resemote_lib import paths
 from resemote_lib.checkpoint import read_checkpoint, save_checkpoint, set_checkpoint_meta
 from resemote_lib.data.base import to_gray_square
 from resemote_lib.evaluate import expected_calibration_error, fit_temperature, softmax
-from resemote_lib.export import export
 from resemote_lib.model import ResEmoteNet
-from resemote_lib.predict import FixedBoxes, Predictor, expand_box, to_rgb, write_results
+from resemote_lib.predict import (
+    FixedBoxes,
+    Predictor,
+    expand_box,
+    predict_files,
+    predict_video,
+    to_rgb,
+    write_results,
+)
 
 ASTRONAUT_FACE = (180, 40, 260, 140)  # x0, y0, x1, y1 of Eileen Collins' face in skimage's sample
 
@@ -91,7 +98,7 @@ def test_folder_with_a_corrupt_and_a_missing_file_carries_on(predictor, tmp_path
     Image.fromarray(skdata.astronaut()).save(tmp_path / "a.jpg")
     (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
     (tmp_path / "notes.txt").write_text("ignored: not an image suffix")
-    results = list(predictor.predict_many([tmp_path, tmp_path / "missing.png"]))
+    results = list(predict_files(predictor, [tmp_path, tmp_path / "missing.png"]))
     by_name = {r.source.split("/")[-1]: r for r in results}
     assert set(by_name) == {"a.jpg", "b.jpg", "missing.png"}
     assert by_name["a.jpg"].faces and by_name["a.jpg"].error is None
@@ -112,12 +119,12 @@ def test_video_frames_with_smoothing_and_annotation(predictor, tmp_path):
     for k in range(6):
         writer.write(np.roll(frame, 3 * k, axis=1))
     writer.release()
-    rows = predictor.predict_video(str(path), every=2, smoothing=0.5, annotate=tmp_path / "annotated.mp4")
+    rows = predict_video(predictor, str(path), every=2, smoothing=0.5, annotate=tmp_path / "annotated.mp4")
     assert [r["frame"] for r in rows] == [0, 2, 4]
     assert all(r["faces"] >= 1 for r in rows) and "p_happy" in rows[0]
     assert (tmp_path / "annotated.mp4").stat().st_size > 0
     with pytest.raises(FileNotFoundError):
-        predictor.predict_video(str(tmp_path / "nope.mp4"))
+        predict_video(predictor, str(tmp_path / "nope.mp4"))
 
 
 def test_temperature_scaling_reduces_ece_on_a_synthetic_validation_split():
@@ -146,13 +153,6 @@ def test_predictor_applies_the_checkpoint_temperature(checkpoint, tmp_path):
     p5 = Predictor(hot, detector=None, device="cpu").predict(crop, color="rgb").faces[0].probs
     assert max(p5.values()) < max(p1.values())  # flatter, same ranking
     assert max(p5, key=p5.get) == max(p1, key=p1.get)
-
-
-@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
-def test_export_matches_pytorch(checkpoint, tmp_path, suffix):
-    report = export(checkpoint, tmp_path / f"model{suffix}")
-    assert report["max_abs_diff"] < 1e-4
-    assert report["input"].startswith("float32 (N, 1, 48, 48)")
 
 
 @pytest.mark.slow
@@ -311,35 +311,6 @@ def test_sixteen_bit_png_predicts_like_its_8_bit_twin(predictor, tmp_path):
     assert np.array_equal(to_rgb(tmp_path / "g16.png"), to_rgb(tmp_path / "g8.png"))
 
 
-# --- export never destroys a checkpoint ------------------------------------------------------------
-
-def test_export_refuses_its_input_and_existing_checkpoints(checkpoint, tmp_path, monkeypatch):
-    from resemote_lib import export as export_module
-    from resemote_lib.export import check_output
-
-    link = tmp_path / "link.pt"
-    link.symlink_to(checkpoint)
-    for same in (checkpoint, checkpoint.parent / ".." / checkpoint.parent.name / checkpoint.name, link):
-        with pytest.raises(ValueError, match="is the input checkpoint"):
-            export(checkpoint, same)
-        with pytest.raises(ValueError, match="is the input checkpoint"):
-            check_output(checkpoint, same, overwrite=True)  # not even when asked
-    other = tmp_path / "other.pt"
-    torch.save({"model": {"w": torch.zeros(2)}, "optimizer": {}}, other)  # e.g. someone's training state
-    with pytest.raises(FileExistsError, match=r"other\.pt already exists and is a PyTorch checkpoint.*--force"):
-        export(checkpoint, other)
-    assert check_output(checkpoint, other, overwrite=True) == other
-    with pytest.raises(ValueError, match="unknown export format '.pth'"):
-        export(checkpoint, tmp_path / "m.pth")
-    # an earlier export is replaced, atomically: a failing export leaves it as it was, and no temporary file
-    (tmp_path / "m.onnx").write_bytes(b"an earlier export")
-    monkeypatch.setattr(export_module, "_write", lambda *a: (_ for _ in ()).throw(RuntimeError("exporter crashed")))
-    with pytest.raises(RuntimeError, match="exporter crashed"):
-        export(checkpoint, tmp_path / "m.onnx")
-    assert (tmp_path / "m.onnx").read_bytes() == b"an earlier export"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.pt", "m.onnx", "other.pt"]
-
-
 def test_folders_skip_hidden_files_such_as_macos_copies(tmp_path):
     from resemote_lib.predict import iter_image_files
 
@@ -349,3 +320,21 @@ def test_folders_skip_hidden_files_such_as_macos_copies(tmp_path):
     Image.new("L", (4, 4)).save(faces / ".thumbnails" / "x.png")
     assert [p.relative_to(faces).as_posix() for p in iter_image_files([faces])] == ["sub/y.jpg", "x.png"]
     assert list(iter_image_files([faces / "._x.png"])) == [faces / "._x.png"]  # named explicitly: tried, reported
+
+
+def test_exif_orientation_turns_phone_photos_upright(checkpoint, tmp_path):
+    """A phone stores a portrait photo sideways with an EXIF Orientation tag; the model must
+    see it as a viewer shows it (issue 24.8)."""
+    upright = np.zeros((40, 20, 3), np.uint8)
+    upright[:10] = 255  # a white band at the top
+    sideways = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)  # 20 high, 40 wide, band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to view
+    sideways.save(tmp_path / "phone.jpg", exif=exif, quality=100)
+    assert Image.open(tmp_path / "phone.jpg").size == (40, 20)
+    rgb = to_rgb(tmp_path / "phone.jpg")
+    assert rgb.shape == (40, 20, 3)
+    assert rgb[:8].mean() > 200 and rgb[12:].mean() < 50
+    assert np.array_equal(to_rgb(Image.open(tmp_path / "phone.jpg")), rgb)
+    result = next(predict_files(Predictor(checkpoint, detector=None, device="cpu"), [tmp_path / "phone.jpg"]))
+    assert result.faces[0].box == (0, 0, 20, 40)  # the whole upright picture went to the model

@@ -1,0 +1,106 @@
+"""Export to ONNX and TorchScript: the exported model matches PyTorch, and an export never
+replaces a file it was not asked to (issue 24.5)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from resemote_lib.checkpoint import save_checkpoint
+from resemote_lib.export import check_output, export, is_our_export
+from resemote_lib.model import ResEmoteNet, build_model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, ResEmoteNet(), image_size=48)
+    yield path
+    shutil.rmtree(path.parent)  # 321 MB: not kept for the rest of the session
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The cnn variant at 32 px (6 MB): exports in about a second."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    return save_checkpoint(path, build_model("cnn"), image_size=32, config={"model": "cnn", "image_size": 32})
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_export_matches_pytorch(checkpoint, tmp_path, suffix):
+    report = export(checkpoint, tmp_path / f"model{suffix}")
+    assert report["max_abs_diff"] < 1e-4
+    assert report["input"].startswith("float32 (N, 1, 48, 48)")
+
+
+def test_export_refuses_its_input_and_existing_checkpoints(tiny, tmp_path, monkeypatch):
+    from resemote_lib import export as export_module
+
+    link = tmp_path / "link.pt"
+    link.symlink_to(tiny)
+    for same in (tiny, tiny.parent / ".." / tiny.parent.name / tiny.name, link):
+        with pytest.raises(ValueError, match="is the input checkpoint"):
+            export(tiny, same)
+        with pytest.raises(ValueError, match="is the input checkpoint"):
+            check_output(tiny, same, overwrite=True)  # not even when asked
+    other = tmp_path / "other.pt"
+    torch.save({"model": {"w": torch.zeros(2)}, "optimizer": {}}, other)  # e.g. someone's training state
+    with pytest.raises(FileExistsError, match=r"other\.pt already exists and is a PyTorch checkpoint.*--force"):
+        export(tiny, other)
+    assert check_output(tiny, other, overwrite=True) == other
+    with pytest.raises(ValueError, match="unknown export format '.pth'"):
+        export(tiny, tmp_path / "m.pth")
+    # a replacement is atomic: a failing export leaves the file as it was, and no temporary file
+    (tmp_path / "m.onnx").write_bytes(b"what was there")
+    monkeypatch.setattr(export_module, "_write", lambda *a: (_ for _ in ()).throw(RuntimeError("exporter crashed")))
+    with pytest.raises(RuntimeError, match="exporter crashed"):
+        export(tiny, tmp_path / "m.onnx", overwrite=True)
+    assert (tmp_path / "m.onnx").read_bytes() == b"what was there"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.pt", "m.onnx", "other.pt"]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning",
+                            "ignore:You are using the legacy TorchScript-based ONNX export:DeprecationWarning",
+                            "ignore:The feature will be removed:DeprecationWarning")  # the foreign model's export
+def test_only_an_earlier_export_of_ours_is_replaced_without_force(tiny, tmp_path):
+    for name in ("m.onnx", "m.pt"):
+        export(tiny, tmp_path / name)
+        assert is_our_export(tmp_path / name)
+        export(tiny, tmp_path / name)  # an earlier export of ours: replaced
+    foreign_onnx, foreign_ts = tmp_path / "yunet.onnx", tmp_path / "scripted.pt"
+    torch.onnx.export(torch.nn.Linear(4, 2), (torch.zeros(1, 4),), str(foreign_onnx), input_names=["input"],
+                      dynamo=False)
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(foreign_ts))
+    (tmp_path / "notes.onnx").write_text("where I got the model from")
+    for path, what in ((foreign_onnx, "an ONNX model of another network"),
+                       (foreign_ts, "a TorchScript model of another network"), (tmp_path / "notes.onnx", "a text file")):
+        assert not is_our_export(path)
+        before = path.read_bytes()
+        with pytest.raises(FileExistsError, match=rf"{path.name} already exists and is not an export of ours "
+                                                  rf"\({what}\); refusing to replace it.*--force"):
+            export(tiny, path)
+        assert path.read_bytes() == before
+    export(tiny, foreign_onnx, overwrite=True)  # --force
+    assert is_our_export(foreign_onnx)
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    assert check_output(tiny, tmp_path / "empty.onnx") == tmp_path / "empty.onnx"  # nothing to lose
+
+
+def test_a_killed_exports_temporary_file_is_removed_by_the_next_export(tiny, tmp_path, caplog):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed = tmp_path / f".m.onnx.{dead.pid}.k1ll3d_x.tmp.onnx"  # what SIGKILL mid-export leaves
+    running = tmp_path / f".m.onnx.{os.getpid()}.running_.tmp.onnx"  # a live process's: not touched
+    other = tmp_path / f".n.onnx.{dead.pid}.k1ll3d_x.tmp.onnx"  # another output's: not touched
+    for path in (killed, running, other):
+        path.write_bytes(b"half an export")
+    with caplog.at_level("WARNING", logger="resemote_lib.export"):
+        export(tiny, tmp_path / "m.onnx")
+    assert f"removed 1 temporary file(s) left by an interrupted export: {killed.name}" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, running.name, "m.onnx"])
