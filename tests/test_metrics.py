@@ -64,6 +64,7 @@ def test_dedup_metrics_split_the_official_figure_into_kept_and_copies():
     pred = np.array([0, 1, 2, 0, 0, 5])  # right on 0, 1, 2, 5; wrong on 3, 4
     copy = np.array([False, False, True, True, False, False])
     official = compute_metrics(y, _onehot(pred, p=0.9))
+    official.extra["probs"] = _onehot(pred, p=0.9)  # what evaluate() keeps for re-scoring subsets
     dedup, copies = dedup_metrics(official, y, copy)
     assert dedup["n"] == 4 and dedup["accuracy"] == pytest.approx(3 / 4) and dedup["excluded"] == 2
     assert copies["n"] == 2 and copies["accuracy"] == pytest.approx(1 / 2)

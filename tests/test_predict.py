@@ -14,7 +14,7 @@ from skimage import data as skdata
 from resemote_lib import paths
 from resemote_lib.checkpoint import read_checkpoint, save_checkpoint, set_checkpoint_meta
 from resemote_lib.data.base import to_gray_square
-from resemote_lib.evaluate import expected_calibration_error, fit_temperature, softmax
+from resemote_lib.metrics import expected_calibration_error, fit_temperature, softmax
 from resemote_lib.model import ResEmoteNet
 from resemote_lib.predict import (
     FixedBoxes,
