@@ -129,10 +129,8 @@ def test_every_notebook_records_the_metadata_its_kernel_reports():
     assert not wrong, (f"JupyterLab marks these notebooks modified on open; their metadata should be "
                        f"{json.dumps(expected)}:\n" + "\n".join(wrong))
     if other_python:  # the notebooks record the locked Python; another one only changes this field
-        message = f"notebooks record another Python than this kernel's {python}: {', '.join(other_python)}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        # a skip, which fails the test under CI (conftest.py): CI runs the Python the notebooks record
+        pytest.skip(f"notebooks record another Python than this kernel's {python}: {', '.join(other_python)}")
 
 
 def test_executed_explore_notebook_shows_static_images(results, tmp_path):
@@ -311,10 +309,8 @@ class Lab:
 def lab(request, tmp_path_factory) -> Iterator[Lab]:
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
     if missing:
-        reason = f"{' and '.join(missing)} absent: apt-get install chromium chromium-driver (.ci/run does)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests, but {reason}")
-        pytest.skip(reason)
+        # under CI (conftest.py), these skips fail the tests: CI must run them
+        pytest.skip(f"{' and '.join(missing)} absent: apt-get install chromium chromium-driver (.ci/run does)")
     pytest.importorskip("selenium", reason="selenium absent: install the dev extra (make env)")
     lab = Lab(tmp_path_factory.mktemp("browser-lab"), request.getfixturevalue("results"))
     yield lab

@@ -11,6 +11,8 @@ from resemote_lib import CLASS_NAMES, REFERENCE_CLASS_NAMES, CheckpointError, lo
 from resemote_lib.checkpoint import checkpoint_filter_fn, read_checkpoint
 from resemote_lib.model import ResEmoteNet
 
+from .conftest import REFERENCE_ORDER
+
 
 @pytest.fixture(scope="module")
 def model():
@@ -48,8 +50,14 @@ def test_reference_formats_load(model, tmp_path, wrap):
     loaded = load_model(tmp_path / "ref.pth")
     x = torch.randn(2, 3, 64, 64)
     assert torch.equal(_logits(model, x), _logits(loaded, x))
-    # Outputs keep the reference's order, and the names say so.
-    assert loaded.class_names == REFERENCE_CLASS_NAMES
+    # Outputs keep the reference's order (tests/golden/reference_class_order.tsv), and the names say so.
+    assert loaded.class_names == REFERENCE_ORDER
+
+
+def test_reference_class_order_is_the_reference_repositorys():
+    """The constant against the order transcribed from the reference facts, not against itself."""
+    assert REFERENCE_CLASS_NAMES == REFERENCE_ORDER
+    assert sorted(REFERENCE_ORDER) == sorted(CLASS_NAMES)  # the golden file names our seven classes
 
 
 def test_six_class_reference_needs_names(tmp_path):
@@ -207,7 +215,7 @@ def test_kinds_are_told_apart(model, tmp_path):
     sd = model.state_dict()
     assert classify({"format": "resemote-checkpoint", "state_dict": sd, "class_names": list(CLASS_NAMES),
                      "image_size": 48}).kind == "resemote"
-    assert classify(sd).kind == "reference" and classify({"model_state_dict": sd}).class_names == REFERENCE_CLASS_NAMES
+    assert classify(sd).kind == "reference" and classify({"model_state_dict": sd}).class_names == REFERENCE_ORDER
     with pytest.raises(CheckpointError, match=r"x\.pt is a PyTorch file but not a ResEmoteNet checkpoint: top-level "
                                               r"keys \['epoch', 'weights'\]"):
         classify({"weights": [1.0], "epoch": 3}, "x.pt")
