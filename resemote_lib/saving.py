@@ -10,6 +10,7 @@ is raised in the training thread at the next save or at ``flush``.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+log = logging.getLogger(__name__)
 
 def snapshot(obj: Any) -> Any:
     """``obj`` with every tensor copied to host memory (nested dicts, lists and tuples kept).
@@ -79,6 +81,20 @@ class BackgroundSaver:
         self._jobs.join()
         self.seconds_blocked += time.perf_counter() - t0
         self._raise_pending()
+
+    def __enter__(self) -> BackgroundSaver:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        """Wait for every write; with an exception already on its way, a write's own error is
+        logged rather than raised over it."""
+        if exc is None:
+            self.flush()
+            return
+        try:
+            self.flush()
+        except Exception as e:
+            log.warning("a checkpoint write failed while %s was being raised: %s", type(exc).__name__, e)
 
     def _raise_pending(self) -> None:
         if self._error is not None:

@@ -174,15 +174,13 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
     run_dir = run_dir_for(cfg)
     done = finished_result(cfg, run_dir)
     if done is not None:
-        log.info("%s has already finished (%d epochs): nothing to train", run_dir, done.epochs_run)
         return done
     dist_info = init_distributed(cfg.device)
     with RunLock(run_dir) if dist_info.is_main else _NoLock() as lock, _StopRequests() as stop:
         run = set_up(cfg, run_dir, dist_info, datasets, progress, on_epoch, list(lock.removed or ()))
-        try:
+        with run.saver:  # every checkpoint submitted is on disk before fit returns or raises
             state = restore(run)  # a refused resumption has written nothing
-            if dist_info.is_main:
-                _write_provenance(run, "running", None)
+            announce(run)
             while not finished(run, state):
                 stats = train_one_epoch(run, state, stop)
                 if stats is None:  # asked to stop mid-epoch: save where, then say how to resume
@@ -192,8 +190,12 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
                 if any_rank(stop.signal is not None, run.dist, run.device):
                     _interrupt(run, state, stop)
             return finish(run, state)
-        finally:
-            run.saver.flush()  # every checkpoint submitted is on disk before fit returns or raises
+
+
+def announce(run: TrainingSetup) -> None:
+    """``provenance.json`` with status "running" (main process), once the run may go on."""
+    if run.dist.is_main:
+        _write_provenance(run, "running", None)
 
 
 def finished(run: TrainingSetup, state: TrainState) -> bool:
