@@ -320,7 +320,7 @@ def checkpoint_results_name(record: Any, checkpoint: Path, digest: str) -> str:
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_root: str | None = None,
                         split: str = "test", out: str | os.PathLike | None = None, device: str = "cpu",
-                        batch_size: int = 256, progress: bool = True) -> Metrics:
+                        batch_size: int = 256, progress: bool = True, crop_faces: bool = False) -> Metrics:
     """Evaluate any checkpoint file (ours or the authors') on any dataset and layout.
 
     The model's outputs are put into the canonical class order by name (``weights.reorder``,
@@ -348,7 +348,7 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_roo
         raise ValueError(f"{out} holds a training run (config.json): its metrics would be replaced by this "
                          "checkpoint's; pass --out to another folder")
     with RunLock(out, what="checkpoint evaluation"):
-        ds = open_split(cfg, split)
+        ds = open_split(cfg, split, crop_faces=crop_faces)  # crop_faces: the folder dataset's photos
         metrics = evaluate(model, ds, tta=True, batch_size=batch_size, device=device, progress=progress,
                            preprocess=record.transform if record else EVAL)  # the checkpoint's own
         correct = metrics.extra["probs"].argmax(1) == ds.labels.numpy()
