@@ -27,6 +27,8 @@ EXIT_CODES = {
 }
 
 log = logging.getLogger(__name__)
+# What evaluate --dataset accepts (params.CHOICES["dataset"]; not imported: the CLI starts without torch).
+DATASETS = ("fer2013", "rafdb", "affectnet", "folder", "synthetic")
 
 
 def exit_code(error: BaseException) -> int:
@@ -95,16 +97,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     if target.is_dir():
-        if args.dataset or args.data_root or args.out or args.force:
-            raise UsageError(f"{target} is a run directory: it knows its dataset; --dataset, --data-root, --out and "
-                             "--force are for checkpoint files")
+        if args.dataset or args.data_root or args.out or args.force or args.crop_faces:
+            raise UsageError(f"{target} is a run directory: it knows its dataset; --dataset, --data-root, --out, "
+                             "--force and --crop-faces are for checkpoint files")
         metrics = evaluate_run(target, split=args.split, device=args.device)
     elif target.is_file():
         if not args.dataset:
             raise UsageError(f"{target} is a checkpoint file: say which data to evaluate it on with --dataset "
-                             "(fer2013, rafdb, affectnet or synthetic)")
+                             f"({', '.join(DATASETS)})")
         metrics = evaluate_checkpoint(target, args.dataset, data_root=args.data_root, split=args.split, out=args.out,
-                                      device=args.device, force=args.force)
+                                      device=args.device, force=args.force, crop_faces=args.crop_faces)
     else:
         raise FileNotFoundError(f"{target}: no such run directory or checkpoint file")
     print(metrics.table().to_string())
@@ -165,10 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_export)
     ev = sub.add_parser("evaluate", help="evaluate a finished run, or any checkpoint file (ours or the authors')")
     ev.add_argument("target", help="a run directory (results/<run>), or a checkpoint file with --dataset")
-    ev.add_argument("--dataset", choices=("fer2013", "rafdb", "affectnet", "synthetic"),
-                    help="checkpoint files: the dataset to evaluate on")
+    ev.add_argument("--dataset", choices=DATASETS,
+                    help="checkpoint files: the dataset to evaluate on; folder: any folder of class folders "
+                         "(angry/ or anger/, happy/ or joy/...; other classes are excluded and counted), all of it "
+                         "the test split")
     ev.add_argument("--data-root", help="checkpoint files: the dataset's folder (default: data/<dataset> or the "
-                                        "Kaggle mount)")
+                                        "Kaggle mount; --dataset folder needs it)")
+    ev.add_argument("--crop-faces", action="store_true",
+                    help="--dataset folder of whole photos: crop each to the face predict's detector finds, with "
+                         "its margin (photos with no face are excluded and counted)")
     ev.add_argument("--out", help="checkpoint files: where metrics.json, predictions.csv and provenance.json go "
                                   "(default results/<record name or file stem>/, where Table III finds them)")
     ev.add_argument("--force", action="store_true",

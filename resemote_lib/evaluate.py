@@ -119,11 +119,11 @@ def write_metrics(path: str | os.PathLike, metrics: Metrics, **context: Any) -> 
 
 def score_split(model: nn.Module, cfg: TrainConfig, split: str, out: Path, *, tta: bool, batch_size: int,
                 device: torch.device, precision: Precision = FP32, preprocess: Preset = EVAL,
-                progress: bool = True) -> Metrics:
+                progress: bool = True, crop_faces: bool = False) -> Metrics:
     """Score ``model`` on ``cfg``'s ``split`` and write ``predictions[_<split>].csv`` into ``out``;
     on the test split also the deduplicated figure (``metrics.extra["dedup"]``, ``["copies_only"]``)
     and ``test_excluded.csv``. The caller adds its context and writes ``metrics_file(split)``."""
-    ds = open_split(cfg, split)
+    ds = open_split(cfg, split, crop_faces=crop_faces)
     metrics = evaluate(model, ds, tta=tta, batch_size=batch_size, device=device, progress=progress,
                        precision=precision, preprocess=preprocess)
     duplicate_of = None
@@ -217,7 +217,8 @@ def checkpoint_results_name(record: Any, checkpoint: Path, digest: str) -> str:
 
 def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_root: str | None = None,
                         split: str = "test", out: str | os.PathLike | None = None, device: str = "cpu",
-                        batch_size: int = 256, progress: bool = True, force: bool = False) -> Metrics:
+                        batch_size: int = 256, progress: bool = True, force: bool = False,
+                        crop_faces: bool = False) -> Metrics:
     """Evaluate any checkpoint file (ours or the authors') on any dataset and layout.
 
     The model's outputs are put into the canonical class order by name (``weights.reorder``,
@@ -246,7 +247,8 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_roo
                    "run_name": "checkpoint"})
     with RunLock(out, what="checkpoint evaluation"):
         metrics = score_split(model, cfg, split, out, tta=True, batch_size=batch_size, device=device,
-                              preprocess=record.transform if record else EVAL, progress=progress)  # its own
+                              preprocess=record.transform if record else EVAL, progress=progress,  # its own
+                              crop_faces=crop_faces)  # crop_faces: a folder dataset's photos
         ds = metrics.extra["split_data"]
         correct = metrics.extra["probs"].argmax(1) == ds.labels.numpy()
         mirrored = metrics.extra["mirror_probs"].argmax(1) == ds.labels.numpy()
@@ -347,6 +349,8 @@ def describe_test_set(cfg: TrainConfig, ds: FaceDataset, *, trained_here: bool =
     why_not = None
     if cfg.dataset == "synthetic":
         why_not = "synthetic faces: the paper has no number for them"
+    elif cfg.dataset == "folder":
+        why_not = "a folder of class folders: not one of the paper's test sets"
     elif ds.split != "test":
         why_not = f"the {ds.split} split is not a test set"
     elif trained_here and cfg.model not in PAPER_NETWORKS:

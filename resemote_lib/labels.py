@@ -49,8 +49,28 @@ AFFECTNET_KAGGLE_NAMES: dict[str, int] = {
 }
 AFFECTNET_KAGGLE_EXCLUDED: frozenset[str] = frozenset({"contempt"})
 
+# Folder names that datasets of class folders use for our seven classes (the ``folder``
+# layout): looked up case-insensitively (``class_of_folder``). Any other folder (contempt,
+# for instance) is outside the seven-class task: excluded and counted.
+CLASS_SYNONYMS: dict[str, int] = {
+    "anger": _INDEX["angry"], "angry": _INDEX["angry"],
+    "disgust": _INDEX["disgust"], "disgusted": _INDEX["disgust"],
+    "fear": _INDEX["fear"], "fearful": _INDEX["fear"], "afraid": _INDEX["fear"],
+    "happy": _INDEX["happy"], "happiness": _INDEX["happy"], "joy": _INDEX["happy"],
+    "neutral": _INDEX["neutral"], "calm": _INDEX["neutral"],
+    "sad": _INDEX["sad"], "sadness": _INDEX["sad"],
+    "surprise": _INDEX["surprise"], "surprised": _INDEX["surprise"],
+}
+
+
+def class_of_folder(name: str) -> int | None:
+    """The canonical index a class folder's name stands for (``CLASS_SYNONYMS``, any
+    case), or None for a folder outside the seven classes."""
+    return CLASS_SYNONYMS.get(name.strip().casefold())
+
+
 __all__ = [
     "AFFECTNET_CODES", "AFFECTNET_EXCLUDED_CODES", "AFFECTNET_KAGGLE_EXCLUDED",
-    "AFFECTNET_KAGGLE_NAMES", "CLASS_NAMES", "FER2013_CODES", "FER2013_FOLDERS",
-    "NUM_CLASSES", "RAFDB_CODES", "REFERENCE_CLASS_NAMES",
+    "AFFECTNET_KAGGLE_NAMES", "CLASS_NAMES", "CLASS_SYNONYMS", "FER2013_CODES", "FER2013_FOLDERS",
+    "NUM_CLASSES", "RAFDB_CODES", "REFERENCE_CLASS_NAMES", "class_of_folder",
 ]

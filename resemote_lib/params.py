@@ -38,7 +38,7 @@ class TrainConfig:
 
     # --- what to run
     run_name: str = "smoke"  # results/<run_name>/ holds everything the run writes (a plain name)
-    dataset: str = "synthetic"  # fer2013 | rafdb | affectnet | synthetic
+    dataset: str = "synthetic"  # fer2013 | rafdb | affectnet | folder (class folders, needs data_root) | synthetic
     data_root: str | None = None  # None: /kaggle/input/<slug> if mounted, else data/<dataset>
     protocol: str = "smoke"  # paper | reference | clean | cpu_budget | demo | smoke (see PROTOCOLS)
     model: str = "resemotenet"  # resemotenet | resemotenet_lean | cnn | cnn_se | cnn_res (model.VARIANTS)
@@ -137,7 +137,7 @@ PAPER_PROTOCOLS = ("paper", "reference", "clean")
 # Protocols that train and validate on the deduplicated data (runs.open_training_splits).
 CLEAN_DATA_PROTOCOLS = ("clean", "cpu_budget")
 CHOICES = {
-    "dataset": ("fer2013", "rafdb", "affectnet", "synthetic"),
+    "dataset": ("fer2013", "rafdb", "affectnet", "folder", "synthetic"),
     "model": tuple(VARIANTS),
     "protocol": tuple(PROTOCOLS),
     "optimizer": ("sgd", "adamw"),
@@ -177,6 +177,21 @@ NOTEBOOK_KEYS: dict[str, tuple[type, Any]] = {
 }
 
 
+ECHO_LIMIT = 200  # characters of a bad value that an error message repeats
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to ``ECHO_LIMIT`` characters: an error names the value, it does not echo megabytes."""
+    try:
+        return _cut(repr(value))
+    except ValueError:  # an int too long to print (over 4300 digits)
+        return f"an integer of {value.bit_length():,} bits"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= ECHO_LIMIT else f"{text[:ECHO_LIMIT]}... ({len(text):,} characters)"
+
+
 def _check_type(key: str, value: Any, where: str) -> Any:
     """Return ``value`` if it fits the field's type (ints and numeric strings accepted for
     floats: YAML 1.1 reads ``1e-3`` as a string), else raise."""
@@ -197,7 +212,7 @@ def _check_type(key: str, value: Any, where: str) -> Any:
         if t in (str, bool) and isinstance(value, t):
             return value
     names = " or ".join("null" if t is type(None) else t.__name__ for t in options)
-    raise ValueError(f"{where}: {key} must be {names}, got {value!r} ({type(value).__name__})")
+    raise ValueError(f"{where}: {key} must be {names}, got {_short(value)} ({type(value).__name__})")
 
 
 def _check_range(key: str, value: Any, where: str) -> None:
@@ -205,11 +220,11 @@ def _check_range(key: str, value: Any, where: str) -> None:
         return
     lo, hi = RANGES[key]
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where}: {key} must be a finite number, got {value}")
+        raise ValueError(f"{where}: {key} must be a finite number, got {_short(value)}")
     if (lo is not None and (value < lo or (key in POSITIVE and value == lo))) or (hi is not None and value > hi):
         low = f"> {lo}" if key in POSITIVE else f">= {lo}"
         bound = low if hi is None else f"in [{lo}, {hi}]" if key not in POSITIVE else f"in ({lo}, {hi}]"
-        raise ValueError(f"{where}: {key} must be {bound}, got {value}")
+        raise ValueError(f"{where}: {key} must be {bound}, got {_short(value)}")
 
 
 def absolute_path(value: str) -> str:
@@ -220,7 +235,7 @@ def absolute_path(value: str) -> str:
 def check_run_name(name: str, where: str = "run_name") -> str:
     """``name`` if it is a plain folder name that is not reserved, else ValueError."""
     if not isinstance(name, str) or not RUN_NAME.fullmatch(name) or name in (".", ".."):
-        raise ValueError(f"{where}: {name!r} is not a plain folder name (letters, digits, '.', '_', '-'; no "
+        raise ValueError(f"{where}: {_short(name)} is not a plain folder name (letters, digits, '.', '_', '-'; no "
                          "path separators, no leading dot): runs live only inside the results folder")
     if name in RESERVED_NAMES:
         raise ValueError(f"{where}: {name!r} is reserved for results/{name}/; choose another run_name")
@@ -233,12 +248,12 @@ def validate(values: Mapping[str, Any], where: str = "params") -> dict[str, Any]
     out = {}
     for key, value in values.items():
         if key not in FIELDS:
-            raise ValueError(f"{where}: unknown config key {key!r}; known keys: {sorted(FIELDS)}")
+            raise ValueError(f"{where}: unknown config key {_short(key)}; known keys: {sorted(FIELDS)}")
         out[key] = _check_type(key, value, where)
         if key in PATH_KEYS and isinstance(out[key], str):
             out[key] = absolute_path(out[key])
         if key in CHOICES and out[key] not in CHOICES[key]:
-            raise ValueError(f"{where}: {key}={out[key]!r} is not one of {list(CHOICES[key])}")
+            raise ValueError(f"{where}: {key}={_short(out[key])} is not one of {list(CHOICES[key])}")
         _check_range(key, out[key], where)
     if "run_name" in out:
         check_run_name(out["run_name"], f"{where}: run_name")
@@ -248,28 +263,68 @@ def validate(values: Mapping[str, Any], where: str = "params") -> dict[str, Any]
     return out
 
 
+class _ParamsLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses what a params file never needs: a key given twice
+    (YAML lets the last silently win) and aliases (``*name``: a few hundred bytes of nested
+    aliases expand to gigabytes, the "billion laughs")."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise _Refused(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in params files; write the "
+                           "value out (a file extends another with base: FILE)")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in first:
+                    raise _Refused(f"line {line}: key {_short(key)} appears twice (first on line {first[key]}); "
+                                   "keep one")
+                first[key] = line
+            except TypeError:  # an unhashable key: SafeLoader's own error says so
+                break
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Refused(yaml.YAMLError):
+    """What ``_ParamsLoader`` refuses, with its line."""
+
+
 def read_yaml(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A params file's values with its ``base:`` chain applied (the file's own win)."""
+    """A params file's values with its ``base:`` chain applied (the file's own win).
+
+    A key given twice and YAML aliases are errors naming the line (``_ParamsLoader``).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"params file not found: {path}"
+    try:
+        found = path.is_file()
+    except OSError:  # a name too long for the file system
+        found = False
+    if not found:
+        raise FileNotFoundError(f"params file not found: {_cut(str(path))}"
                                 + (f" (the base of {_chain[-1]})" if _chain else ""))
     if path.resolve() in _chain:
         cycle = " -> ".join(p.name for p in (*_chain, path.resolve()))
         raise ValueError(f"{path}: base: files form a cycle ({cycle})")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+        values = yaml.load(path.read_text(), Loader=_ParamsLoader) or {}  # a SafeLoader
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except _Refused as e:
+        raise ValueError(f"{path}, {e}") from None
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of more than 4300 digits
+        raise ValueError(f"{path}: not valid YAML: {_cut(' '.join(str(e).split()))}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a mapping of keys to values, got {type(values).__name__}")
     base = values.pop("base", None)
     if base is None:
         return values
     if not isinstance(base, str):
-        raise ValueError(f"{path}: base must be one file name (relative to this file), got {base!r}")
+        raise ValueError(f"{path}: base must be one file name (relative to this file), got {_short(base)}")
     return {**read_yaml(path.parent / base, (*_chain, path.resolve())), **values}
 
 
@@ -297,13 +352,13 @@ def split_notebook_keys(values: Mapping[str, Any], where: str = "params") -> tup
         if key in NOTEBOOK_KEYS:
             kind = NOTEBOOK_KEYS[key][0]
             if not isinstance(value, kind):
-                raise ValueError(f"{where}: {key} must be {kind.__name__}, got {value!r}")
+                raise ValueError(f"{where}: {key} must be {kind.__name__}, got {_short(value)}")
             if key == "variants" and not set(value) <= set(VARIANTS):
-                raise ValueError(f"{where}: variants {sorted(set(value) - set(VARIANTS))} unknown; known: "
+                raise ValueError(f"{where}: variants {_short(sorted(set(value) - set(VARIANTS)))} unknown; known: "
                                  f"{list(VARIANTS)}")
             low = 8 if key == "flow_sizes" else 0  # an input size needs 8 px (three 2x2 max pools)
             if key in ("seeds", "flow_sizes") and not all(isinstance(v, int) and low <= v < 2**31 for v in value):
-                raise ValueError(f"{where}: {key} must be a list of integers >= {low}, got {value!r}")
+                raise ValueError(f"{where}: {key} must be a list of integers >= {low}, got {_short(value)}")
             if key in ("seeds", "variants") and len(set(value)) != len(value):
                 repeated = sorted({v for v in value if value.count(v) > 1})
                 raise ValueError(f"{where}: {key} lists {repeated} more than once; each must be distinct (repeated "

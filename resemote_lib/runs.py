@@ -82,16 +82,17 @@ def finished_runs(results_dir: str | os.PathLike | None = None) -> list[str]:
 
 # --- data ------------------------------------------------------------------------------
 
-def open_split(cfg: TrainConfig, split: str, *, image_size: int | None = None) -> FaceDataset:
+def open_split(cfg: TrainConfig, split: str, *, image_size: int | None = None,
+               crop_faces: bool = False) -> FaceDataset:
     """One split of ``cfg``'s dataset with all of its data options.
 
     Hold-out splits (val of RAF-DB/AffectNet, test of AffectNet's Kaggle release) are drawn
     with ``cfg.split_seed``, never the training seed: changing the seed of a run does not
-    change what it is tested on.
+    change what it is tested on. ``crop_faces``: the ``folder`` dataset's face crop.
     """
     return open_dataset(cfg.dataset, cfg.data_root, split, image_size=image_size or cfg.image_size,
                         val_fraction=cfg.val_fraction, test_fraction=cfg.test_fraction, seed=cfg.split_seed,
-                        test_per_class=cfg.test_per_class,
+                        test_per_class=cfg.test_per_class, crop_faces=crop_faces,
                         synthetic_sizes={"n_train": cfg.synthetic_n_train, "n_val": cfg.synthetic_n_val,
                                          "n_test": cfg.synthetic_n_test, "seed": cfg.split_seed})
 

@@ -426,3 +426,286 @@ def test_quiet_detection_logs_instead_of_warning(tmp_path, caplog):
         with caplog.at_level("INFO", logger="resemote_lib.data"):
             assert detect_layout("fer2013", tmp_path / "dest", quiet=True)[1] == tmp_path / "dest" / "fer2013"
     assert "one level below it" in caplog.text
+
+
+# --- issue 24: the data layer writes only where asked, and says what it left out ---------
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("other", ["fer2013.csv", "kaggle folders", "a notes file"])
+def test_synthetic_faces_are_never_written_into_a_folder_holding_other_data(tmp_path, other):
+    root = tmp_path / "data"
+    if other == "fer2013.csv":
+        L.write_fer2013_csv(root)
+    elif other == "kaggle folders":
+        L.write_fer2013_folders(root)
+    else:
+        root.mkdir()
+        (root / "notes.txt").write_text("mine")
+    before = _tree(root)
+    with pytest.raises(ValueError, match=rf"synthetic: data_root {re.escape(str(root))} holds other data"):
+        open_dataset("synthetic", root, "train", image_size=48, synthetic_sizes={"n_train": 14, "n_val": 7,
+                                                                                "n_test": 7}, cache_dir=tmp_path / "c")
+    assert _tree(root) == before
+
+
+def test_synthetic_faces_go_to_the_cache_or_a_folder_of_their_own(tmp_path):
+    from resemote_lib import paths
+    from resemote_lib.data import synthetic_root
+
+    sizes = {"n_train": 14, "n_val": 7, "n_test": 7, "seed": 2}
+    ds = open_dataset("synthetic", None, "train", image_size=48, synthetic_sizes=sizes, cache_dir=tmp_path / "c")
+    assert ds.root == synthetic_root(**sizes) == paths.CACHE / "synthetic" / "14-7-7-seed2" and len(ds) == 14
+    own = tmp_path / "syn"
+    open_dataset("synthetic", own, "train", image_size=48, synthetic_sizes=sizes, cache_dir=tmp_path / "c")
+    assert sorted(p.name for p in own.iterdir()) == ["fer2013.csv", "synthetic.json"]
+    again = open_dataset("synthetic", own, "test", image_size=48, synthetic_sizes={**sizes, "n_test": 9},
+                         cache_dir=tmp_path / "c")  # its own folder: rewritten with the new sizes
+    assert len(again) == 9
+    with open(own / "fer2013.csv", "a") as f:  # a hand-edited CSV is no longer the generator's
+        f.write("3," + " ".join(["0"] * 2304) + ",Training\n")
+    with pytest.raises(ValueError, match=r"holds other data \(fer2013\.csv \(changed since the generator wrote it"):
+        open_dataset("synthetic", own, "test", image_size=48, synthetic_sizes=sizes, cache_dir=tmp_path / "c")
+
+
+def test_a_folder_holding_both_fer2013_layouts_is_an_error_naming_both(tmp_path):
+    root = L.write_fer2013_folders(tmp_path / "fer")
+    L.write_fer2013_csv(root)
+    with pytest.raises(ValueError, match=r"holds both FER2013 layouts, .*fer/fer2013\.csv and the image folders "
+                                         r".*fer/train/ and .*fer/test/"):
+        open_dataset("fer2013", root, "train", image_size=48, cache_dir=tmp_path / "c")
+
+
+def test_a_missing_class_folder_is_warned_about_and_reported(tmp_path):
+    import shutil
+
+    root = L.write_fer2013_folders(tmp_path / "fer")
+    shutil.rmtree(root / "train" / "disgust")
+    with pytest.warns(UserWarning, match=r"fer2013/train .*: no images of disgust \(class folder missing or empty\)"):
+        ds = open_dataset("fer2013", root, "train", image_size=48, cache_dir=tmp_path / "c")
+    assert ds.report["missing_classes"] == ["disgust"] and ds.counts()[CLASS_NAMES.index("disgust")] == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every class present: not a word
+        assert open_dataset("fer2013", root, "test", image_size=48, cache_dir=tmp_path / "c").report[
+            "missing_classes"] == []
+
+
+def _cache_entry(cache: Path, before: set[Path]) -> Path:
+    (entry,) = set(cache.glob("*.pt")) - before
+    return entry
+
+
+def test_cache_is_rebuilt_when_a_file_changes_but_keeps_its_size_and_mtime(tmp_path):
+    import os
+
+    from PIL import Image
+
+    root = L.write_fer2013_folders(tmp_path / "fer")
+    first = open_dataset("fer2013", root, "val", image_size=48, cache_dir=tmp_path / "c")
+    victim = sorted((root / "test" / "happy").glob("PublicTest_*"))[0]
+    st = victim.stat()
+    Image.new("L", (48, 48), 255).save(tmp_path / "white.jpg", quality=95)
+    data = (tmp_path / "white.jpg").read_bytes()
+    victim.write_bytes(data[:st.st_size].ljust(st.st_size, b"\0"))  # what cp -p of another image leaves
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (victim.stat().st_size, victim.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    second = open_dataset("fer2013", root, "val", image_size=48, cache_dir=tmp_path / "c")
+    i = second.ids.index(f"happy/{victim.name}")
+    assert not torch.equal(first.images[i], second.images[i]) and second.images[i].float().mean() > 200
+
+
+def test_cache_entry_of_the_wrong_image_size_is_rebuilt(tmp_path):
+    root = L.write_fer2013_folders(tmp_path / "fer")
+    cache = tmp_path / "c"
+    good = open_dataset("fer2013", root, "test", image_size=48, cache_dir=cache)
+    entry = _cache_entry(cache, set())
+    payload = torch.load(entry, weights_only=True)
+    payload["images"] = torch.zeros(len(good), 1, 32, 32, dtype=torch.uint8)  # an entry of another size
+    torch.save(payload, entry)
+    with pytest.warns(UserWarning, match=rf"decode cache .*{entry.name} is damaged \(images of shape "
+                                         r"\(\d+, 1, 32, 32\), expected \(\d+, 1, 48, 48\) uint8\); rebuilding it"):
+        again = open_dataset("fer2013", root, "test", image_size=48, cache_dir=cache)
+    assert torch.equal(again.images, good.images)
+
+
+@pytest.mark.parametrize("damage", ["indices", "truncated"])
+def test_a_corrupt_cache_entry_is_rebuilt_with_a_warning_naming_it(tmp_path, damage):
+    root = L.write_fer2013_folders(tmp_path / "fer")
+    cache = tmp_path / "c"
+    good = open_dataset("fer2013", root, "train", image_size=48, cache_dir=cache)
+    entry = _cache_entry(cache, set())
+    if damage == "indices":
+        payload = torch.load(entry, weights_only=True)
+        payload["keep"] = torch.tensor([0, 1, 999])
+        payload["images"] = payload["images"][:3]
+        torch.save(payload, entry)
+    else:
+        entry.write_bytes(entry.read_bytes()[:100])
+    with pytest.warns(UserWarning, match=rf"decode cache .*{entry.name} is damaged .*; rebuilding it"):
+        again = open_dataset("fer2013", root, "train", image_size=48, cache_dir=cache)
+    assert torch.equal(again.images, good.images) and again.ids == good.ids
+
+
+def _zip(folder: Path, archive: Path, prefix: str = "") -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as z:
+        for p in sorted(folder.rglob("*")):
+            z.write(p, prefix + str(p.relative_to(folder)))
+    return archive
+
+
+@pytest.mark.parametrize("prefix", ["", "fer2013/"])
+def test_a_dataset_zip_in_the_data_root_is_unpacked_in_place_once(tmp_path, caplog, prefix):
+    L.write_fer2013_folders(tmp_path / "src")
+    (tmp_path / "fer2013").mkdir()
+    archive = _zip(tmp_path / "src", tmp_path / "fer2013" / "archive.zip", prefix)
+    with caplog.at_level("WARNING", logger="resemote_lib.data"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*one level below")
+        ds = open_dataset("fer2013", tmp_path / "fer2013", "val", image_size=48, cache_dir=tmp_path / "c")
+    assert "unpacking it there (once; the zip is kept)" in caplog.text and archive.is_file()
+    assert ds.counts() == L.FER_COUNTS["PublicTest"]
+    assert sorted(p.name for p in (tmp_path / "fer2013").iterdir()) == (
+        ["archive.zip", "test", "train"] if not prefix else ["archive.zip", "fer2013"])
+
+
+def test_an_unrelated_zip_leaves_the_folder_as_it_was(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "holiday.jpg").write_bytes(b"not a dataset")
+    (tmp_path / "fer2013").mkdir()
+    _zip(tmp_path / "src", tmp_path / "fer2013" / "photos.zip")
+    with pytest.raises(FileNotFoundError, match=r"no known layout .*Found there: \['photos\.zip'\]"):
+        detect_layout("fer2013", tmp_path / "fer2013")
+    assert [p.name for p in (tmp_path / "fer2013").iterdir()] == ["photos.zip"]
+
+
+def test_a_zip_in_a_read_only_kaggle_mount_is_never_unpacked(tmp_path, monkeypatch):
+    from resemote_lib import data
+
+    L.write_fer2013_folders(tmp_path / "src")
+    mount = tmp_path / "input" / "fer2013"
+    mount.mkdir(parents=True)
+    _zip(tmp_path / "src", mount / "archive.zip")
+    monkeypatch.setattr(data, "KAGGLE_INPUT", tmp_path / "input")
+    with pytest.raises(FileNotFoundError, match=r"holds only the archive archive\.zip, and is read-only \(a Kaggle "
+                                                r"mount\?\): unzip it into a writable folder"):
+        detect_layout("fer2013", mount)
+    assert [p.name for p in mount.iterdir()] == ["archive.zip"]
+
+
+# --- issue 22: any labelled folder is an evaluation set ------------------------------------
+
+def _class_folders(root: Path, plan: dict[str, tuple[int, int]], seed: int = 0) -> Path:
+    """``{folder name: (canonical class, images)}``: synthetic faces saved as PNGs."""
+    from PIL import Image
+
+    from resemote_lib.data.synthetic import render_face
+
+    rng = np.random.default_rng(seed)
+    for name, (k, n) in plan.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(render_face(CLASS_NAMES[k], rng)).save(root / name / f"{name}_{i}.png")
+    return root
+
+
+def test_folder_dataset_reads_synonyms_in_any_case_and_excludes_other_classes(tmp_path):
+    plan = {"Anger": (0, 2), "disgusted": (1, 1), "afraid": (2, 2), "JOY": (3, 3), "calm": (4, 1), "Sadness": (5, 2),
+            "surprised": (6, 2), "contempt": (0, 4)}
+    root = _class_folders(tmp_path / "faces", plan)
+    with pytest.warns(UserWarning, match=r"folder/test .*: 4 image\(s\) in folders outside the seven classes "
+                                         r"excluded: contempt/ \(4\)"):
+        ds = open_dataset("folder", root, "test", image_size=48, cache_dir=tmp_path / "c")
+    assert ds.layout == "folder-classes" and ds.counts() == [2, 1, 2, 3, 1, 2, 2]
+    assert ds.report["excluded_classes"] == {"contempt": 4} and ds.report["missing_classes"] == []
+    assert "JOY/JOY_0.png" in ds.ids and ds.labels[ds.ids.index("JOY/JOY_0.png")] == CLASS_NAMES.index("happy")
+    for split in ("train", "val"):  # an evaluation set: everything is test
+        empty = open_dataset("folder", root, split, image_size=48, cache_dir=tmp_path / "c")
+        assert len(empty) == 0 and "evaluation set" in empty.report["rule"]
+
+
+def test_folder_dataset_missing_class_and_nested_images(tmp_path):
+    root = _class_folders(tmp_path / "faces", {"happy": (3, 2), "sad": (5, 1)})
+    (root / "happy" / "session1").mkdir()
+    (root / "happy" / "happy_1.png").rename(root / "happy" / "session1" / "happy_1.png")
+    with pytest.warns(UserWarning, match=r"no images of angry, disgust, fear, neutral, surprise"):
+        ds = open_dataset("folder", root, "test", image_size=48, cache_dir=tmp_path / "c")
+    assert sorted(ds.ids) == ["happy/happy_0.png", "happy/session1/happy_1.png", "sad/sad_0.png"]
+    assert ds.report["missing_classes"] == ["angry", "disgust", "fear", "neutral", "surprise"]
+
+
+def test_folder_dataset_with_train_and_test_subfolders_is_a_full_dataset(tmp_path):
+    plan = {name: (k, 4) for k, name in enumerate(CLASS_NAMES)}
+    _class_folders(tmp_path / "ds" / "train", plan, seed=1)
+    _class_folders(tmp_path / "ds" / "test", {name: (k, 1) for k, name in enumerate(CLASS_NAMES)}, seed=2)
+    splits = open_splits("folder", tmp_path / "ds", image_size=48, val_fraction=0.25, seed=3, cache_dir=tmp_path / "c")
+    assert splits["test"].layout == "folder-splits" and splits["test"].counts() == [1] * 7
+    assert splits["val"].counts() == [1] * 7 and splits["train"].counts() == [3] * 7
+    assert not set(splits["train"].ids) & set(splits["val"].ids)
+
+
+def test_folder_dataset_needs_a_data_root_and_crop_faces_is_for_it_only(tmp_path):
+    with pytest.raises(ValueError, match="dataset folder needs data_root"):
+        open_dataset("folder", None, "test")
+    with pytest.raises(ValueError, match="crop_faces is for the folder dataset"):
+        open_dataset("fer2013", tmp_path, "test", crop_faces=True)
+
+
+def test_face_crop_uses_the_predictors_crop_and_counts_photos_without_a_face(tmp_path, monkeypatch):
+    """Whole photos: the face the detector finds, cropped with the Predictor's margin; no face: excluded, counted."""
+    from PIL import Image
+
+    from resemote_lib import predict
+
+    root = _class_folders(tmp_path / "photos", {"happy": (3, 3), "sad": (5, 2)})
+    for f in sorted(root.rglob("*.png")):  # each face pasted into a larger dark photo at (30, 20)
+        photo = Image.new("L", (120, 100), 5)
+        photo.paste(Image.open(f).resize((48, 48)), (30, 20))
+        photo.save(f)
+    Image.new("L", (120, 100), 5).save(root / "sad" / "empty_room.png")
+    found = lambda rgb: [((30, 20, 48, 48), 1.0)] if rgb.max() > 5 else []  # noqa: E731 - a stand-in detector
+    monkeypatch.setattr(predict, "make_detector", lambda spec: found)
+    with pytest.warns(UserWarning, match=r"folder/test: no face found in 1 of 6 image\(s\), excluded, e\.g\. "
+                                         r".*empty_room\.png"):
+        ds = open_dataset("folder", root, "test", image_size=40, crop_faces=True, cache_dir=tmp_path / "c")
+    assert len(ds) == 5 and ds.report["no_face"] == 1 and ds.report["no_face_files"][0].endswith("empty_room.png")
+    assert ds.report["crop_faces"] == "auto+margin0.15"
+    x, y, w, h = predict.expand_box((30, 20, 48, 48), 0.15, 120, 100)
+    rgb = predict.to_rgb(root / "happy" / "happy_0.png")
+    expected = predict.to_gray_square(Image.fromarray(rgb[y:y + h, x:x + w]), 40)
+    assert np.array_equal(ds.images[ds.ids.index("happy/happy_0.png"), 0].numpy(), expected)
+
+
+def test_the_haar_detector_finds_no_face_in_a_blank_photo(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "photos" / "neutral"
+    root.mkdir(parents=True)
+    Image.new("RGB", (160, 120), (90, 120, 150)).save(root / "wall.jpg")
+    with pytest.warns(UserWarning, match="no face found in 1 of 1"):
+        ds = open_dataset("folder", root.parent, "test", image_size=48, crop_faces=True, cache_dir=tmp_path / "c")
+    assert len(ds) == 0 and ds.report["no_face"] == 1
+
+
+@pytest.mark.realdata
+def test_real_fer2013_test_images_relaid_as_class_folders_give_the_same_pixels_and_labels(real_fer2013, tmp_path):
+    import os
+    import shutil
+
+    fer = open_dataset("fer2013", real_fer2013, "test", image_size=48, cache_dir=tmp_path / "c")
+    relaid = tmp_path / "relaid"
+    for item in fer.ids:  # "<class>/PrivateTest_<n>.jpg", under test/
+        cls, name = item.split("/")
+        (relaid / cls.capitalize()).mkdir(parents=True, exist_ok=True)  # capitalised: the synonyms are any case
+        src, dst = real_fer2013 / "test" / cls / name, relaid / cls.capitalize() / name
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+    folder = open_dataset("folder", relaid, "test", image_size=48, cache_dir=tmp_path / "c")
+    assert len(folder) == len(fer) == 3589
+    by_id = {item.lower(): i for i, item in enumerate(folder.ids)}
+    order = torch.tensor([by_id[item.lower()] for item in fer.ids])
+    assert torch.equal(folder.labels[order], fer.labels) and torch.equal(folder.images[order], fer.images)

@@ -581,6 +581,111 @@ def run_config_not_json(ctx: Ctx) -> list[str]:
     run.mkdir(parents=True)
     (run / "config.json").write_text('{"run_name": "broken", ')
     return py("resemote_lib", "evaluate", run)
+# --- issue 24: data and params ------------------------------------------------------------------
+
+def _evaluate(ctx: Ctx, dataset: str, root: Path, *extra: str) -> list[str]:
+    return py("resemote_lib", "evaluate", ctx.shared.run / "best.pt", "--dataset", dataset, "--data-root", root,
+              "--out", ctx.tmp / "eval", *extra)
+
+
+def synthetic_onto_a_real_csv(ctx: Ctx) -> list[str]:
+    root = L.write_fer2013_csv(ctx.tmp / "fer2013")
+    ctx.keep(root)
+    return _train(ctx, "run_name=syn", "dataset=synthetic", f"data_root={root}", *TINY)
+
+
+def synthetic_onto_the_kaggle_folders(ctx: Ctx) -> list[str]:
+    root = L.write_fer2013_folders(ctx.tmp / "fer2013")
+    ctx.keep(root)
+    return _evaluate(ctx, "synthetic", root)
+
+
+def _no_csv_added(ctx: Ctx, out: Outcome) -> None:
+    assert not (ctx.tmp / "fer2013" / "fer2013.csv").exists() and not (ctx.tmp / "fer2013" / "synthetic.json").exists()
+
+
+def both_fer2013_layouts(ctx: Ctx) -> list[str]:
+    root = L.write_fer2013_folders(ctx.tmp / "fer2013")
+    L.write_fer2013_csv(root)
+    return _train(ctx, "run_name=both", "dataset=fer2013", f"data_root={root}", *TINY)
+
+
+def missing_class_folder(ctx: Ctx) -> list[str]:
+    root = L.write_fer2013_folders(ctx.tmp / "fer2013")
+    shutil.rmtree(root / "test" / "disgust")
+    return _evaluate(ctx, "fer2013", root)
+
+
+def _missing_class_reported(ctx: Ctx, out: Outcome) -> None:
+    report = json.loads((ctx.tmp / "eval" / "provenance.json").read_text())["data"]["test"]["report"]
+    assert report["missing_classes"] == ["disgust"]
+
+
+def duplicate_yaml_key(ctx: Ctx) -> list[str]:
+    return _train(ctx, params=str(_yaml(ctx, "dup.yaml", f"base: {SMOKE}\nepochs: 2\nseed: 1\nepochs: 3\n")))
+
+
+# A few hundred bytes: nine lists of nine aliases to the previous one, 9**9 strings once expanded.
+ALIAS_BOMB = "\n".join(["lr:", '  - &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'] + [
+    f"  - &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)])
+
+
+def yaml_alias_bomb(ctx: Ctx) -> list[str]:
+    return _train(ctx, params=str(_yaml(ctx, "bomb.yaml", ALIAS_BOMB + "\n")))
+
+
+def two_megabyte_value(ctx: Ctx) -> list[str]:
+    return _train(ctx, params=str(_yaml(ctx, "big.yaml", f"base: {SMOKE}\nprotocol: {'x' * 2_000_000}\n")))
+
+
+def _short_error(ctx: Ctx, out: Outcome) -> None:
+    assert len(out.stderr) < 1000, len(out.stderr)
+
+
+def corrupt_decode_cache_entry(ctx: Ctx) -> list[str]:
+    """A cache entry whose item indices point past the split (IndexError before issue 24)."""
+    from resemote_lib.data import open_dataset
+
+    root = L.write_fer2013_folders(ctx.tmp / "fer2013")
+    cache = paths.CACHE / "datasets"  # the subprocess's cache too (RESEMOTE_CACHE)
+    before = set(cache.glob("*.pt"))
+    open_dataset("fer2013", root, "test", image_size=32)
+    (entry,) = set(cache.glob("*.pt")) - before
+    payload = torch.load(entry, weights_only=True)
+    payload["keep"], payload["images"] = torch.tensor([0, 1, 999]), payload["images"][:3]
+    torch.save(payload, entry)
+    return _evaluate(ctx, "fer2013", root)
+
+
+def zip_in_the_data_root(ctx: Ctx) -> list[str]:
+    src = L.write_fer2013_folders(ctx.tmp / "src")
+    (ctx.tmp / "fer2013").mkdir()
+    shutil.make_archive(str(ctx.tmp / "fer2013" / "fer2013"), "zip", src)
+    ctx.keep(ctx.tmp / "fer2013" / "fer2013.zip")
+    return _evaluate(ctx, "fer2013", ctx.tmp / "fer2013")
+
+
+def _unpacked_beside_the_zip(ctx: Ctx, out: Outcome) -> None:
+    assert sorted(p.name for p in (ctx.tmp / "fer2013").iterdir()) == ["fer2013.zip", "test", "train"]
+    assert (ctx.tmp / "eval" / "metrics.json").is_file()
+
+
+def labelled_folder(ctx: Ctx) -> list[str]:
+    faces, labels = make_faces(12, seed=3)
+    names = {0: "Anger", 1: "disgusted", 2: "afraid", 3: "joy", 4: "calm", 5: "Sadness", 6: "surprised"}
+    for i, (img, y) in enumerate(zip(faces, labels, strict=True)):
+        (ctx.tmp / "faces" / names[int(y)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(ctx.tmp / "faces" / names[int(y)] / f"{i}.png")
+    (ctx.tmp / "faces" / "contempt").mkdir()
+    for i in range(3):
+        Image.fromarray(faces[i]).save(ctx.tmp / "faces" / "contempt" / f"c{i}.png")
+    return _evaluate(ctx, "folder", ctx.tmp / "faces")
+
+
+def _folder_evaluated(ctx: Ctx, out: Outcome) -> None:
+    metrics = json.loads((ctx.tmp / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 12 and metrics["test_set"]["layout"] == "folder-classes"
+    assert len((ctx.tmp / "eval" / "predictions.csv").read_text().splitlines()) == 13
 
 
 def predict_args(*extra: str) -> Callable[[Ctx], list[str]]:
@@ -944,6 +1049,32 @@ CASES = [
          r"^error: .*huge\.pt: image_size 200000 is not a whole number in \[8, 1024\]", _no_results_file),
     Case("predict webcam:abc", lambda c: _predict_tiny(c, "webcam:abc"), 2,
          r"^error: webcam:abc: a webcam is webcam:N, N the camera's number"),
+    # issue 24: data and params
+    Case("synthetic into a folder holding a real fer2013.csv", synthetic_onto_a_real_csv, 2,
+         r"^error: synthetic: data_root .*fer2013 holds other data \(fer2013\.csv\), not written by the synthetic "
+         r"generator", _nothing_written),
+    Case("evaluate --dataset synthetic onto the Kaggle folders", synthetic_onto_the_kaggle_folders, 2,
+         r"^error: synthetic: data_root .*fer2013 holds other data \(test/, train/\)", _no_csv_added),
+    Case("both FER2013 layouts in one folder", both_fer2013_layouts, 2,
+         r"^error: fer2013: .*fer2013 holds both FER2013 layouts, .*fer2013\.csv and the image folders .*train/ and "
+         r".*test/", _nothing_written),
+    Case("missing class folder", missing_class_folder, 0,
+         r"UserWarning: fer2013/test .*: no images of disgust \(class folder missing or empty\)",
+         _missing_class_reported),
+    Case("duplicate YAML key", duplicate_yaml_key, 2,
+         r"^error: .*dup\.yaml, line 4: key 'epochs' appears twice \(first on line 2\); keep one", _nothing_written),
+    Case("YAML alias bomb (billion laughs)", yaml_alias_bomb, 2,
+         r"^error: .*bomb\.yaml, line 3: YAML aliases \(\*name\) are not allowed in params files", _short_error),
+    Case("2 MB value in a params file", two_megabyte_value, 2,
+         r"^error: .*big\.yaml: protocol='x+\.\.\. \(2,000,002 characters\) is not one of", _short_error),
+    Case("corrupt decode-cache entry", corrupt_decode_cache_entry, 0,
+         r"UserWarning: decode cache .*fer2013-test-32-\w+\.pt is damaged \(item indices outside the split's \d+ "
+         r"items, or out of order\); rebuilding it"),
+    Case("dataset zip in the data root", zip_in_the_data_root, 0,
+         r"fer2013: .*fer2013 holds no dataset but the archive fer2013\.zip: unpacking it there", _unpacked_beside_the_zip),
+    Case("evaluate --dataset folder (class folders, contempt/)", labelled_folder, 0,
+         r"UserWarning: folder/test .*: 3 image\(s\) in folders outside the seven classes excluded: contempt/ \(3\)",
+         _folder_evaluated),
 ]
 
 

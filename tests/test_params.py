@@ -153,3 +153,52 @@ def test_resolved_values_include_notebook_keys():
     assert values["download"] is True and values["epochs"] == 80
     with pytest.raises(ValueError, match="download must be bool"):
         resolved_values(paths.PARAMS / "smoke.yaml", download="yes")
+
+
+# --- issue 24: what a params file may not do ---------------------------------------------
+
+# A few hundred bytes that a YAML loader without limits expands to 9**9 list items (the "billion laughs").
+ALIAS_BOMB = "\n".join([
+    "lr:", '  - &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    *(f"  - &{n} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)),
+]) + "\n"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("protocol: clean\nepochs: 3\nseed: 1\nepochs: 5\n", r"p\.yaml, line 4: key 'epochs' appears twice \(first on line 2\)"),
+    ("variants: [cnn]\nseeds: [0]\nseeds: [1]\n", r"p\.yaml, line 3: key 'seeds' appears twice \(first on line 2\)"),
+])
+def test_a_key_given_twice_is_an_error_naming_it_and_its_lines(tmp_path, text, message):
+    f = tmp_path / "p.yaml"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_params(f)
+
+
+def test_yaml_aliases_are_refused_before_they_expand(tmp_path):
+    import time
+
+    f = tmp_path / "bomb.yaml"
+    f.write_text(ALIAS_BOMB)
+    assert len(ALIAS_BOMB) < 500
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError, match=r"bomb\.yaml, line 3: YAML aliases \(\*name\) are not allowed"):
+        load_params(f)
+    assert time.perf_counter() - t0 < 2
+    f.write_text("defaults: &d 3\nepochs: *d\n")  # a harmless alias is refused as well: no params file needs one
+    with pytest.raises(ValueError, match=r"line 2: YAML aliases"):
+        load_params(f)
+
+
+@pytest.mark.parametrize(("values", "cut"), [
+    ({"protocol": "x" * 2_000_000}, r"protocol='xxx+\.\.\. \(2,000,002 characters\) is not one of"),
+    ({"lr": "y" * 2_000_000}, r"lr must be float, got 'yyy+\.\.\. \(2,000,002 characters\)"),
+    ({"z" * 2_000_000: 1}, r"unknown config key 'zzz+\.\.\. \(2,000,002 characters\)"),
+    ({"run_name": "../" * 700_000}, r"'(\.\./)+\.*\.\.\. \(2,100,002 characters\) is not a plain folder name"),
+    ({"image_size": 10**4000}, r"image_size must be in \[8, 1024\], got 10+\.\.\. \(4,001 characters\)"),
+    ({"image_size": 10**6000}, r"image_size must be in \[8, 1024\], got an integer of 19,932 bits"),
+])
+def test_error_messages_echo_at_most_a_few_hundred_characters_of_a_value(values, cut):
+    with pytest.raises(ValueError, match=cut) as e:
+        resolve(values)
+    assert len(str(e.value)) < 1000

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import FER2013_CODES, FER2013_FOLDERS
-from .base import Items, Skipped, image_files, is_hidden, read_csv_rows
+from .base import Items, Skipped, file_digest, image_files, is_hidden, missing_classes, read_csv_rows
 
 CSV_HEADER = ["emotion", "pixels", "Usage"]
 USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
@@ -27,18 +27,22 @@ LAYOUTS = {
 
 
 def detect(folder: Path) -> str | None:
-    if (folder / "fer2013.csv").is_file():
-        return "fer2013-csv"
-    if (folder / "train").is_dir() and (folder / "test").is_dir() and any(
+    """The layout at ``folder``; both at once is an error (which one is the dataset would be a guess)."""
+    csv = (folder / "fer2013.csv").is_file()
+    folders = (folder / "train").is_dir() and (folder / "test").is_dir() and any(
         (folder / "train" / c).is_dir() for c in FER2013_FOLDERS
-    ):
-        return "fer2013-folders"
-    return None
+    )
+    if csv and folders:
+        raise ValueError(f"fer2013: {folder} holds both FER2013 layouts, {folder / 'fer2013.csv'} and the image "
+                         f"folders {folder / 'train'}/ and {folder / 'test'}/; they may not be the same images: "
+                         "move one of them to another folder and pass that folder as the data root")
+    return "fer2013-csv" if csv else "fer2013-folders" if folders else None
 
 
 @functools.lru_cache(maxsize=4)
-def _read_csv(path: Path, _size: int, _mtime_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Parse and validate the whole CSV once per file version: labels, usages, pixels."""
+def _read_csv(path: Path, _size: int, _mtime_ns: int, _digest: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Parse and validate the whole CSV once per file version (size, mtime and its first and
+    last 4 KiB: ``cp -p`` of another CSV keeps the first two): labels, usages, pixels."""
     labels, usages, pixels = [], [], []
     for where, (code, pix, usage) in read_csv_rows(path, CSV_HEADER):
         try:
@@ -68,7 +72,7 @@ def _read_csv(path: Path, _size: int, _mtime_ns: int) -> tuple[np.ndarray, np.nd
 def list_csv(root: Path, split: str) -> Items:
     path = root / "fer2013.csv"
     st = path.stat()
-    labels, usages, pixels = _read_csv(path, st.st_size, st.st_mtime_ns)
+    labels, usages, pixels = _read_csv(path, st.st_size, st.st_mtime_ns, file_digest(path))
     idx = np.flatnonzero(usages == USAGE[split])
     # Item id = the CSV data row (1-based, header excluded): stable across runs.
     return Items(ids=[f"row{i + 1}" for i in idx], labels=labels[idx].tolist(), pixels=pixels[idx],
@@ -107,8 +111,10 @@ def list_folders(root: Path, split: str) -> Items:
         raise ValueError(f"{len(unknown)} file(s) under {folder} have no Training_/PublicTest_/PrivateTest_ "
                          f"prefix, so their split is unknown, e.g. {unknown[0]}")
     skipped.warn(folder)
+    missing = missing_classes(labels, f"fer2013/{split} ({folder})")
     return Items(ids=ids, labels=labels, files=files,
-                 report={"usage": usage, "source": str(folder), "skipped": skipped.report()})
+                 report={"usage": usage, "source": str(folder), "skipped": skipped.report(),
+                         "missing_classes": missing})
 
 
 def list_items(root: Path, layout: str, split: str, **_: object) -> Items:
