@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from .data.transforms import EVAL, Preset
 from .device import FP32, Precision
+from .progress import tqdm
 
 
 @torch.inference_mode()

@@ -39,7 +39,6 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from . import provenance
 from .checkpoint import CheckpointError, checkpoint_payload, read_checkpoint, unwrap
@@ -60,6 +59,7 @@ from .inference import loss_and_correct, predict_logits
 from .labels import CLASS_NAMES
 from .model import build_model, describe
 from .params import TrainConfig, protocol_deviations
+from .progress import tqdm
 from .runs import RunLock, open_training_splits, run_dir_for, selected_checkpoint
 from .saving import BackgroundSaver
 from .step import TrainStep, graph_possible

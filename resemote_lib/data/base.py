@@ -29,11 +29,11 @@ import pandas as pd
 import torch
 from PIL import Image
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .. import paths
 from ..files import atomic_torch_save
 from ..labels import CLASS_NAMES
+from ..progress import tqdm
 from .transforms import EVAL, TRAIN, Preset
 
 log = logging.getLogger(__name__)
