@@ -65,7 +65,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from resemote_lib import evaluate, paths, provenance, train
-from resemote_lib.data import detect_layout
+from resemote_lib.data import fer2013
 from resemote_lib.device import DeviceError, choose_precision, resolve_device
 from resemote_lib.distributed import DistInfo
 from resemote_lib.files import atomic_write_text
@@ -260,10 +260,13 @@ def find_data(value: str | None, work: Path) -> tuple[str, Path, str | None]:
 
 
 def fer2013_root(folder: Path) -> Path | None:
-    try:
-        return detect_layout("fer2013", folder, quiet=True)[1]
-    except (FileNotFoundError, ValueError):
-        return None
+    """The folder at or one level below ``folder`` that holds a FER2013 layout, looked for without
+    side effects (``data.detect_layout`` would unpack a lone zip in place: here it goes to the work
+    folder instead)."""
+    for candidate in (folder, *sorted(p for p in folder.iterdir() if p.is_dir())):
+        if fer2013.detect(candidate) is not None:
+            return candidate
+    return None
 
 
 def base_config(dataset: str, root: Path, work: Path, device: torch.device) -> TrainConfig:
