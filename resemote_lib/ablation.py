@@ -5,7 +5,8 @@ protocol (each a full run: ``fit``, then ``evaluate_run`` on the official and th
 deduplicated test sets), and measures each variant's parameters, FLOPs and training and
 inference speed; ``summarize`` gives mean and spread over seeds. Runs live under
 ``results/<run_name>/runs/<variant>_s<seed>/`` and are skipped when already evaluated,
-so an interrupted ablation resumes.
+so an interrupted ablation resumes. A progress bar over the runs says which variant and
+seed is training (and which are done or skipped), above each run's own epoch bar.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+from tqdm.auto import tqdm
 
 from .device import choose_precision, resolve_device
 from .evaluate import evaluate_run
@@ -39,26 +41,46 @@ def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int]
         cfg: the protocol and data; its ``model`` and ``seed`` are replaced per run.
         variants: names from ``model.VARIANTS``.
         seeds: training seeds (the test set is the same for all: ``cfg.split_seed``).
+        progress: a bar over the runs naming the variant and seed at work, and each run's
+            epoch bars.
         keep_checkpoints: keep each run's weights; by default they are deleted once the run
             is evaluated (10 runs of the full network hold about 12 GB).
     """
     base = run_dir_for(cfg) / "runs"
-    rows = []
-    for variant in variants:
-        speed = _speeds(cfg, variant)
-        for seed in seeds:
-            run_cfg = resolve({**cfg.to_dict(), "model": variant, "seed": seed, "results_dir": str(base),
-                               "run_name": f"{variant}_s{seed}"}, where=f"ablation {variant} seed {seed}")
-            run_dir = run_dir_for(run_cfg)
-            if not (run_dir / "metrics.json").is_file():
-                result = fit(run_cfg, progress=progress)
-                evaluate_run(run_dir, device=run_cfg.device, progress=False)
-                if not keep_checkpoints:
-                    for name in ("best.pt", "final.pt", "last.pt"):
-                        (run_dir / name).unlink(missing_ok=True)
-                del result
-            rows.append({"variant": variant, "seed": seed, **speed, **_metrics(run_dir), "run": run_dir.relative_to(base.parent).as_posix()})  # beside ablation.csv
+    rows, trained = [], 0
+    bar = tqdm(total=len(variants) * len(seeds), desc="ablation", unit="run", disable=not progress)
+    try:
+        for variant in variants:
+            bar.set_description(f"ablation: {variant}, measuring speed")
+            speed = _speeds(cfg, variant)
+            for seed in seeds:
+                run_cfg = resolve({**cfg.to_dict(), "model": variant, "seed": seed, "results_dir": str(base),
+                                   "run_name": f"{variant}_s{seed}"}, where=f"ablation {variant} seed {seed}")
+                run_dir = run_dir_for(run_cfg)
+                if (run_dir / "metrics.json").is_file():
+                    bar.set_description(f"ablation: {variant} seed {seed} already done")
+                else:
+                    _train_and_test(run_cfg, bar, progress, keep_checkpoints)
+                    trained += 1
+                rows.append({"variant": variant, "seed": seed, **speed, **_metrics(run_dir),
+                             "run": run_dir.relative_to(base.parent).as_posix()})  # beside ablation.csv
+                bar.update(1)
+        bar.set_description(f"ablation: done, {trained} trained now, {len(rows) - trained} already done")
+    finally:
+        bar.close()
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _train_and_test(run_cfg: TrainConfig, bar: tqdm, progress: bool, keep_checkpoints: bool) -> None:
+    """One run of the ablation: trained, tested once, its weights deleted unless kept."""
+    bar.set_description(f"ablation: training {run_cfg.model} seed {run_cfg.seed}")
+    fit(run_cfg, progress=progress)  # its result (the model) is not kept: freed before the next run
+    bar.set_description(f"ablation: testing {run_cfg.model} seed {run_cfg.seed}")
+    run_dir = run_dir_for(run_cfg)
+    evaluate_run(run_dir, device=run_cfg.device, progress=False)
+    if not keep_checkpoints:
+        for name in ("best.pt", "final.pt", "last.pt"):
+            (run_dir / name).unlink(missing_ok=True)
 
 
 def write(table: pd.DataFrame, flow: pd.DataFrame, out_dir: Path, note: str = "") -> dict[str, Path]:

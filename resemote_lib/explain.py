@@ -19,9 +19,14 @@ from torch import Tensor
 from .model import ResEmoteNet
 
 
+def has_se(model: ResEmoteNet) -> bool:
+    """Whether ``model`` has the SE block (the ``cnn`` and ``cnn_res`` variants do not)."""
+    return getattr(model, "se", None) is not None
+
+
 def se_gates(model: ResEmoteNet, x: Tensor) -> np.ndarray:
     """The SE block's 256 channel weights for one preprocessed image ``(3, H, W)``."""
-    if getattr(model, "se", None) is None:
+    if not has_se(model):
         raise ValueError("this model variant has no SE block (see resemote_lib.model.VARIANTS)")
     captured: dict[str, Tensor] = {}
     handle = model.se.register_forward_hook(lambda m, inp, out: captured.setdefault("x", inp[0]))
@@ -63,4 +68,4 @@ def layer_cam(model: ResEmoteNet, x: Tensor, target: int | None = None) -> tuple
     return cam.detach().cpu().numpy(), cls
 
 
-__all__ = ["layer_cam", "se_gates"]
+__all__ = ["has_se", "layer_cam", "se_gates"]

@@ -13,25 +13,144 @@ Displayed (``display(browser)``), a widget's output bundle also carries a static
 (``image/png`` or a plain-text note): JupyterLab with a live kernel renders the widget; a
 saved or papermill-executed notebook, which has no kernel behind its widgets, shows the
 fallback instead of ``VBox(children=...)``.
+
+The rest of the notebook's numbers come from here too: which run it explores and what that
+network variant has (``pick_run``, ``describe_variant``), the model's predictions on a split
+(``predictions``), the most confused class pairs (``confused_pairs``), the most confident
+errors (``errors``), a few faces per class (``sample_faces``) and their maps (``cams``).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime
 import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 import numpy as np
+import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
 from . import plots
 from .data.base import FaceDataset, to_gray_square
+from .data.transforms import EVAL
+from .explain import has_se, layer_cam
 from .inference import predict_logits
+from .model import VARIANTS
+from .params import TrainConfig
+from .runs import finished_runs, load_run_config
 
 FACE_PIXELS = 144  # faces are shown enlarged to this side (nearest neighbour: the pixels the model sees)
+
+
+# --- which run, which network ------------------------------------------------------------
+
+@dataclass
+class RunChoice:
+    """The run a notebook explores, its config, and a sentence saying which and why."""
+
+    run_dir: Path
+    cfg: TrainConfig
+    sentence: str
+
+
+def pick_run(results_dir: str | os.PathLike, run_name: str | None = None) -> RunChoice:
+    """``run_name``, or else the newest finished run under ``results_dir`` (no path typed)."""
+    results_dir = Path(results_dir)
+    runs = finished_runs(results_dir)
+    name = run_name or (runs[0] if runs else None)
+    if name is None:
+        raise FileNotFoundError(f"no finished run in {results_dir} yet: train one (notebook 01_train, or python -m "
+                                "resemote_lib train PARAMS.yaml), then run this notebook again")
+    run_dir = results_dir / name
+    cfg = load_run_config(run_dir)
+    when = datetime.datetime.fromtimestamp((run_dir / "config.json").stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    others = [r for r in runs if r != name]
+    if run_name:
+        why = "as set by `run_name`"
+    elif others:
+        shown = ", ".join(f"`{r}`" for r in others[:5]) + (", ..." if len(others) > 5 else "")
+        why = f"the newest of the {len(runs)} finished runs in `{results_dir}`; set `run_name` to explore another ({shown})"
+    else:
+        why = f"the only finished run in `{results_dir}`"
+    sentence = (f"Exploring run **{name}** (finished {when}): `{cfg.model}` trained on {cfg.dataset} under the "
+                f"{cfg.protocol} protocol at {cfg.image_size} px; {why}.")
+    return RunChoice(run_dir, cfg, sentence)
+
+
+def describe_variant(model: torch.nn.Module, name: str) -> str:
+    """What the network variant ``name`` has, and what the notebook can show of it."""
+    se, blocks = has_se(model), int(getattr(model, "res_blocks", 0))
+    parts = ["the convolutional stem (three conv stages)", *(["the SE block"] if se else []),
+             *([f"{blocks} residual blocks"] if blocks else []), "the head"]
+    missing = [what for what, there in (("no SE block", se), ("no residual blocks", blocks)) if not there]
+    lean = " (lean form)" if VARIANTS.get(name, {}).get("lean") else ""
+    text = f"`{name}`{lean} has " + ", ".join(parts[:-1]) + f" and {parts[-1]}"
+    text += f"; {' and '.join(missing)}." if missing else "."
+    if not se:
+        text += (" Without an SE block there are no channel gates to show, so that figure is skipped; LayerCAM "
+                 "still works, on the stem's output (the last map with spatial detail).")
+    return text
+
+
+# --- predictions on a split ----------------------------------------------------------------
+
+def predictions(model: torch.nn.Module, ds: FaceDataset, device: str | torch.device = "cpu",
+                batch_size: int = 256) -> pd.DataFrame:
+    """One row per item of ``ds``: ``index``, ``id``, ``true`` and ``predicted`` (class
+    indices), ``confidence`` (the predicted class's probability), ``true_prob``, ``correct``."""
+    probs = predict_logits(model, ds.images, batch_size=batch_size, device=device).softmax(1).cpu().numpy()
+    y, pred = ds.labels.numpy(), probs.argmax(1)
+    return pd.DataFrame({"index": np.arange(len(ds)), "id": list(ds.ids), "true": y, "predicted": pred,
+                         "confidence": probs.max(1), "true_prob": probs[np.arange(len(ds)), y],
+                         "correct": y == pred})
+
+
+def confusion(preds: pd.DataFrame, num_classes: int) -> np.ndarray:
+    """Counts, rows true, columns predicted, from ``predictions``."""
+    flat = preds["true"].to_numpy() * num_classes + preds["predicted"].to_numpy()
+    return np.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def confused_pairs(confusion: np.ndarray, class_names: list[str] | tuple[str, ...], top: int = 8) -> pd.DataFrame:
+    """The ``top`` off-diagonal cells of a confusion matrix (rows true), largest first: how many
+    faces of ``true`` went to ``predicted``, as a % of the true class and of all errors."""
+    counts = np.asarray(confusion)
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    total_errors, per_class = off.sum(), counts.sum(axis=1)
+    cells = sorted(((int(off[t, p]), t, p) for t in range(len(off)) for p in range(len(off)) if off[t, p]),
+                   key=lambda c: (-c[0], c[1], c[2]))
+    return pd.DataFrame([{"true": class_names[t], "predicted": class_names[p], "faces": n,
+                          "% of the true class": round(100 * n / per_class[t], 1),
+                          "% of all errors": round(100 * n / total_errors, 1)} for n, t, p in cells[:top]],
+                        columns=["true", "predicted", "faces", "% of the true class", "% of all errors"],
+                        index=pd.RangeIndex(1, min(top, len(cells)) + 1, name="rank"))
+
+
+def errors(preds: pd.DataFrame, n: int = 24) -> pd.DataFrame:
+    """The ``n`` wrong predictions the model was most confident about, most confident first."""
+    return preds[~preds["correct"]].sort_values("confidence", ascending=False, kind="stable").head(n)
+
+
+def sample_faces(preds: pd.DataFrame, per_class: int = 3, seed: int = 0) -> pd.DataFrame:
+    """``per_class`` random items of each true class (fewer where a class has fewer), by class."""
+    rng = np.random.default_rng(seed)
+    picked = [group.iloc[np.sort(rng.choice(len(group), size=min(per_class, len(group)), replace=False))]
+              for _, group in preds.groupby("true", sort=True)]
+    return pd.concat(picked) if picked else preds.head(0)
+
+
+def cams(model: torch.nn.Module, ds: FaceDataset, indices: list[int] | pd.Series,
+         device: str | torch.device = "cpu") -> list[np.ndarray]:
+    """LayerCAM (``explain.layer_cam``, of the predicted class) of each item of ``indices``."""
+    return [layer_cam(model, EVAL(ds.images[int(i)]).to(device))[0] for i in indices]
 
 
 def predict_image(model: torch.nn.Module, image: np.ndarray | Image.Image, image_size: int,
@@ -201,4 +320,6 @@ class UploadPredictor:
                                     "with a live kernel.", **kwargs)
 
 
-__all__ = ["DatasetBrowser", "UploadPredictor", "face_png", "figure_png", "predict_image", "side_by_side"]
+__all__ = ["DatasetBrowser", "RunChoice", "UploadPredictor", "cams", "confused_pairs", "confusion",
+           "describe_variant", "errors", "face_png", "figure_png", "pick_run", "predict_image", "predictions",
+           "sample_faces", "side_by_side"]

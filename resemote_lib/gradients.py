@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
 from .model import build_model
 
@@ -47,15 +48,21 @@ def gradient_flow(model: nn.Module, image_size: int, *, batch: int = 8, seed: in
 
 
 def gradient_flow_table(variants: Iterable[str], sizes: Iterable[int] = (48, 64, 96, 112), *,
-                        batch: int = 8, seed: int = 0) -> pd.DataFrame:
+                        batch: int = 8, seed: int = 0, progress: bool = False) -> pd.DataFrame:
     """``gradient_flow`` of each variant (``model.VARIANTS``) at each input size, one table
-    (``COLUMNS``); each variant is initialised with ``seed``."""
+    (``COLUMNS``); each variant is initialised with ``seed``. ``progress``: a bar naming the
+    variant and size being measured (building and back-propagating the full network takes
+    seconds each on a CPU)."""
+    cases = [(name, size) for name in variants for size in sizes]
     frames = []
-    for name in variants:
-        for size in sizes:
+    with tqdm(total=len(cases), desc="gradient flow", unit="model", disable=not progress) as bar:
+        for name, size in cases:
+            bar.set_description(f"gradient flow: {name} at {size} px")
             torch.manual_seed(seed)
             flow = gradient_flow(build_model(name, image_size=size), size, batch=batch, seed=seed)
             frames.append(flow.assign(variant=name, image_size=size))
+            bar.update(1)
+        bar.set_description(f"gradient flow: {len(cases)} model(s) measured")
     return pd.concat(frames, ignore_index=True)[COLUMNS]
 
 

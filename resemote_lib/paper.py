@@ -2,7 +2,9 @@
 
 Table I and II describe the datasets (from the data loaded, not copied from the paper);
 Table III puts the published accuracies beside ours, per dataset and protocol, with each
-run's provenance. Published numbers live here and only here.
+run's provenance. Published numbers live here and only here. ``table3.md`` keeps every
+column; ``notebook_markdown`` is the narrower view 03_paper shows (fits a notebook's width,
+ablation tables inline rather than as links a notebook could not open).
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def _ci(block: dict | None) -> str:
     return f"{100 * lo_hi[0]:.1f}-{100 * lo_hi[1]:.1f}" if lo_hi else ""
 
 
+def _test_set(dataset: str | None, test: dict, n: int) -> str:
+    """``"PrivateTest (3589)"``; synthetic faces are generated in FER2013's CSV layout, so
+    their rule reads "PrivateTest" too: they are called what they are."""
+    rule = "synthetic test" if dataset == "synthetic" else test.get("rule", "")
+    return f"{rule} ({n})".strip()
+
+
 def _row(m: dict, run_dir: Path) -> dict:
     prov = m.get("provenance", {})
     cfg = prov.get("config") or {}
@@ -93,12 +102,13 @@ def _row(m: dict, run_dir: Path) -> dict:
     git = prov.get("git") or {}
     return {
         "kind": m.get("kind", "trained here"), "dataset": dataset, "protocol": m.get("protocol", cfg.get("protocol")),
-        "run": run_dir.name, "test set": f"{test.get('rule', '')} ({m['n']})".strip(),
+        "run": run_dir.name, "test set": _test_set(dataset, test, m["n"]),
         "published": published, "official": official, "official 95% CI": _ci(m),
         "gap": round(official - published, 2) if published is not None else None,
         "dedup": _pct(dedup.get("accuracy")), "dedup 95% CI": _ci(dedup),
         "dedup gap": round(100 * dedup["accuracy"] - published, 2) if published is not None and dedup else None,
-        "dedup n": dedup.get("n"), "on copies": _pct(copies.get("accuracy")), "copies n": copies.get("n"),
+        "dedup n": dedup.get("n"), "on copies": _pct(copies.get("accuracy")) if copies.get("n") else None,
+        "copies n": copies.get("n"),
         "official (flip TTA)": _pct(m["tta_flip"]["accuracy"]) if "tta_flip" in m else None,
         "balanced acc": _pct(m["balanced_accuracy"]), "macro F1": _pct(m["macro_f1"]),
         "deviations": ", ".join(f"{k}={v}" for k, v in deviations.items()),
@@ -145,14 +155,89 @@ def write_table3(table: pd.DataFrame, out_dir: str | os.PathLike | None = None,
     else:
         details = ["run", "kind", "dedup n", "copies n", "official (flip TTA)", "balanced acc", "macro F1", "deviations",
                    "epochs", "selected epoch", "precision", "channels_last", "compile", "commit", "device", "note"]
-        body = (table[MAIN_COLUMNS].to_markdown(index=False, floatfmt=".2f", missingval="") + "\n\n### Runs\n\n"
-                + table[details].to_markdown(index=False, floatfmt=".2f", missingval=""))
+        body = (_blank_missing(_with_na(table[MAIN_COLUMNS])).to_markdown(index=False, floatfmt=".2f", missingval="")
+                + "\n\n### Runs\n\n"
+                + _blank_missing(table[details]).to_markdown(index=False, floatfmt=".2f", missingval=""))
     if ablation_tables:
         links = [f"- [{path.parent.name}]({os.path.relpath(path, out)})" for path in ablation_tables]
         body += ("\n\n### Ablations\n\nEvery model variant with several seeds (`05_ablation`):\n\n"
                  + "\n".join(links))
     md_path.write_text(f"# Table III, regenerated\n\n{body}\n\n{PUBLISHED_NOTE} {DEDUP_NOTE}\n")
     return {"csv": csv_path, "md": md_path}
+
+
+def _blank_missing(table: pd.DataFrame) -> pd.DataFrame:
+    """Missing values as None, which markdown shows blank (a NaN would read "nan")."""
+    return table.astype(object).where(table.notna(), None)
+
+
+def _with_na(table: pd.DataFrame) -> pd.DataFrame:
+    """``on copies`` as text, "n/a" where a test set has no copies of train/val (not 0.00%)."""
+    out = table.copy()
+    out["on copies"] = [f"{v:.2f}" if pd.notna(v) else "n/a" for v in out["on copies"]]
+    return out
+
+
+def _with_ci(values: pd.Series, cis: pd.Series) -> list[str]:
+    """``75.00 (67.1-72.8)``: a figure and its 95% interval in one short cell."""
+    return [("" if pd.isna(v) else f"{v:.2f}" + (f" ({ci})" if isinstance(ci, str) and ci else ""))
+            for v, ci in zip(values, cis, strict=True)]
+
+
+def _number(values: pd.Series, signed: bool = False) -> list[str]:
+    return ["" if pd.isna(v) else (f"{v:+.2f}" if signed else f"{v:.2f}") for v in values]
+
+
+def notebook_markdown(table: pd.DataFrame, ablation_tables: Sequence[Path] = (), csv_name: str = "table3.csv") -> str:
+    """Table III as 03_paper shows it: the comparison in few, short columns (each figure with
+    its interval in one cell), a short runs table, then each ablation's table inline (a
+    notebook cannot open a link into the results folder). ``table3.md`` and the CSV
+    (``csv_name``) keep every column."""
+    if table.empty:
+        body = "_no evaluated runs yet_"
+    else:
+        main = pd.DataFrame({
+            "run": table["run"], "dataset": table["dataset"], "protocol": table["protocol"],
+            "test set": table["test set"], "published": _number(table["published"]),
+            "official (95% CI)": _with_ci(table["official"], table["official 95% CI"]),
+            "gap": _number(table["gap"], signed=True),
+            "dedup (95% CI)": _with_ci(table["dedup"], table["dedup 95% CI"]),
+            "dedup gap": _number(table["dedup gap"], signed=True),
+            "on copies": _with_na(table[["on copies"]])["on copies"]})
+        runs = pd.DataFrame({
+            "run": table["run"], "epochs": [_epochs(e, s) for e, s in zip(table["epochs"], table["selected epoch"],
+                                                                          strict=True)],
+            "balanced acc": _number(table["balanced acc"]), "macro F1": _number(table["macro F1"]),
+            "deviations from the protocol": table["deviations"].fillna(""), "note": table["note"].fillna("")})
+        body = (main.to_markdown(index=False) + "\n\n#### Runs\n\n" + runs.to_markdown(index=False)
+                + f"\n\nEvery column (flip TTA, precision, device, commit...): `{csv_name}`.")
+    for path in ablation_tables:
+        text = path.read_text().split("\n", 1)
+        body += f"\n\n#### Ablation `{path.parent.name}`\n\n" + (text[1].strip() if len(text) > 1 else "")
+    return body + f"\n\n{PUBLISHED_NOTE} {DEDUP_NOTE}\n"
+
+
+def _epochs(epochs: object, selected: object) -> str:
+    """``"80 (tested: 61)"``: epochs trained and the epoch whose weights were tested."""
+    if pd.isna(epochs):
+        return ""
+    return f"{int(epochs)}" + (f" (tested: {int(selected)})" if pd.notna(selected) else "")
+
+
+def dedup_sentence(metrics: dict) -> str:
+    """What 02_evaluate says under its table about the deduplicated test set: the figure
+    without the test images that have a copy in train or val, and accuracy on those copies
+    alone, "n/a" when there are none (not "0.00%")."""
+    dedup, copies = metrics.get("dedup"), metrics.get("copies_only") or {}
+    if not dedup:
+        return "No deduplicated figure: only a test split is checked for copies of train/val images."
+    lo, hi = dedup["accuracy_ci95"]
+    figure = f"accuracy {dedup['accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}, n={dedup['n']})"
+    if not copies.get("n"):
+        return (f"No test image has a copy in train or val: the deduplicated test set is the official one, {figure}; "
+                "on copies: n/a.")
+    return (f"Without the {dedup['excluded']} test image(s) that have a copy in train or val: {figure}; on those "
+            f"copies alone: {copies['accuracy']:.2%} (n={copies['n']}).")
 
 
 DEDUP_NOTE = ("Accuracies in %, with 95% Wilson intervals. `dedup`: the official test set minus every image that "
@@ -163,4 +248,4 @@ DEDUP_NOTE = ("Accuracies in %, with 95% Wilson intervals. `dedup`: the official
 
 
 __all__ = ["MAIN_COLUMNS", "PRIOR_WORK", "PUBLISHED", "TABLE3_COLUMNS", "ablations", "class_table", "collect_runs",
-           "dataset_table", "table3", "write_table3"]
+           "dataset_table", "dedup_sentence", "notebook_markdown", "table3", "write_table3"]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.ticker import MaxNLocator
 
 from . import paths
 from .data.audit import QualityReport
@@ -110,6 +111,10 @@ def training_curves(history: pd.DataFrame, title: str = "") -> Figure:
     axes[2].set_title("learning rate")
     for ax in axes:
         ax.set_xlabel("epoch")
+        # Epochs are whole: integer ticks only, over at least one epoch's width (a single epoch
+        # would otherwise get ticks 0.96, 0.98, ...).
+        ax.set_xlim(h["epoch"].min() - 0.5, h["epoch"].max() + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(alpha=0.3)
     axes[0].legend()
     axes[1].legend()
@@ -128,8 +133,13 @@ def confusion_matrix(confusion: np.ndarray, class_names: Sequence[str], title: s
     sns.heatmap(norm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, xticklabels=class_names,
                 yticklabels=class_names, ax=axes[1])
     for ax, sub in zip(axes, ("counts", "row-normalised (recall on the diagonal)"), strict=True):
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        # seaborn writes the row names vertically: beside the axis title they read as one phrase
+        # ("true happy"). Horizontal names, and the axis titles set apart by a pad.
+        ax.tick_params(axis="y", rotation=0)
+        ax.tick_params(axis="x", rotation=30)
+        plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
+        ax.set_xlabel("predicted class", labelpad=8, fontweight="bold")
+        ax.set_ylabel("true class", labelpad=10, fontweight="bold")
         ax.set_title(sub)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -239,11 +249,22 @@ def cam_overlay(image: np.ndarray, cam: np.ndarray, title: str = "") -> Figure:
     return fig
 
 
+# Series colours of the comparison figures: one hue each, never a cycle colour shared with another series.
+PUBLISHED_COLOR, OFFICIAL_COLOR, DEDUP_COLOR = "#9a9a9a", "#1f5fa8", "#3a9a3a"
+
+
+def _legend_above(ax: plt.Axes, ncol: int) -> None:
+    """The legend in a row above the axes: never over a bar."""
+    ax.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=ncol, fontsize=8, frameon=False,
+              borderaxespad=0.2)
+
+
 def paper_comparison(table: pd.DataFrame) -> Figure:
     """Per run (from ``paper.table3``): the published accuracy where the test set is the
     paper's, ours on the official test set and on the deduplicated one, each with its 95%
-    interval."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.9 * len(table) + 2), 3.8))
+    interval. Each series has its own colour; the legend sits above the bars and lists only
+    the series drawn."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.9 * len(table) + 2), 4.0))
     if table.empty:
         ax.text(0.5, 0.5, "no evaluated runs yet", ha="center")
         ax.axis("off")
@@ -251,22 +272,25 @@ def paper_comparison(table: pd.DataFrame) -> Figure:
     labels = [f"{r.dataset}\n{r.protocol}\n{r.run}" for r in table.itertuples()]
     x = np.arange(len(table))
     published = table["published"].astype(float)
-    ax.bar(x[published.notna()] - 0.27, published[published.notna()], width=0.27, label="published (paper)",
-           color="C7")
-    for offset, column, label, color in ((0.0, "official", "ours, official test", "C0"),
-                                         (0.27, "dedup", "ours, without copies of train/val", "C2")):
+    if published.notna().any():
+        ax.bar(x[published.notna()] - 0.27, published[published.notna()], width=0.27, label="published (paper)",
+               color=PUBLISHED_COLOR, hatch="//", edgecolor="white")
+    for offset, column, label, color in ((0.0, "official", "ours, official test", OFFICIAL_COLOR),
+                                         (0.27, "dedup", "ours, without copies of train/val", DEDUP_COLOR)):
         values = table[column].astype(float)
+        if values.isna().all():
+            continue
         lo_hi = np.array([_interval(c, v) for c, v in zip(table[f"{column} 95% CI"], values, strict=True)])
         err = np.abs(lo_hi.T - values.to_numpy())
         ax.bar(x + offset, values, width=0.27, yerr=err, capsize=3, label=label, color=color)
-        for xi, v in zip(x, values, strict=True):
+        for xi, v, hi in zip(x, values, lo_hi[:, 1], strict=True):
             if np.isfinite(v):
-                ax.text(xi + offset, v + 1.5, f"{v:.1f}", ha="center", fontsize=7)
+                ax.text(xi + offset, max(v, hi) + 1.5, f"{v:.1f}", ha="center", fontsize=7)
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_xlim(-0.8, len(table) - 0.2)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 110)
-    ax.legend(loc="lower right", fontsize=8)
+    _legend_above(ax, ncol=3)
     fig.tight_layout()
     return fig
 
@@ -281,38 +305,123 @@ def _interval(ci: object, value: float) -> tuple[float, float]:
 
 def ablation(summary: pd.DataFrame) -> Figure:
     """Test accuracy (official and deduplicated) per variant, mean ± spread over seeds, with
-    each variant's parameters and GFLOPs (from ``ablation.summarize``)."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(summary) + 2), 3.6))
+    each variant's parameters and GFLOPs (from ``ablation.summarize``); the legend above."""
+    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(summary) + 2), 3.8))
     x = np.arange(len(summary))
-    for offset, key, label, color in ((-0.18, "accuracy", "official test", "C0"),
-                                      (0.18, "dedup_accuracy", "without copies of train/val", "C2")):
+    for offset, key, label, color in ((-0.18, "accuracy", "official test", OFFICIAL_COLOR),
+                                      (0.18, "dedup_accuracy", "without copies of train/val", DEDUP_COLOR)):
         ax.bar(x + offset, 100 * summary[f"{key}_mean"], width=0.36, yerr=100 * summary[f"{key}_std"], capsize=3,
                label=label, color=color)
     labels = [f"{r.variant}\n{r.params / 1e6:.1f}M params\n{r.gflops:.2f} GFLOPs" for r in summary.itertuples()]
     ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylabel("test accuracy (%), mean ± s.d. over seeds")
+    ax.set_ylabel("test accuracy (%),\nmean ± s.d. over seeds")
     ax.set_ylim(0, 105)
-    ax.legend(loc="lower right", fontsize=8)
+    _legend_above(ax, ncol=2)
     fig.tight_layout()
     return fig
 
 
 def gradient_flow(table: pd.DataFrame) -> Figure:
-    """Share of each layer's weights with an exactly-zero gradient, per variant (rows) and
-    input size (columns), from ``gradients.gradient_flow_table``."""
+    """Share of each layer's weights with an exactly-zero gradient (from
+    ``gradients.gradient_flow_table``): one row per layer (names written horizontally), one
+    column per input size, grouped by variant (named above its columns); blank where a
+    variant has no such layer."""
     variants, sizes = list(dict.fromkeys(table["variant"])), sorted(table["image_size"].unique())
-    row_height = 1.2 + 0.3 * len(sizes)  # every size's label readable, the layer names below it
-    fig, axes = plt.subplots(len(variants), 1, figsize=(9, 0.6 + row_height * len(variants)), squeeze=False)
-    for ax, variant in zip(axes[:, 0], variants, strict=True):
-        sub = table[table["variant"] == variant]
-        grid = sub.pivot_table(index="image_size", columns="layer", values="zero_grad_share", sort=False)
-        grid = grid.reindex(index=sizes)
-        sns.heatmap(grid, ax=ax, vmin=0, vmax=1, cmap="magma_r", cbar=ax is axes[0, 0], annot=False)
-        ax.set_title(f"{variant}: share of weights with a zero gradient", fontsize=9, loc="left")
-        ax.set_ylabel("input px")
-        ax.set_xlabel("")
-        ax.tick_params(axis="x", labelsize=6, rotation=90)
-        ax.tick_params(axis="y", labelsize=7, rotation=0)
+    layers = list(dict.fromkeys(table["layer"]))
+    columns = [(v, s) for v in variants for s in sizes]
+    grid = (table.pivot_table(index="layer", columns=["variant", "image_size"], values="zero_grad_share")
+            .reindex(index=layers, columns=pd.MultiIndex.from_tuples(columns)))
+    fig, ax = plt.subplots(figsize=(2.4 + 0.6 * len(columns), 1.4 + 0.3 * len(layers)))
+    sns.heatmap(grid.to_numpy(dtype=float) * 100, ax=ax, vmin=0, vmax=100, cmap="magma_r", annot=True, fmt=".0f",
+                annot_kws={"fontsize": 7}, linewidths=0.5, linecolor="white",
+                cbar_kws={"label": "% of the layer's weights with a zero gradient", "shrink": 0.8})
+    ax.set_facecolor("#eeeeee")  # no such layer in that variant
+    ax.set_yticks(np.arange(len(layers)) + 0.5, layers, rotation=0, fontsize=8)
+    ax.set_xticks(np.arange(len(columns)) + 0.5, [f"{s}" for _, s in columns], rotation=0, fontsize=8)
+    ax.set_xlabel("input size (px)", fontsize=9)
+    ax.set_ylabel("")
+    for k, variant in enumerate(variants):
+        left = k * len(sizes)
+        if k:
+            ax.axvline(left, color="black", linewidth=1.5)
+        ax.text(left + len(sizes) / 2, -0.3, variant, ha="center", va="bottom", fontsize=8, fontweight="bold",
+                rotation=0 if len(sizes) >= 2 else 30)
+    ax.set_title("gradient flow: share of each layer's weights with a zero gradient (%)", fontsize=10, pad=22)
+    fig.tight_layout()
+    return fig
+
+
+def _prediction_captions(ds: FaceDataset, rows: pd.DataFrame) -> list[str]:
+    """``"true happy / pred. sad 87%"`` (two lines) for rows of ``explore.predictions``."""
+    names = ds.class_names
+    return [f"true {names[int(r.true)]}\npred. {names[int(r.predicted)]} {r.confidence:.0%}" for r in rows.itertuples()]
+
+
+def prediction_grid(ds: FaceDataset, rows: pd.DataFrame, title: str = "", cols: int = 8,
+                    empty: str = "none") -> Figure:
+    """The faces of ``rows`` (from ``explore.predictions``), each captioned with its true class
+    and the prediction with its probability, green when right and red when wrong, ``cols``
+    per row; the sentence ``empty`` when ``rows`` is empty."""
+    n = len(rows)
+    if n == 0:
+        fig, ax = plt.subplots(figsize=(6, 1))
+        ax.axis("off")
+        ax.text(0, 0.5, empty, fontsize=11, va="center")
+        ax.set_title(title, fontsize=10, loc="left")
+        return fig
+    cols = min(cols, n)
+    grid_rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(cols * 1.3, grid_rows * 1.75 + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, index, right, text in zip(axes.ravel(), rows["index"], rows["correct"], _prediction_captions(ds, rows),
+                                      strict=False):
+        ax.imshow(ds.images[int(index), 0].numpy(), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(text, fontsize=7.5, color="#1a7f1a" if right else "#c0202a", pad=3)
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.tight_layout()
+    return fig
+
+
+def cam_grid(ds: FaceDataset, rows: pd.DataFrame, cams: Sequence[np.ndarray], title: str = "",
+             cols: int = 4) -> Figure:
+    """Each face of ``rows`` (from ``explore.predictions``) beside its class activation map
+    (``cams``, over the face), captioned like ``prediction_grid``; ``cols`` faces per row."""
+    n = max(1, len(rows))
+    cols = min(cols, n)
+    grid_rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(grid_rows, 2 * cols, figsize=(cols * 2.5, grid_rows * 1.75 + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for k, (index, cam, text) in enumerate(zip(rows["index"], cams, _prediction_captions(ds, rows), strict=True)):
+        r, c = divmod(k, cols)
+        image = ds.images[int(index), 0].numpy()
+        face, over = axes[r][2 * c], axes[r][2 * c + 1]
+        face.imshow(image, cmap="gray", vmin=0, vmax=255)
+        over.imshow(image, cmap="gray", vmin=0, vmax=255)
+        over.imshow(cam, cmap="jet", alpha=0.45, extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
+        face.set_title(text, fontsize=7.5, loc="left", pad=3)
+    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
+    fig.tight_layout()
+    return fig
+
+
+def confused_pairs(pairs: pd.DataFrame, title: str = "most confused class pairs") -> Figure:
+    """The confusions of ``explore.confused_pairs`` as horizontal bars, largest on top,
+    each labelled with its count and its share of the true class."""
+    fig, ax = plt.subplots(figsize=(6, 0.6 + 0.32 * max(1, len(pairs))))
+    if pairs.empty:
+        ax.axis("off")
+        ax.text(0, 0.5, "no confusions: every face was classified right", fontsize=11, va="center")
+        return fig
+    names = [f"{r.true} -> {r.predicted}" for r in pairs.itertuples()]
+    ax.barh(names, pairs["faces"], color="#c0602a")
+    for y, (n, share) in enumerate(zip(pairs["faces"], pairs["% of the true class"], strict=True)):
+        ax.text(n, y, f" {n} ({share:.1f}% of the true class)", va="center", fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, pairs["faces"].max() * 1.6)
+    ax.set_xlabel("test faces (true -> predicted)")
+    ax.set_title(title, fontsize=10, loc="left")
     fig.tight_layout()
     return fig
 
@@ -407,6 +516,7 @@ def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_
     return fig
 
 
-__all__ = ["ablation", "cam_overlay", "class_distribution", "confused_examples", "confusion_matrix", "duplicate_pairs",
-           "example_grid", "gradient_flow", "image_pairs", "paper_comparison", "png", "probability_bars", "quality_examples",
-           "reliability_diagram", "save", "se_gates", "show", "training_curves"]
+__all__ = ["ablation", "cam_grid", "cam_overlay", "class_distribution", "confused_examples", "confused_pairs",
+           "confusion_matrix", "duplicate_pairs", "example_grid", "gradient_flow", "image_pairs",
+           "paper_comparison", "png", "prediction_grid", "probability_bars", "quality_examples", "reliability_diagram", "save", "se_gates",
+           "show", "training_curves"]

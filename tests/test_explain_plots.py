@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.colors import to_rgba
 from PIL import Image
 
 from resemote_lib import plots
@@ -11,6 +13,7 @@ from resemote_lib.data.base import FaceDataset
 from resemote_lib.evaluate import compute_metrics, reliability
 from resemote_lib.explain import layer_cam, se_gates
 from resemote_lib.gradients import gradient_flow_table
+from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.model import ResEmoteNet
 
 
@@ -64,3 +67,101 @@ def test_every_plot_renders_to_png(tmp_path):
         path = plots.save(fig, name, tmp_path)
         with Image.open(path) as img:
             assert img.size[0] > 100 and img.size[1] > 100, name
+
+
+# --- issue 24.18: what the figures look like, checked on the matplotlib objects ------------------
+
+TABLE3 = pd.DataFrame({"dataset": ["fer2013", "synthetic"], "protocol": ["clean", "demo"], "run": ["a", "b"],
+                       "published": [79.79, None], "official": [70.0, 93.0],
+                       "official 95% CI": ["67.1-72.8", "90.9-94.8"], "dedup": [68.0, 92.0],
+                       "dedup 95% CI": ["64.9-71.0", "89.9-94.0"]})
+ABLATION = pd.DataFrame({"variant": ["resemotenet", "cnn"], "params": [80e6, 1.3e6], "gflops": [0.67, 0.2],
+                         "accuracy_mean": [0.95, 0.97], "accuracy_std": [0.01, 0.02],
+                         "dedup_accuracy_mean": [0.94, 0.96], "dedup_accuracy_std": [0.01, 0.03]})
+
+
+def _boxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _legend_clear_of_bars(fig) -> list[str]:
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    return [f"bar at x={p.get_x():.2f} h={p.get_height():.1f}" for p in ax.patches
+            if p.get_height() > 0 and _boxes_overlap(legend, p.get_window_extent(renderer))]
+
+
+def _legend_colours(fig) -> dict[str, tuple]:
+    legend = fig.axes[0].get_legend()
+    return {t.get_text(): to_rgba(h.get_facecolor()) for t, h in zip(legend.get_texts(), legend.legend_handles,
+                                                                   strict=True)}
+
+
+@pytest.mark.parametrize("rows", [[0, 1], [1]], ids=["with a published number", "synthetic only"])
+def test_table3_series_have_distinct_colours_and_only_drawn_series_are_in_the_legend(rows):
+    fig = plots.paper_comparison(TABLE3.iloc[rows].reset_index(drop=True))
+    colours = _legend_colours(fig)
+    assert len(set(colours.values())) == len(colours), colours  # "published" was blue like "ours, official"
+    assert ("published (paper)" in colours) == (0 in rows), "a series with no bars has no legend entry"
+    bars = {to_rgba(p.get_facecolor()) for p in fig.axes[0].patches}
+    assert bars <= set(colours.values())
+    assert not _legend_clear_of_bars(fig)
+    plt.close(fig)
+
+
+def test_ablation_legend_covers_no_bar():
+    fig = plots.ablation(ABLATION)
+    assert not _legend_clear_of_bars(fig)
+    colours = _legend_colours(fig)
+    assert len(set(colours.values())) == 2
+    plt.close(fig)
+
+
+def test_confusion_matrix_class_names_are_horizontal_and_clear_of_the_axis_titles():
+    fig = plots.confusion_matrix(np.diag([5, 1, 4, 9, 6, 6, 4]), list(CLASS_NAMES))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        names = ax.get_yticklabels()
+        assert [t.get_text() for t in names] == list(CLASS_NAMES)
+        assert all(t.get_rotation() == 0 for t in names), "vertical row names read as 'true happy'"
+        ylabel, xlabel = ax.yaxis.label.get_window_extent(renderer), ax.xaxis.label.get_window_extent(renderer)
+        for t in names:
+            assert not _boxes_overlap(ylabel, t.get_window_extent(renderer)), t.get_text()
+        for t in ax.get_xticklabels():
+            assert not _boxes_overlap(xlabel, t.get_window_extent(renderer)), t.get_text()
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 30])
+def test_epoch_axis_has_whole_epochs_only(epochs):
+    hist = pd.DataFrame({"epoch": range(1, epochs + 1), "lr": 1e-3, "train_loss": 1.0, "train_acc": 0.5,
+                         "val_loss": 1.5, "val_acc": 0.4, "seconds": 1.0})
+    fig = plots.training_curves(hist)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    plt.close(fig)
+
+
+def test_gradient_flow_labels_are_readable_and_do_not_overlap():
+    flow = gradient_flow_table(["resemotenet", "cnn", "cnn_se"], sizes=(32, 48), batch=2)
+    fig = plots.gradient_flow(flow)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for ax in fig.axes[:1] for t in (*ax.get_xticklabels(), *ax.get_yticklabels())]
+    assert labels and min(t.get_fontsize() for t in labels) >= 8
+    ax = fig.axes[0]
+    assert all(t.get_rotation() == 0 for t in ax.get_yticklabels())
+    for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
+        boxes = [t.get_window_extent(renderer) for t in ticks if t.get_text()]
+        assert not [i for i in range(len(boxes) - 1) if _boxes_overlap(boxes[i], boxes[i + 1])]
+    headers = [t.get_window_extent(renderer) for t in ax.texts if t.get_fontweight() == "bold"]
+    assert len(headers) == 3 and not [i for i in range(2) if _boxes_overlap(headers[i], headers[i + 1])]
+    layers = {t.get_text() for t in ax.get_yticklabels()}
+    assert {"conv1", "se.fc.0", "res_block3.conv2", "fc4"} <= layers
+    plt.close(fig)

@@ -113,3 +113,98 @@ def test_predict_image_accepts_read_only_arrays_without_a_warning(model):
     assert not image.flags.writeable
     probs, seen = explore.predict_image(model, image, 32)
     assert probs.shape == (7,) and probs.sum() == pytest.approx(1, abs=1e-5) and seen.shape == (32, 32)
+
+
+# --- which run, which network, and what the model gets wrong (issues 24.15, 22.5) ---------------
+
+def _finished_run(results, name: str, model: str, mtime: float) -> None:
+    import json
+    import os
+
+    from resemote_lib.params import resolve
+
+    run = results / name
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(resolve({"run_name": name, "model": model}).to_dict()))
+    os.utime(run / "config.json", (mtime, mtime))
+
+
+def test_pick_run_takes_the_newest_finished_run_and_says_which(tmp_path):
+    results = tmp_path / "results"
+    with pytest.raises(FileNotFoundError, match="no finished run in .* train one"):
+        explore.pick_run(results)
+    _finished_run(results, "older", "resemotenet", 1_000_000)
+    _finished_run(results, "newer", "cnn", 2_000_000)
+    choice = explore.pick_run(results)
+    assert choice.run_dir == results / "newer" and choice.cfg.model == "cnn"
+    assert "**newer**" in choice.sentence and "newest of the 2" in choice.sentence and "`older`" in choice.sentence
+    asked = explore.pick_run(results, "older")
+    assert asked.cfg.model == "resemotenet" and "as set by `run_name`" in asked.sentence
+
+
+@pytest.mark.parametrize("variant", ["cnn", "cnn_se", "cnn_res", "resemotenet"])
+def test_describe_variant_says_what_the_network_has(variant):
+    from resemote_lib.model import build_model
+
+    text = explore.describe_variant(build_model(variant, image_size=32), variant)
+    has_se, has_res = variant in ("cnn_se", "resemotenet"), variant in ("cnn_res", "resemotenet")
+    assert ("no SE block" in text) != has_se and ("no residual blocks" in text) != has_res
+    assert ("that figure is skipped" in text) != has_se and text.startswith(f"`{variant}`")
+
+
+def test_layer_cam_on_faces_works_without_an_se_block(ds):
+    """Issue 24.15: 04_explore crashed on cnn and cnn_res runs; LayerCAM reads the stem's output."""
+    from resemote_lib.explain import has_se, se_gates
+    from resemote_lib.model import build_model
+
+    torch.manual_seed(0)
+    cnn = build_model("cnn").eval()
+    assert not has_se(cnn)
+    with pytest.raises(ValueError, match="no SE block"):
+        se_gates(cnn, torch.zeros(3, 32, 32))
+    maps = explore.cams(cnn, ds, [0, 3])
+    assert [m.shape for m in maps] == [(32, 32), (32, 32)] and all(m.min() >= 0 and m.max() <= 1 for m in maps)
+
+
+def test_predictions_errors_and_samples(model, ds):
+    preds = explore.predictions(model, ds)
+    assert len(preds) == len(ds) and list(preds["true"]) == LABELS
+    assert (preds["correct"] == (preds["true"] == preds["predicted"])).all()
+    assert preds["confidence"].between(0, 1).all() and (preds["confidence"] >= preds["true_prob"]).all()
+    wrong = explore.errors(preds, n=3)
+    assert not wrong["correct"].any() and len(wrong) == min(3, (~preds["correct"]).sum())
+    assert wrong["confidence"].is_monotonic_decreasing
+    assert wrong["confidence"].iloc[0] == preds.loc[~preds["correct"], "confidence"].max()
+    picked = explore.sample_faces(preds, per_class=2)
+    assert picked.groupby("true").size().to_dict() == {0: 2, 3: 2, 5: 1, 6: 2}
+    counts = explore.confusion(preds, 7)
+    assert counts.sum() == len(ds) and np.trace(counts) == preds["correct"].sum()
+
+
+def test_confused_pairs_are_the_largest_off_diagonal_cells_with_their_shares():
+    confusion = np.array([[5, 3, 0], [1, 4, 2], [0, 0, 6]])
+    pairs = explore.confused_pairs(confusion, ["angry", "disgust", "fear"])
+    assert pairs[["true", "predicted", "faces"]].values.tolist() == [["angry", "disgust", 3], ["disgust", "fear", 2],
+                                                                     ["disgust", "angry", 1]]
+    assert pairs["% of the true class"].tolist() == [37.5, 28.6, 14.3]  # 3/8, 2/7, 1/7
+    assert pairs["% of all errors"].tolist() == [50.0, 33.3, 16.7]  # of 6 errors
+    assert explore.confused_pairs(np.diag([3, 4, 5]), ["a", "b", "c"]).empty
+    assert len(explore.confused_pairs(confusion, ["angry", "disgust", "fear"], top=1)) == 1
+
+
+def test_gallery_figures_render_and_handle_nothing_to_show(model, ds):
+    from resemote_lib import plots
+
+    preds = explore.predictions(model, ds)
+    grid = plots.prediction_grid(ds, explore.sample_faces(preds, per_class=2), title="t", cols=4)
+    shown = [ax for ax in grid.axes if ax.images]
+    assert len(shown) == 7 and {ax.title.get_color() for ax in shown} <= {"#1a7f1a", "#c0202a"}
+    assert all(ax.title.get_text().startswith("true ") for ax in shown)
+    none = plots.prediction_grid(ds, preds.head(0), empty="no errors")
+    assert [t.get_text() for ax in none.axes for t in ax.texts] == ["no errors"]
+    picked = explore.sample_faces(preds, per_class=1)
+    cams = plots.cam_grid(ds, picked, [np.ones((32, 32))] * len(picked))
+    assert sum(len(ax.images) for ax in cams.axes) == 3 * len(picked)  # face, and face under its map
+    pairs = plots.confused_pairs(explore.confused_pairs(explore.confusion(preds, 7), ds.class_names))
+    for fig in (grid, none, cams, pairs):
+        plt.close(fig)

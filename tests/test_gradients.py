@@ -40,3 +40,11 @@ def test_the_lean_variant_has_no_structurally_dead_taps():
     full, lean = table.set_index("variant")["params"], table.set_index("variant")["zero_grad_params"]
     assert full["resemotenet"] - full["resemotenet_lean"] == 44_040_192
     assert lean["resemotenet_lean"] < lean["resemotenet"] - 40_000_000
+
+
+def test_the_table_says_which_variant_and_size_it_is_measuring(capsys):
+    """Issue 24.17: 05_ablation's gradient-flow cell said nothing for about a minute."""
+    gradient_flow_table(["cnn", "cnn_se"], sizes=(16,), batch=2, progress=True)
+    err = capsys.readouterr().err
+    assert "gradient flow: cnn at 16 px" in err and "gradient flow: cnn_se at 16 px" in err
+    assert "2 model(s) measured" in err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -90,3 +91,45 @@ def test_real_fer2013_counts_and_table2(real_fer2013, tmp_path):
     swapped = dict(zip(CLASS_NAMES, PAPER_TABLE2_FER_TEST, strict=True))
     for a, b in (("disgust", "surprise"), ("fear", "neutral"), ("happy", "sad")):
         assert (ours[a], ours[b]) == (swapped[b], swapped[a])
+
+
+def test_no_copies_reads_n_a_and_synthetic_faces_are_not_privatetest(tmp_path):
+    """Issue 24.18: "0.00% on copies" where there are no copies; synthetic data labelled "PrivateTest"."""
+    _run(tmp_path, "fer_clean", {"dataset": "fer2013", "protocol": "clean"}, "fer2013-folders", 0.75, [0, 1, 19])
+    _run(tmp_path, "demo", {"dataset": "synthetic", "protocol": "demo"}, "fer2013-csv", 0.9, [])
+    table = paper.table3(tmp_path).set_index("run")
+    assert table.loc["demo", "test set"] == "synthetic test (20)" and table.loc["fer_clean", "test set"] == "PrivateTest (20)"
+    assert pd.isna(table.loc["demo", "on copies"]) and table.loc["demo", "copies n"] == 0
+    md = paper.write_table3(paper.table3(tmp_path), tmp_path / "paper")["md"].read_text()
+    demo_row = next(line for line in md.splitlines() if "| demo " in line and "synthetic" in line)
+    cells = [c.strip() for c in demo_row.strip(" |").split("|")]
+    assert cells[-1] == "n/a" and "nan" not in cells and cells[4] == ""  # on copies; no published number
+    view = paper.notebook_markdown(paper.table3(tmp_path))
+    assert "n/a" in view and "PrivateTest" not in next(line for line in view.splitlines() if "| demo " in line)
+
+
+def test_dedup_sentence_says_n_a_without_copies():
+    dedup = {"accuracy": 0.9, "accuracy_ci95": [0.8, 0.95], "n": 70, "excluded": 0}
+    said = paper.dedup_sentence({"dedup": dedup, "copies_only": {"accuracy": 0.0, "n": 0}})
+    assert "90.00%" in said and "on copies: n/a" in said and not re.search(r"(?<![\d.])0\.00%", said)
+    said = paper.dedup_sentence({"dedup": {**dedup, "excluded": 3}, "copies_only": {"accuracy": 2 / 3, "n": 3}})
+    assert "on those copies alone: 66.67% (n=3)" in said
+    assert "No deduplicated figure" in paper.dedup_sentence({})
+
+
+def test_notebook_view_is_narrow_and_shows_the_ablations_inline(tmp_path):
+    """Issue 24.19: 03_paper's ablation link did not open in JupyterLab, and its runs table
+    needed horizontal scrolling."""
+    _run(tmp_path, "fer_clean", {"dataset": "fer2013", "protocol": "clean"}, "fer2013-folders", 0.75, [0, 1, 19])
+    ablation_dir = tmp_path / "nb_ablation_fer2013_clean"
+    ablation_dir.mkdir()
+    (ablation_dir / "ablation.md").write_text("# Ablation: what the SE block and the residual blocks buy\n\n"
+                                              "| variant | test acc % |\n|---|---|\n| cnn | 30.00 ± 1.00 |\n")
+    view = paper.notebook_markdown(paper.table3(tmp_path), paper.ablations(tmp_path))
+    assert "](" not in view, "a link into the results folder does not open from a notebook"
+    assert "#### Ablation `nb_ablation_fer2013_clean`" in view and "| cnn | 30.00 ± 1.00 |" in view
+    tables = [[line for line in block.splitlines() if line.startswith("|")] for block in view.split("\n\n")]
+    widths = [max(len(line) for line in t) for t in tables if t]
+    columns = [t[0].count("|") - 1 for t in tables if t]
+    assert max(columns) <= 10 and max(widths) <= 200, (columns, widths)
+    assert "75.00 (" in view and "-4.79" in view  # the figure with its interval in one cell; the gap signed

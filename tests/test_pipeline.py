@@ -77,7 +77,9 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     assert (results / "paper" / "03_paper.ipynb").is_file()
     pngs = [run / "figures" / f"{n}.png" for n in ("class_distribution", "examples", "quality_examples", "training_curves",
                                                    "confusion_matrix", "confused_examples", "reliability",
-                                                   "explore_probs", "explore_se_gates", "explore_cam")]
+                                                   "explore_probs", "explore_se_gates", "explore_cam",
+                                                   "explore_predictions", "explore_confused_pairs", "explore_errors",
+                                                   "explore_cams")]
     pngs += [results / "paper" / "table3.png", results / "paper" / "fig3_smoke.png"]
     for png in pngs:
         with Image.open(png) as img:
@@ -200,3 +202,52 @@ def test_notebooks_that_train_have_no_cell_time_limit():
         trains = "fit(" in source or "run_ablation(" in source
         limit = pipeline.CELL_TIMEOUTS.get(name, pipeline.DEFAULT_CELL_TIMEOUT)
         assert (limit is None) == trains, f"{name}: trains={trains}, cell limit {limit}"
+
+
+# Issue 24.14: each notebook's defaults write a run folder of their own, so that they work in any order
+# after any other notebook or the pipeline. Every run name is left to its default; to keep it fast, what
+# trains is the small cnn at 32 px (01_train, the pipeline) and 05_ablation one variant and seed; 00_data
+# also runs on a FER2013 folder (its folder depends on the dataset).
+ORDERS = {
+    "notebooks first": ["05_ablation", "00_data fer2013", "01_train", "pipeline", "01_train", "03_paper"],
+    "pipeline first": ["pipeline", "01_train", "05_ablation", "00_data fer2013"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ORDERS, ids=list(ORDERS))
+def test_each_notebooks_defaults_work_after_any_other(order, tmp_path):
+    from resemote_lib import paper
+
+    from . import layouts as L
+
+    results = tmp_path / "results"
+    fer = L.write_fer2013_folders(tmp_path / "fer")
+    small = {"model": "cnn", "image_size": 32}
+    extra = {"00_data fer2013": {"dataset": "fer2013", "data_root": str(fer)}, "01_train": small,
+             "05_ablation": {"variants": ["cnn"], "seeds": [0], "flow_sizes": [16], "image_size": 32}}
+    pipeline_files: dict[str, bytes] = {}
+    for k, step in enumerate(ORDERS[order]):
+        if step == "pipeline":
+            sets = [x for k, v in small.items() for x in ("--set", f"{k}={v}")]
+            assert pipeline.pipeline_command([str(paths.PARAMS / "smoke.yaml"), "--results", str(results), *sets,
+                                              "--no-progress"]) == 0
+            pipeline_files = {f.name: f.read_bytes() for f in (results / "smoke").glob("*.*") if f.suffix in
+                              (".json", ".csv")}
+            continue
+        name = step.split()[0]
+        out = pipeline.execute(name, tmp_path / "executed" / f"{k}_{name}.ipynb",
+                               {"results_dir": str(results), **extra.get(step, {})}, progress=False)
+        text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", ""))
+                         for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code" for o in c.outputs)
+        if name == "01_train" and ORDERS[order][:k].count("01_train"):
+            assert "was already finished" in text, text[-2000:]
+        if pipeline_files:  # nothing a notebook's defaults run touches the pipeline's run
+            now = {f.name: f.read_bytes() for f in (results / "smoke").glob("*.*") if f.suffix in (".json", ".csv")}
+            assert now == pipeline_files, f"{step} changed {sorted(n for n in now if now[n] != pipeline_files.get(n))}"
+            assert not (results / "smoke" / "ablation.md").exists() and not (results / "smoke" / "runs").exists()
+    runs = {p.parent.name for p in results.glob("*/config.json")}
+    assert {"smoke", "nb_train_synthetic_smoke"} <= runs
+    assert not {p.parent.name for p in paper.ablations(results)} & runs, "an ablation in a training run's folder"
+    assert pd.read_csv(results / "nb_data_fer2013" / "table1.csv")["dataset"].tolist() == ["fer2013"]
+    assert pd.read_csv(results / "smoke" / "table1.csv")["dataset"].tolist() == ["synthetic"]
