@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,8 +55,10 @@ def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int]
             bar.set_description(f"ablation: {variant}, measuring speed")
             speed = _speeds(cfg, variant)
             for seed in seeds:
-                run_cfg = resolve({**cfg.to_dict(), "model": variant, "seed": seed, "results_dir": str(base),
-                                   "run_name": f"{variant}_s{seed}"}, where=f"ablation {variant} seed {seed}")
+                with warnings.catch_warnings():  # the variant is the ablation's subject, not a deviation to warn of
+                    warnings.filterwarnings("ignore", message=r".*overrides the .* protocol's \{'model'")
+                    run_cfg = resolve({**cfg.to_dict(), "model": variant, "seed": seed, "results_dir": str(base),
+                                       "run_name": f"{variant}_s{seed}"}, where=f"ablation {variant} seed {seed}")
                 run_dir = run_dir_for(run_cfg)
                 if (run_dir / "metrics.json").is_file():
                     bar.set_description(f"ablation: {variant} seed {seed} already done")

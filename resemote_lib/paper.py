@@ -64,7 +64,7 @@ def collect_runs(results_dir: str | os.PathLike | None = None) -> pd.DataFrame:
 
 # Table III: the official test figure and the deduplicated one, each with its 95% interval
 # and its gap to the paper (shown only where the test set is the paper's), then provenance.
-TABLE3_COLUMNS = ["kind", "dataset", "protocol", "run", "test set", "published", "official", "official 95% CI",
+TABLE3_COLUMNS = ["kind", "network", "dataset", "protocol", "run", "test set", "published", "official", "official 95% CI",
                   "gap", "dedup", "dedup 95% CI", "dedup gap", "dedup n", "on copies", "copies n", "official (flip TTA)",
                   "balanced acc", "macro F1", "deviations", "epochs", "selected epoch", "precision", "channels_last",
                   "compile", "commit", "device", "note"]
@@ -101,7 +101,9 @@ def _row(m: dict, run_dir: Path) -> dict:
     deviations = training.get("protocol_deviations") or {}
     git = prov.get("git") or {}
     return {
-        "kind": m.get("kind", "trained here"), "dataset": dataset, "protocol": m.get("protocol", cfg.get("protocol")),
+        "kind": m.get("kind", "trained here"),
+        "network": m.get("network") or (training.get("training") or {}).get("network") or "",
+        "dataset": dataset, "protocol": m.get("protocol", cfg.get("protocol")),
         "run": run_dir.name, "test set": _test_set(dataset, test, m["n"]),
         "published": published, "official": official, "official 95% CI": _ci(m),
         "gap": round(official - published, 2) if published is not None else None,
@@ -153,7 +155,7 @@ def write_table3(table: pd.DataFrame, out_dir: str | os.PathLike | None = None,
     if table.empty:
         body = "_no evaluated runs yet_"
     else:
-        details = ["run", "kind", "dedup n", "copies n", "official (flip TTA)", "balanced acc", "macro F1", "deviations",
+        details = ["run", "kind", "network", "dedup n", "copies n", "official (flip TTA)", "balanced acc", "macro F1", "deviations",
                    "epochs", "selected epoch", "precision", "channels_last", "compile", "commit", "device", "note"]
         body = (_blank_missing(_with_na(table[MAIN_COLUMNS])).to_markdown(index=False, floatfmt=".2f", missingval="")
                 + "\n\n### Runs\n\n"

@@ -289,6 +289,8 @@ def save(run: TrainingSetup, state: TrainState, improved: bool) -> None:
     snapshots handed to a background writer (``saving.BackgroundSaver``): the history's
     ``checkpoint_seconds`` is what the loop itself spent on them (snapshots, waits)."""
     blocked = run.saver.seconds_blocked
+    row = state.history[-1]
+    row["seconds"] = round(row["train_seconds"] + row["val_seconds"], 3)  # what last.pt records; + saving below
     if state.epoch % checkpoint_interval(run, state) == 0 or finished(run, state):
         save_last(run, state)
     if run.dist.is_main:
@@ -296,7 +298,6 @@ def save(run: TrainingSetup, state: TrainState, improved: bool) -> None:
             run.saver.submit(atomic_torch_save, checkpoint_payload(
                 run.model, image_size=run.cfg.image_size, config=run.cfg.to_dict(), epoch=state.epoch,
                 val_acc=state.best_val_acc, precision=run.precision.name), run.run_dir / "best.pt")
-        row = state.history[-1]
         row["checkpoint_seconds"] = round(run.saver.seconds_blocked - blocked, 3)
         row["seconds"] = round(row["train_seconds"] + row["val_seconds"] + row["checkpoint_seconds"], 3)
         _write_history(run.run_dir / "history.csv", state.history)
