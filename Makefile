@@ -42,19 +42,21 @@ demo-real: $(STAMP)
 	      "55 minutes of training, about an hour in all (README, 'A ResEmoteNet trained on a CPU')"
 	$(PY) -m resemote_lib pipeline params/fer2013_cpu.yaml
 
-# Copy the demo's Table III and figures (results/paper/, as make demo wrote them) into docs/demo/
-# for README. Run after make demo when the README's figures should change; make demo alone
-# never modifies tracked files.
-docs:
-	test -f results/paper/table3.md || { echo "make docs: run make demo first (no results/paper/table3.md)" >&2; exit 2; }
-	mkdir -p docs/demo
-	cp results/paper/table3.md results/paper/table3.csv results/paper/table3.png results/paper/fig3_demo.png docs/demo/
-	cp results/demo/history.csv results/demo/metrics.json docs/demo/
-	# the CPU-budget run on the real FER2013 (make demo-real), when there is one
+# Copy what README shows from the runs' own files into docs/: the demo's Table III and figures
+# (after make demo) into docs/demo/, and the CPU-budget run's (after make demo-real) into
+# docs/fer2013_cpu/ with its sweep (benchmarks/sweep_cpu.py). make demo and make demo-real alone
+# never modify tracked files.
+docs: $(STAMP)
+	test -f results/paper/table3.md || { echo "make docs: run make demo or make demo-real first (no results/paper/table3.md)" >&2; exit 2; }
+	if [ -f results/demo/metrics.json ]; then mkdir -p docs/demo && \
+	  cp results/paper/table3.md results/paper/table3.csv results/paper/table3.png results/paper/fig3_demo.png docs/demo/ && \
+	  cp results/demo/history.csv results/demo/metrics.json docs/demo/; fi
 	if [ -f results/fer2013_cpu/metrics.json ]; then mkdir -p docs/fer2013_cpu && \
-	  cp results/fer2013_cpu/metrics.json results/fer2013_cpu/history.csv results/fer2013_cpu/figures/*.png docs/fer2013_cpu/ && \
-	  cp results/paper/table3.md docs/fer2013_cpu/ && \
-	  { test ! -f results/sweep_cpu/sweep.md || cp results/sweep_cpu/sweep.md results/sweep_cpu/sweep.csv docs/fer2013_cpu/; }; fi
+	  cp results/fer2013_cpu/metrics.json results/fer2013_cpu/history.csv results/paper/fig3_fer2013_cpu.png docs/fer2013_cpu/ && \
+	  cd results/fer2013_cpu/figures && cp training_curves.png confusion_matrix.png reliability.png \
+	    explore_confused_pairs.png explore_errors.png explore_cams.png explore_predictions.png ../../../docs/fer2013_cpu/ && cd - >/dev/null && \
+	  $(PY) -c 'import pandas as pd; t = pd.read_csv("results/paper/table3.csv", keep_default_na=False); t[t["run"] == "fer2013_cpu"].to_csv("docs/fer2013_cpu/table3_row.csv", index=False); open("docs/fer2013_cpu/table3_row.md", "w").write(t[t["run"] == "fer2013_cpu"].T.to_markdown(headers=["Table III row", "fer2013_cpu"]) + "\n")'; fi
+	if [ -f results/sweep_cpu/sweep.md ]; then mkdir -p docs/fer2013_cpu && cp results/sweep_cpu/sweep.md results/sweep_cpu/sweep.csv docs/fer2013_cpu/; fi
 
 # Copy an ablation's tables and figures (results/$(RUN)/, as 05_ablation wrote them) into docs/$(RUN)/
 docs-ablation:

@@ -22,6 +22,7 @@ import yaml
 
 from . import paths
 from .params import FIELDS, absolute_path, resolved_values
+from .progress import TEXT_PROGRESS
 from .runs import RunLock
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,8 @@ def execute(name: str, output: Path, parameters: dict[str, Any], *, progress: bo
         timeout = CELL_TIMEOUTS.get(name, DEFAULT_CELL_TIMEOUT)
     output.parent.mkdir(parents=True, exist_ok=True)
     log.info("running %s -> %s", name, output)
+    if progress:  # the kernel's own bars (epochs, validation) as text lines in this terminal
+        os.environ[TEXT_PROGRESS] = "1"
     try:
         pm.execute_notebook(str(notebook_path(name)), str(output), parameters=parameters, kernel_name=KERNEL,
                             progress_bar=progress, log_output=True, cwd=str(paths.ROOT),
@@ -96,6 +99,8 @@ def execute(name: str, output: Path, parameters: dict[str, Any], *, progress: bo
         cell = _running_cell(output)
         raise NotebookFailed(f"{name}: cell {cell} ran longer than its {timeout} s timeout and was stopped "
                              f"(see the executed notebook: {output})") from None
+    finally:
+        os.environ.pop(TEXT_PROGRESS, None)
     return output
 
 

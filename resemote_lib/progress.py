@@ -9,6 +9,8 @@ offers what the library calls: iteration, ``update``, ``close``, ``set_postfix``
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -68,9 +70,26 @@ def _length(iterable: Iterable[Any]) -> int | None:
         return None
 
 
+# Set by the pipeline for the notebook kernels it starts: their bars are then text on stderr,
+# redrawn every TEXT_EVERY seconds, which papermill logs as lines (a widget bar would show nothing
+# in the terminal of `make demo-real` for an hour of training).
+TEXT_PROGRESS = "RESEMOTE_TEXT_PROGRESS"
+TEXT_EVERY = 30.0
+
+
+def _text_bar(*args: Any, **kwargs: Any) -> Any:
+    from tqdm.std import tqdm as text
+
+    kwargs.setdefault("mininterval", TEXT_EVERY)
+    kwargs.setdefault("file", sys.stderr)
+    return text(*args, **kwargs)
+
+
 try:
     from tqdm.auto import tqdm
+    if os.environ.get(TEXT_PROGRESS):
+        tqdm = _text_bar  # type: ignore[assignment,misc]
 except ImportError:  # a bare machine: training and evaluation run, silently
     tqdm = SilentBar  # type: ignore[assignment,misc]
 
-__all__ = ["SilentBar", "tqdm"]
+__all__ = ["TEXT_PROGRESS", "SilentBar", "tqdm"]

@@ -54,8 +54,10 @@ def git_state(root: Path = paths.ROOT) -> dict[str, Any]:
         return {"commit": saved.get("commit"), "dirty": saved.get("dirty"), "from": SOURCE_RECORD}
 
     def run(*args: str) -> str | None:
+        # 120 s: the first `git status` after a clone or checkout refreshes the index, which took
+        # 13.8 s on a busy 2-core machine (a 10 s limit recorded "dirty": null for a clean clone).
         try:
-            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
+            out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=120)
         except (OSError, subprocess.SubprocessError):
             return None
         return out.stdout.strip() if out.returncode == 0 else None

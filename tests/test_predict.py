@@ -338,3 +338,35 @@ def test_exif_orientation_turns_phone_photos_upright(checkpoint, tmp_path):
     assert np.array_equal(to_rgb(Image.open(tmp_path / "phone.jpg")), rgb)
     result = next(predict_files(Predictor(checkpoint, detector=None, device="cpu"), [tmp_path / "phone.jpg"]))
     assert result.faces[0].box == (0, 0, 20, 40)  # the whole upright picture went to the model
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_predict_on_real_test_images_agrees_with_evaluate(real_fer2013, tmp_path):
+    """400 real FER2013 PrivateTest files through `evaluate` (the FER2013 loader's decoding) and
+    through the Predictor with the detector off (a file is a face crop) give the same labels, and
+    probabilities within 1e-4: one preprocessing for both. The model is the `cnn` variant after
+    one epoch on 2,048 real faces of the CPU-budget recipe: its predictions vary across classes,
+    so that agreeing means something."""
+    from resemote_lib import runs
+    from resemote_lib.checkpoint import load_model
+    from resemote_lib.evaluate import evaluate
+    from resemote_lib.params import load_params
+    from resemote_lib.train import fit
+
+    if not (real_fer2013 / "test").is_dir():
+        pytest.skip("this test reads the Kaggle folder layout's test/ files; the data here is fer2013.csv")
+    cfg = load_params(paths.PARAMS / "fer2013_cpu.yaml", data_root=str(real_fer2013), model="cnn",
+                      max_train_items=2048, epochs=1, results_dir=str(tmp_path / "results"), run_name="agree",
+                      tta_flip=False)
+    checkpoint = fit(cfg, progress=False).selected_checkpoint
+    test = runs.select(runs.open_split(cfg, "test"), list(range(0, 3589, 9))[:400])
+    probs = evaluate(load_model(checkpoint), test, tta=False).extra["probs"]
+    expected = [test.class_names[k] for k in probs.argmax(1)]
+    files = [real_fer2013 / "test" / item for item in test.ids]  # ids are <class folder>/<file name>
+    got = list(predict_files(Predictor(checkpoint, detector=None), files))
+    assert [r.error for r in got] == [None] * 400 and all(len(r.faces) == 1 for r in got)
+    assert [r.faces[0].label for r in got] == expected and len(set(expected)) >= 3
+    diff = max(abs(r.faces[0].probs[name] - float(p[k])) for r, p in zip(got, probs, strict=True)
+               for k, name in enumerate(test.class_names))
+    assert diff < 1e-4

@@ -466,7 +466,7 @@ def test_two_processes_take_identical_decisions_and_match_one(tmp_path):
 @pytest.mark.slow
 def test_a_shortened_cpu_budget_run_on_real_faces_beats_the_majority_class(real_fer2013, tmp_path):
     """The CPU-budget protocol (params/fer2013_cpu.yaml: lean ResEmoteNet at 48 px, AdamW with a
-    one-cycle schedule, label smoothing, affine augmentation, the clean protocol's deduplicated
+    one-cycle schedule, label smoothing, random flips, the clean protocol's deduplicated
     data), shortened to 2 epochs of a stratified 6,144-image subset, beats the majority class
     (balanced accuracy 1/7) by a margin on the full PrivateTest: at least 0.25."""
     from resemote_lib.params import load_params
