@@ -51,9 +51,11 @@ class Metrics:
 
     def to_dict(self) -> dict[str, Any]:
         correct = int(np.trace(self.confusion))
+        intervals = bootstrap_intervals(self.confusion)
         out = {
             "accuracy": self.accuracy, "accuracy_ci95": list(wilson_interval(correct, self.n)),
-            "balanced_accuracy": self.balanced_accuracy, "macro_f1": self.macro_f1,
+            "balanced_accuracy": self.balanced_accuracy, "balanced_accuracy_ci95": intervals["balanced_accuracy"],
+            "macro_f1": self.macro_f1, "macro_f1_ci95": intervals["macro_f1"],
             "nll": self.nll, "ece": self.ece, "n": self.n, "class_names": list(self.class_names),
             "per_class": self.per_class.reset_index().to_dict(orient="records"),
             "confusion": self.confusion.tolist(),
@@ -82,6 +84,39 @@ def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))
+
+
+def balanced_accuracy_of(confusion: np.ndarray) -> np.ndarray:
+    """Mean recall over the classes present (rows true, columns predicted; ``(..., C, C)``), as
+    scikit-learn's ``balanced_accuracy_score``."""
+    support = confusion.sum(-1)
+    recall = np.divide(np.diagonal(confusion, axis1=-2, axis2=-1), support, out=np.zeros(support.shape),
+                       where=support > 0)
+    return recall.sum(-1) / np.maximum((support > 0).sum(-1), 1)
+
+
+def macro_f1_of(confusion: np.ndarray) -> np.ndarray:
+    """Unweighted mean F1 over all classes, 0 for a class never true nor predicted (scikit-learn's
+    ``f1_score(average="macro", zero_division=0)`` over every label)."""
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    denominator = confusion.sum(-1) + confusion.sum(-2)  # 2 TP + FN + FP
+    return np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0).mean(-1)
+
+
+def bootstrap_intervals(confusion: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+    """95% percentile bootstrap intervals of balanced accuracy and macro-F1.
+
+    Resampling the test items with replacement is drawing a confusion matrix from the
+    multinomial of the observed one, so no per-item data is needed; fixed ``seed``: the same
+    matrix always gets the same interval.
+    """
+    confusion = np.asarray(confusion, dtype=np.int64)
+    n, c = int(confusion.sum()), confusion.shape[0]
+    if n == 0:
+        return {"balanced_accuracy": [0.0, 1.0], "macro_f1": [0.0, 1.0]}
+    draws = np.random.default_rng(seed).multinomial(n, confusion.ravel() / n, size=resamples).reshape(-1, c, c)
+    return {name: [float(v) for v in np.percentile(fn(draws), [2.5, 97.5])]
+            for name, fn in (("balanced_accuracy", balanced_accuracy_of), ("macro_f1", macro_f1_of))}
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 15) -> float:
@@ -182,8 +217,10 @@ def dedup_metrics(metrics: Metrics, labels: np.ndarray, copy: np.ndarray) -> tup
     dedup, copies = subset_metrics(metrics, labels, ~copy), subset_metrics(metrics, labels, copy)
     return ({**dedup.to_dict(), "rule": "official test minus every image with an exact, mirrored or near copy in "
              "train or val (data-quality audit)", "excluded": int(copy.sum())},
-            {k: v for k, v in copies.to_dict().items() if k in ("accuracy", "accuracy_ci95", "n", "balanced_accuracy")})
+            {k: v for k, v in copies.to_dict().items()
+             if k in ("accuracy", "accuracy_ci95", "n", "balanced_accuracy", "balanced_accuracy_ci95")})
 
 
-__all__ = ["Metrics", "compute_metrics", "dedup_metrics", "expected_calibration_error", "fit_temperature",
-           "reliability", "softmax", "subset_metrics", "wilson_interval"]
+__all__ = ["Metrics", "balanced_accuracy_of", "bootstrap_intervals", "compute_metrics", "dedup_metrics",
+           "expected_calibration_error", "fit_temperature", "macro_f1_of", "reliability", "softmax", "subset_metrics",
+           "wilson_interval"]

@@ -194,15 +194,21 @@ def _lock_names_holder(ctx: Ctx, out: Outcome) -> None:
 
 
 def stale_temp_file_from_a_killed_save(ctx: Ctx) -> list[str]:
-    """What SIGKILL during ``atomic_torch_save`` leaves: a partial ``.last.pt.<random>.tmp``."""
-    argv = _resume_shared(ctx)
-    with open(ctx.shared.run / "last.pt", "rb") as f:
-        (ctx.shared.run / ".last.pt.k1ll3d.tmp").write_bytes(f.read(2**20))
-    return argv
+    """What SIGKILL during ``atomic_torch_save`` leaves in a run killed while it trained: ``last.pt``,
+    a partial ``.last.pt.<random>.tmp`` and no ``config.json`` yet (written once training has
+    finished; a finished run is read back, not resumed). The shared run, hard-linked into this
+    row's own results folder (saves replace files by renaming: the shared run stays as it is)."""
+    results = ctx.tmp / "results"
+    shutil.copytree(ctx.shared.run, results / "shared", copy_function=os.link)
+    (results / "shared" / "config.json").unlink()
+    with open(results / "shared" / "last.pt", "rb") as f:
+        (results / "shared" / ".last.pt.k1ll3d.tmp").write_bytes(f.read(2**20))
+    return [f"results_dir={results}" if a.startswith("results_dir=") else a for a in ctx.shared.argv]
 
 
 def _temp_file_removed(ctx: Ctx, out: Outcome) -> None:
-    assert not list(ctx.shared.run.glob(".*.tmp"))
+    run = ctx.tmp / "results" / "shared"
+    assert (run / "config.json").is_file() and not list(run.glob(".*.tmp"))
 
 
 def real_sigkill_during_a_save(ctx: Ctx) -> list[str]:

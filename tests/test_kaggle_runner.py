@@ -212,7 +212,9 @@ def test_pushed_kernel_runs_offline_in_a_simulated_kaggle_and_pulls_back(repo, t
     assert prov["code_sha256"] == push_record["code_sha256"] and prov["device"] == "cpu"
     ran = json.loads((run / "kaggle_run.json").read_text())
     assert ran["exit"] == 0 and ran["installed"] == [] and ran["commit"] == push_record["commit"]
-    assert any(r.startswith("results/smoke/last.pt") for r in ran["removed"])
+    # the smoke preset keeps no last.pt (keep_last false), so no checkpoint was there to remove (the
+    # removal of a real protocol's last.pt: test_clean_output_removes_last_pt_and_scratch...)
+    assert not any(".pt" in r for r in ran["removed"]), ran["removed"]
 
     # pull it back with the API faked: the kernel's working folder is its output
     log = json.dumps([{"stream_name": "stdout", "time": 0, "data": log_text}])
@@ -226,3 +228,17 @@ def test_pushed_kernel_runs_offline_in_a_simulated_kaggle_and_pulls_back(repo, t
     assert (local / "kaggle_paper" / "table3.md").is_file() and (local / "kaggle.log").is_file()
     table3 = (local_results / "paper" / "table3.md").read_text()  # regenerated here, for real
     assert "smoke" in table3
+
+
+def test_clean_output_removes_last_pt_and_scratch_and_keeps_the_tested_weights(tmp_path):
+    """What a real protocol's run leaves (keep_last: last.pt, 600-900 MiB) never becomes kernel output."""
+    run = tmp_path / "results" / "fer2013"
+    run.mkdir(parents=True)
+    for name in ("last.pt", "best.pt", "final.pt", ".best.pt.x1.tmp", ".lock", "metrics.json"):
+        (run / name).write_bytes(b"x" * 10)
+    (tmp_path / ".cache" / "decoded").mkdir(parents=True)
+    removed = runner.clean_output(tmp_path, "fer2013", [tmp_path / ".cache", tmp_path / "absent"])
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "final.pt", "metrics.json"]
+    assert [r.split(" ")[0] for r in removed] == ["results/fer2013/.best.pt.x1.tmp", "results/fer2013/.lock",
+                                                  "results/fer2013/last.pt", ".cache/"]
+    assert not (tmp_path / ".cache").exists()

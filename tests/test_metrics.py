@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 
 from resemote_lib.metrics import (
+    balanced_accuracy_of,
+    bootstrap_intervals,
     compute_metrics,
     dedup_metrics,
     expected_calibration_error,
     fit_temperature,
+    macro_f1_of,
     reliability,
     softmax,
     wilson_interval,
@@ -57,6 +60,34 @@ def test_wilson_interval_by_hand():
     assert wilson_interval(0, 0) == (0.0, 1.0) and wilson_interval(10, 10)[1] == 1.0
     m = compute_metrics(np.array([0, 1, 2, 3]), _onehot(np.array([0, 1, 2, 0])))
     assert m.to_dict()["accuracy_ci95"] == list(wilson_interval(3, 4))
+
+
+def test_balanced_accuracy_and_macro_f1_from_a_confusion_matrix_equal_scikit_learns():
+    """The bootstrap's formulas, checked against scikit-learn on splits with a class never predicted
+    and a class absent from the truth (the cases where their conventions matter)."""
+    rng = np.random.default_rng(1)
+    for y, pred in ((rng.integers(0, 7, 500), rng.integers(0, 7, 500)),
+                    (rng.integers(0, 6, 300), np.minimum(rng.integers(0, 7, 300), 5)),  # 6 never true
+                    (rng.integers(0, 7, 300), rng.integers(1, 7, 300))):  # 0 never predicted
+        m = compute_metrics(y, _onehot(pred))
+        assert balanced_accuracy_of(m.confusion) == pytest.approx(m.balanced_accuracy, abs=1e-12)
+        assert macro_f1_of(m.confusion) == pytest.approx(m.macro_f1, abs=1e-12)
+
+
+def test_bootstrap_intervals_hold_the_estimate_and_narrow_with_more_items():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 7, 400)
+    pred = np.where(rng.random(400) < 0.6, y, rng.integers(0, 7, 400))
+    small = compute_metrics(y, _onehot(pred)).to_dict()
+    large = compute_metrics(np.tile(y, 16), _onehot(np.tile(pred, 16))).to_dict()  # same rates, 16x the items
+    for key in ("balanced_accuracy", "macro_f1"):
+        lo, hi = small[f"{key}_ci95"]
+        assert lo < small[key] < hi and 0.04 < hi - lo < 0.2, (key, lo, hi)
+        lo16, hi16 = large[f"{key}_ci95"]
+        assert lo16 < large[key] < hi16 and (hi16 - lo16) < 0.4 * (hi - lo), (key, hi - lo, hi16 - lo16)
+    perfect = compute_metrics(y, _onehot(y)).to_dict()
+    assert perfect["balanced_accuracy_ci95"] == [1.0, 1.0] and perfect["macro_f1_ci95"] == [1.0, 1.0]
+    assert bootstrap_intervals(np.zeros((7, 7), dtype=int))["macro_f1"] == [0.0, 1.0]
 
 
 def test_dedup_metrics_split_the_official_figure_into_kept_and_copies():

@@ -346,8 +346,9 @@ def test_predict_on_real_test_images_agrees_with_evaluate(real_fer2013, tmp_path
     """400 real FER2013 PrivateTest files through `evaluate` (the FER2013 loader's decoding) and
     through the Predictor with the detector off (a file is a face crop) give the same labels, and
     probabilities within 1e-4: one preprocessing for both. The model is the `cnn` variant after
-    one epoch on 2,048 real faces of the CPU-budget recipe: its predictions vary across classes,
-    so that agreeing means something."""
+    one epoch on 2,048 real faces of the CPU-budget recipe (it still calls most faces happy): its
+    probabilities vary from face to face by far more than the tolerance, so that agreeing within it
+    means the same pixels went in."""
     from resemote_lib import runs
     from resemote_lib.checkpoint import load_model
     from resemote_lib.evaluate import evaluate
@@ -360,13 +361,14 @@ def test_predict_on_real_test_images_agrees_with_evaluate(real_fer2013, tmp_path
                       max_train_items=2048, epochs=1, results_dir=str(tmp_path / "results"), run_name="agree",
                       tta_flip=False)
     checkpoint = fit(cfg, progress=False).selected_checkpoint
-    test = runs.select(runs.open_split(cfg, "test"), list(range(0, 3589, 9))[:400])
+    test = runs.select(runs.open_split(cfg, "test"), list(range(0, 3589, 8))[:400])
     probs = evaluate(load_model(checkpoint), test, tta=False).extra["probs"]
     expected = [test.class_names[k] for k in probs.argmax(1)]
     files = [real_fer2013 / "test" / item for item in test.ids]  # ids are <class folder>/<file name>
     got = list(predict_files(Predictor(checkpoint, detector=None), files))
-    assert [r.error for r in got] == [None] * 400 and all(len(r.faces) == 1 for r in got)
-    assert [r.faces[0].label for r in got] == expected and len(set(expected)) >= 3
+    assert len(test) == 400 and [r.error for r in got] == [None] * 400 and all(len(r.faces) == 1 for r in got)
+    assert [r.faces[0].label for r in got] == expected
+    assert np.abs(probs - probs.mean(0)).max() > 100 * 1e-4  # faces differ by >= 100x the tolerance below
     diff = max(abs(r.faces[0].probs[name] - float(p[k])) for r, p in zip(got, probs, strict=True)
                for k, name in enumerate(test.class_names))
     assert diff < 1e-4
