@@ -39,7 +39,7 @@ demo: $(STAMP)
 # without either it stops at once, saying where to put the archive.
 demo-real: $(STAMP)
 	@echo "make demo-real: 7 epochs of lean ResEmoteNet on the real FER2013; measured on a 2-core AVX2 CPU: about" \
-	      "55 minutes of training, about an hour in all (README, 'A ResEmoteNet trained on a CPU')"
+	      "50 minutes of training, about 53 minutes in all (README, 'A ResEmoteNet trained on a CPU')"
 	$(PY) -m resemote_lib pipeline params/fer2013_cpu.yaml
 
 # Copy what README shows from the runs' own files into docs/: the demo's Table III and figures
