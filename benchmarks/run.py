@@ -10,8 +10,9 @@
    an epoch (best.pt + last.pt);
 3. compute efficiency: achieved training FLOP/s (counted by torch's FlopCounterMode)
    divided by a large fp32 matmul's FLOP/s measured in the same run; and the same for the
-   CPU-budget recipe (params/fer2013_cpu.yaml: lean ResEmoteNet at 48 px, batch 64, fused
-   AdamW, one-cycle, affine augmentation) through ``train.fit`` itself: its images/s;
+   CPU-budget recipe (params/fer2013_cpu.yaml, read at run time: lean ResEmoteNet at 48 px,
+   batch 64, fused AdamW, one-cycle, flips) through ``train.fit`` itself: its images/s, and
+   one profiled step of it (convolution/matmul share, fused vs foreach optimiser update);
 4. inference: images/s at batch 1 and 64, eager vs channels_last vs torch.compile vs ONNX
    Runtime; best / eager;
 5. time per training image of ``fit`` vs the reference training loop's structure on the
@@ -222,7 +223,37 @@ def bench_recipe(ds, val, device: torch.device, work: Path, sync, steps: int = 6
     achieved = float(np.median(img_s)) * per_img
     return {"recipe": recipe, "fit_img_s": float(np.median(img_s)), "fit_img_s_all": img_s,
             "train_gflop_per_image": per_img / 1e9, "achieved_gflop_s": achieved / 1e9,
-            "matmul_fp32_gflop_s": peak / 1e9, "ratio": achieved / peak, "target": ">= 0.5"}
+            "matmul_fp32_gflop_s": peak / 1e9, "ratio": achieved / peak, "target": ">= 0.5",
+            "profile": profile_recipe_step(cfg, device, sync)}
+
+
+def profile_recipe_step(cfg, device: torch.device, sync) -> dict:
+    """One step of the recipe's model and optimiser, profiled: the share of its time in
+    convolutions and matrix products (the FLOPs) against everything else, and the optimiser
+    update timed with torch's fused and foreach implementations (``build_optimizer`` uses fused)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    model = build_model(cfg.model, image_size=cfg.image_size).to(device).train()
+    x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
+    y = torch.randint(0, 7, (cfg.batch_size,), device=device)
+    opt = build_optimizer(cfg, model, device)
+    step = train_step_fn(model, opt, device)
+    step(x, y)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step(x, y)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    flop_ops = ("aten::convolution_backward", "aten::mkldnn_convolution", "aten::_convolution", "aten::addmm",
+                "aten::mm", "aten::bmm", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward")
+    flop_time = sum(e.self_cpu_time_total for e in events if e.key in flop_ops)
+    update_s = {}  # the last step's gradients stand in for a new one's
+    for name in ("fused", "foreach"):
+        update_s[name] = timed(build_optimizer(cfg, model, device, implementation=name).step, repeat=3, sync=sync)
+    return {"step_s": timed(lambda: step(x, y), repeat=3, sync=sync), "flop_ops_share": flop_time / total,
+            "optimizer_fused_s": update_s["fused"], "optimizer_foreach_s": update_s["foreach"],
+            "top_ops": [(e.key, e.self_cpu_time_total / total) for e in
+                        sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:6]]}
 
 
 def profile_step(size: int, device: torch.device, sync, batch: int = 128) -> dict:
@@ -393,6 +424,12 @@ def markdown(report: dict) -> str:
         lines.append(f"| CPU-budget recipe: training FLOP/s / fp32 matmul FLOP/s | {rc['ratio']:.2f} "
                      f"({rc['achieved_gflop_s']:.1f} vs {rc['matmul_fp32_gflop_s']:.1f} GFLOP/s; "
                      f"{rc['train_gflop_per_image']:.2f} GFLOP per image) | >= 0.5 |")
+        pr = rc["profile"]
+        top = ", ".join(f"{k.removeprefix('aten::')} {v:.0%}" for k, v in pr["top_ops"][:4])
+        lines.append(f"| CPU-budget recipe step profile: convolution/matmul share | {pr['flop_ops_share']:.0%} "
+                     f"(step {pr['step_s'] * 1000:.0f} ms; top: {top}; optimiser update fused "
+                     f"{pr['optimizer_fused_s'] * 1000:.0f} ms vs foreach {pr['optimizer_foreach_s'] * 1000:.0f} ms) "
+                     "| report |")
     sp = report["step_profile"]
     lines.append(f"| batch-{sp['batch']} step profile: convolution backward share | {sp['conv_backward_share']:.0%} "
                  f"(forward convs {sp['conv_forward_share']:.0%}, SGD update {sp['optimizer_step_s'] * 1000:.0f} ms, "

@@ -166,6 +166,7 @@ def require_data(params_file: str | os.PathLike, **overrides: Any) -> None:
     or ``download: false``)."""
     from .data import KAGGLE_SLUGS, default_root
     from .kaggle import credential_sources
+    from .kaggle.credentials import WHERE_CREDENTIALS_GO
 
     values = resolved_values(params_file, **overrides)
     name = values["dataset"]
@@ -174,8 +175,8 @@ def require_data(params_file: str | os.PathLike, **overrides: Any) -> None:
     if values["download"] and credential_sources():
         return  # 00_data downloads it
     where = values["data_root"] or default_root(name)
-    how = ("set Kaggle credentials (KAGGLE_USERNAME and KAGGLE_KEY, KAGGLE_API_TOKEN or ~/.kaggle/kaggle.json) and "
-           "run again to download it" if values["download"] else "or set download: true with Kaggle credentials")
+    how = (f"or, to download it, {WHERE_CREDENTIALS_GO}, and run again" if values["download"]
+           else "or set download: true with Kaggle credentials")
     raise FileNotFoundError(f"{params_file}: no {name} dataset at {where} (nor $RESEMOTE_DATA or a Kaggle mount): "
                             f"put the Kaggle {KAGGLE_SLUGS[name]} archive (the zip, or its content) in {where}, {how}")
 

@@ -264,7 +264,7 @@ def decide(run: TrainingSetup, state: TrainState, stats: dict[str, float], val: 
     validation gain exceeds the patience (``patience_counter > patience``).
     """
     cfg, epoch, val_acc = run.cfg, state.epoch + 1, val["val_acc"]
-    lr = run.optimizer.param_groups[0]["lr"]
+    lr = float(run.optimizer.param_groups[0]["lr"])  # a tensor the scheduler edits in place under a step graph
     if run.cfg.scheduler == "plateau":
         run.scheduler.step(val_acc)
     improved = val_acc > state.best_val_acc
@@ -514,10 +514,14 @@ def epoch_plan(n: int, epoch: int, seed: int, device: torch.device, augment: Pre
     return EpochPlan(order, flips, augment.draw_warps(n, g, device) if augment.warps else None)
 
 
-def build_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device) -> torch.optim.Optimizer:
-    """SGD or AdamW; on CUDA and CPU the fused implementation (one kernel for all parameters:
-    on a 2-core CPU an AdamW update of the lean network took 28 ms fused, 122 ms foreach)."""
-    kwargs = {"fused": True} if device.type in ("cuda", "cpu") else {}
+def build_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device, *,
+                    implementation: str | None = None) -> torch.optim.Optimizer:
+    """SGD or AdamW; by default on CUDA and CPU the ``fused`` implementation (one kernel for all
+    parameters; ``make bench`` times it against ``foreach`` on the CPU-budget recipe)."""
+    implementation = implementation or ("fused" if device.type in ("cuda", "cpu") else None)
+    if implementation not in (None, "fused", "foreach"):
+        raise ValueError(f"optimizer implementation {implementation!r}: expected 'fused' or 'foreach'")
+    kwargs = {implementation: True} if implementation else {}
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                                **kwargs)

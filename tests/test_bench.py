@@ -16,6 +16,7 @@ def test_benchmark_runs_and_reports_every_ratio(tmp_path):
     out = subprocess.run([sys.executable, str(paths.ROOT / "benchmarks" / "run.py"), "--device", "cpu",
                           "--image-size", "32", "--images", "96", "--epoch-images", "32", "--no-compile",
                           "--repeats", "2", "--steps-16", "2", "--steps-128", "1",
+                          "--recipe-steps", "1", "--recipe-repeats", "1",
                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -34,3 +35,13 @@ def test_benchmark_runs_and_reports_every_ratio(tmp_path):
     table = (tmp_path / "bench.md").read_text()
     assert "loader: ours / reference-style" in table and "training FLOP/s" in table and "step profile" in table
     assert "fit loop batch_16: model-only step / fit step" in table and "checkpoint write per epoch" in table
+    # the CPU-budget recipe, read from params/fer2013_cpu.yaml, through fit itself, and its step profiled
+    recipe = report["recipe"]
+    assert recipe["recipe"]["model"] == "resemotenet_lean" and recipe["recipe"]["image_size"] == 48
+    assert len(recipe["fit_img_s_all"]) == 1 and recipe["fit_img_s"] == recipe["fit_img_s_all"][0] > 0
+    assert recipe["ratio"] == pytest.approx(recipe["achieved_gflop_s"] / recipe["matmul_fp32_gflop_s"])
+    assert recipe["achieved_gflop_s"] == pytest.approx(recipe["fit_img_s"] * recipe["train_gflop_per_image"])
+    profile = recipe["profile"]
+    assert 0 < profile["flop_ops_share"] < 1 and profile["optimizer_fused_s"] > 0 and profile["optimizer_foreach_s"] > 0
+    assert "CPU-budget recipe (resemotenet_lean, 48 px, batch 64, adamw): fit img/s" in table
+    assert "CPU-budget recipe: training FLOP/s / fp32 matmul FLOP/s" in table and "optimiser update fused" in table

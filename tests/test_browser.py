@@ -48,7 +48,7 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 # galleries, two figures for one face (no SE gates), then the browser's face and chart; 02_evaluate:
 # confusion matrix, confused examples, reliability; 01_train: the curves; 05_ablation: gradient flow,
 # ablation; 03_paper: Table III's figure and Fig. 3 of the one evaluated run.
-IMAGES = {"00_data": 3, "04_explore": 8, "02_evaluate": 3, "01_train": 1, "05_ablation": 2, "03_paper": 2}
+IMAGES = {"00_data": 3, "00_data_zip": 3, "04_explore": 8, "02_evaluate": 3, "01_train": 1, "05_ablation": 2, "03_paper": 2}
 STRAY = re.compile(r"<Figure size|PosixPath\(|VBox\(children|Error displaying widget|TrainConfig\(|^'[^']*'$",
                    re.MULTILINE)
 CLASSES = ("happy", "surprise", "angry")  # each present in the smoke run's 70 test faces
@@ -386,6 +386,38 @@ def _finish(lab: Lab, name: str, problems: list[str], tmp_path: Path) -> None:
 def test_data_notebook_in_a_browser(lab, tmp_path):
     problems, _ = _open_and_run(lab, "00_data")
     _finish(lab, "00_data", problems, tmp_path)
+
+
+def test_data_notebook_unpacks_a_zip_in_the_data_folder_in_a_browser(lab, tmp_path):
+    """Issue 24.16: README lets the Kaggle zip sit in data/fer2013/; a user who points 00_data
+    at that folder (editing the parameters cell, here in a copy of the notebook) gets it
+    unpacked once, beside the zip, and the dataset's tables."""
+    import zipfile
+
+    from . import layouts as L
+
+    source = L.write_fer2013_folders(tmp_path / "archive")
+    folder = tmp_path / "fer2013"
+    folder.mkdir()
+    with zipfile.ZipFile(folder / "fer2013.zip", "w") as z:
+        for f in sorted(source.rglob("*.jpg")):
+            z.write(f, f.relative_to(source).as_posix())
+    nb = nbformat.read(paths.NOTEBOOKS / "00_data.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for key, value in (("dataset", "fer2013"), ("data_root", str(folder)), ("image_size", 32)):
+        cell.source, n = re.subn(rf"^{key}: (Optional\[\w+\]) = None", rf"{key}: \1 = {value!r}", cell.source,
+                                 flags=re.MULTILINE)
+        assert n == 1, key
+    nbformat.write(nb, lab.base / "notebooks" / "00_data_zip.ipynb")
+    problems, page = _open_and_run(lab, "00_data_zip")
+    assert "Dataset fer2013 at 32 px" in page["text"], page["text"][:500]
+    assert (folder / "train").is_dir() and (folder / "test").is_dir() and (folder / "fer2013.zip").is_file()
+    assert "fer2013.zip: unpacking it there (once; the zip is kept)" in page["text"], page["text"][:2000]
+    assert "Opened fer2013 (fer2013-folders layout) from " in page["text"], page["text"][:2000]
+    # the one expected warning (stderr, one line), whose folder JupyterLab turns into a link
+    expected = [p for p in problems if "fer2013.zip: unpacking it there" in p or p.endswith(f"open: {folder}")]
+    assert len(expected) in (1, 2) and "stderr output" in expected[0], problems
+    _finish(lab, "00_data_zip", [p for p in problems if p not in expected], tmp_path)
 
 
 def test_explore_notebook_in_a_browser(lab, tmp_path):

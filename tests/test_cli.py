@@ -56,3 +56,20 @@ def test_the_import_finder_sees_every_spelling(tmp_path, where, source, expected
     finally:
         PACKAGE = saved
     assert {n for n in found if n == "cli" or n.startswith("cli.")} == expected
+
+
+def test_lower_layers_import_only_what_lies_below_them():
+    """Metrics are pure functions (no training, runs or evaluation helpers); the data layer saves
+    through the leaf ``files`` module, not the model; ``files`` imports nothing of ours."""
+    assert imports_of(PACKAGE / "metrics.py") <= {"labels", "labels.CLASS_NAMES"}
+    base = imports_of(PACKAGE / "data" / "base.py")
+    assert not {m.split(".")[0] for m in base} & {"model", "checkpoint", "train", "evaluate", "runs"}, base
+    assert "files" in {m.split(".")[0] for m in base}
+    assert imports_of(PACKAGE / "files.py") == set()
+
+
+def test_imagenet_mean_and_std_are_written_once():
+    """One place for the normalisation every model input goes through (data/transforms.py)."""
+    holders = [p.relative_to(PACKAGE).as_posix() for p in sorted(PACKAGE.rglob("*.py"))
+               if "0.485" in p.read_text() or "0.229" in p.read_text()]
+    assert holders == ["data/transforms.py"], holders

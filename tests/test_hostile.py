@@ -7,7 +7,7 @@ Each row is a command line run the way a user runs it, in a fresh process
 ``cli.run``, the function that turns every CLI command's exceptions into exit codes. Rows
 marked ``shared`` check the one tiny training run the module trains (it is their command:
 its data folder holds the hostile files). That run's ``best.pt``/``last.pt`` serve the
-predict/export/checkpoint rows and are deleted at module teardown (1.2 GB). The two rows
+predict/export/checkpoint rows and are deleted at module teardown (about 1.2 GB: it keeps last.pt on purpose). The two rows
 that need a training run of their own (a real SIGKILL mid-save, a BOM CSV trained on) are
 marked slow; ``tests/test_data.py`` and ``tests/test_checkpoint.py`` cover the same at unit level.
 """
@@ -563,6 +563,24 @@ def _whole_run_in_the_working_folder(ctx: Ctx, out: Outcome) -> None:
     assert json.loads((run / "config.json").read_text())["results_dir"] == str(ctx.tmp / "work" / "rel")
 
 
+def relative_paths_in_a_params_file(ctx: Ctx) -> list[str]:
+    """A params file elsewhere naming relative folders: README says they are read against the
+    working folder (where the user typed the command), not the file's folder."""
+    ctx.cwd = ctx.tmp / "work"
+    ctx.cwd.mkdir()
+    mine = ctx.tmp / "elsewhere"
+    mine.mkdir()
+    (mine / "mine.yaml").write_text(f"base: {SMOKE}\nresults_dir: rel\ndata_root: faces\nrun_name: from_file\n")
+    return py("resemote_lib", "train", mine / "mine.yaml", *TINY)
+
+
+def _params_file_paths_against_the_working_folder(ctx: Ctx, out: Outcome) -> None:
+    run = ctx.tmp / "work" / "rel" / "from_file"
+    config = json.loads((run / "config.json").read_text())
+    assert (config["results_dir"], config["data_root"]) == (str(ctx.tmp / "work" / "rel"), str(ctx.tmp / "work" / "faces"))
+    assert (ctx.tmp / "work" / "faces").is_dir() and sorted(p.name for p in (ctx.tmp / "elsewhere").iterdir()) == ["mine.yaml"]
+
+
 def pipeline_set_results_dir(ctx: Ctx) -> list[str]:
     ctx.cwd = ctx.tmp / "work"
     ctx.cwd.mkdir()
@@ -1004,6 +1022,8 @@ CASES = [
          r"--force"),
     Case("results_dir=~/res", results_dir_with_a_tilde, 0, None, _under_home_not_a_literal_tilde),
     Case("relative results_dir from another folder", relative_results_dir, 0, None, _whole_run_in_the_working_folder),
+    Case("relative results_dir and data_root in a params file", relative_paths_in_a_params_file, 0, None,
+         _params_file_paths_against_the_working_folder),
     Case("pipeline --set results_dir=out", pipeline_set_results_dir, 0, None, _table3_beside_the_run, slow=True),
     Case("seeds: [0, 0, 0]", repeated_seeds, 2, r"^error: .*abl\.yaml: seeds lists \[0\] more than once",
          lambda c, o: None if not (c.tmp / "results").exists() else pytest.fail("a notebook ran")),

@@ -133,3 +133,22 @@ def test_notebook_view_is_narrow_and_shows_the_ablations_inline(tmp_path):
     columns = [t[0].count("|") - 1 for t in tables if t]
     assert max(columns) <= 10 and max(widths) <= 200, (columns, widths)
     assert "75.00 (" in view and "-4.79" in view  # the figure with its interval in one cell; the gap signed
+
+
+def test_the_cpu_budget_protocol_is_its_own_kind_of_row_without_a_gap(tmp_path):
+    """`make demo-real`'s protocol trains the paper's network on the clean data, but not by the
+    paper's recipe: its row has no published figure and no gap, and says why."""
+    from resemote_lib.evaluate import run_kind
+
+    values = {"dataset": "fer2013", "protocol": "cpu_budget"}
+    _run(tmp_path, "fer_cpu", values, "fer2013-folders", 0.6, [0])
+    _run(tmp_path, "fer_clean", {"dataset": "fer2013", "protocol": "clean"}, "fer2013-folders", 0.6, [0])
+    table = paper.table3(tmp_path).set_index("run")
+    cpu, clean = table.loc["fer_cpu"], table.loc["fer_clean"]
+    assert pd.isna(cpu["published"]) and pd.isna(cpu["gap"]) and pd.isna(cpu["dedup gap"])
+    assert "'cpu_budget' is not one of the paper's" in cpu["note"] and cpu["official"] == 60.0
+    assert clean["published"] == paper.PUBLISHED["fer2013"] and clean["note"] == ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert run_kind(resolve(values)) == "trained here, CPU budget (not a paper protocol)"
+        assert run_kind(resolve({"dataset": "fer2013", "protocol": "clean"})) == "trained here"

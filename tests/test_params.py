@@ -35,6 +35,20 @@ def test_protocol_presets_are_exact():
     assert load_params(paths.PARAMS / "affectnet.yaml").test_per_class == 500
 
 
+def test_the_paper_protocols_and_the_cpu_budget_train_the_lean_form_of_the_network():
+    """Lean ResEmoteNet is the paper's network at the protocol's input size (tests/test_model.py
+    proves the equivalence): every protocol that trains ResEmoteNet trains it."""
+    for name in ("fer2013.yaml", "fer2013_reference.yaml", "fer2013_clean.yaml", "rafdb.yaml", "fer2013_cpu.yaml"):
+        assert load_params(paths.PARAMS / name).model == "resemotenet_lean", name
+    cpu = load_params(paths.PARAMS / "fer2013_cpu.yaml")
+    assert (cpu.protocol, cpu.dataset, cpu.image_size, cpu.optimizer, cpu.scheduler) == (
+        "cpu_budget", "fer2013", 48, "adamw", "onecycle")
+    assert cpu.max_train_items is None and cpu.label_smoothing > 0
+    from resemote_lib.params import CLEAN_DATA_PROTOCOLS
+
+    assert "cpu_budget" in CLEAN_DATA_PROTOCOLS  # it trains on the deduplicated data, as `clean`
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("protocol: clean\nepocs: 3\n", "unknown config key 'epocs'"),
     ("protocol: clean\nepochs: three\n", "epochs must be int, got 'three' \\(str\\)"),

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -251,3 +252,21 @@ def test_each_notebooks_defaults_work_after_any_other(order, tmp_path):
     assert not {p.parent.name for p in paper.ablations(results)} & runs, "an ablation in a training run's folder"
     assert pd.read_csv(results / "nb_data_fer2013" / "table1.csv")["dataset"].tolist() == ["fer2013"]
     assert pd.read_csv(results / "smoke" / "table1.csv")["dataset"].tolist() == ["synthetic"]
+
+
+def test_demo_real_without_the_data_stops_in_one_line_saying_where_to_put_it(tmp_path):
+    """`make demo-real` (`pipeline params/fer2013_cpu.yaml`) with no FER2013 on disk and no Kaggle
+    credentials: exit 2 before any notebook runs, one line naming the folder and the archive."""
+    from resemote_lib.kaggle.credentials import WHERE_CREDENTIALS_GO
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(RESEMOTE_DATA=str(tmp_path / "data"), RESEMOTE_RESULTS=str(tmp_path / "results"),
+               KAGGLE_CONFIG_DIR=str(tmp_path / "no-kaggle"))
+    out = subprocess.run([sys.executable, "-m", "resemote_lib", "pipeline", "params/fer2013_cpu.yaml"],
+                         cwd=paths.ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: params/fer2013_cpu.yaml: no fer2013 dataset at "), lines
+    assert "put the Kaggle msambare/fer2013 archive (the zip, or its content) in " in lines[0]
+    assert str(tmp_path / "data" / "fer2013") in lines[0] and WHERE_CREDENTIALS_GO in lines[0]
+    assert not (tmp_path / "results").exists()  # nothing written

@@ -523,3 +523,35 @@ def test_the_monitor_is_redrawn_at_most_every_few_seconds_and_after_the_last_epo
     shown = []
     fit(_cfg(tmp_path, epochs=3), progress=False, on_epoch=lambda history: shown.append(len(history)))
     assert shown == [1, 3]
+
+
+def test_history_records_each_epochs_learning_rate_when_the_rate_is_a_tensor():
+    """Under a step graph the rate is a device tensor the plateau scheduler edits in place:
+    each history row must keep the number of its own epoch, not the live tensor."""
+    from types import SimpleNamespace
+
+    from resemote_lib.step import lr_on_device
+
+    weight = torch.nn.Parameter(torch.zeros(2))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    lr_on_device(optimizer, torch.device("cpu"))
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0)
+    run = SimpleNamespace(cfg=SimpleNamespace(scheduler="plateau", early_stopping_patience=None),
+                          optimizer=optimizer, scheduler=scheduler)
+    state = train.TrainState()
+    stats = {"train_loss": 1.0, "train_acc": 0.5}
+    for val_acc in (0.5, 0.4, 0.3):  # no gain after the first epoch: the rate halves twice
+        train.decide(run, state, stats, {"val_loss": 1.0, "val_acc": val_acc})
+    assert [row["lr"] for row in state.history] == pytest.approx([0.1, 0.1, 0.05], rel=1e-6)
+    assert all(type(row["lr"]) is float for row in state.history)
+    assert float(optimizer.param_groups[0]["lr"]) == pytest.approx(0.025)
+
+
+def test_the_optimiser_is_fused_on_the_cpu_unless_another_implementation_is_asked_for():
+    model = torch.nn.Linear(3, 2)
+    cfg = make_config({"optimizer": "adamw", "lr": 1e-3})
+    assert train.build_optimizer(cfg, model, torch.device("cpu")).defaults["fused"] is True
+    foreach = train.build_optimizer(cfg, model, torch.device("cpu"), implementation="foreach")
+    assert foreach.defaults["foreach"] is True and not foreach.defaults["fused"]
+    with pytest.raises(ValueError, match="'magic': expected 'fused' or 'foreach'"):
+        train.build_optimizer(cfg, model, torch.device("cpu"), implementation="magic")
