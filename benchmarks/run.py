@@ -227,40 +227,48 @@ def bench_recipe(ds, val, device: torch.device, work: Path, sync, steps: int = 6
             "profile": profile_recipe_step(cfg, device, sync)}
 
 
+CONV_FORWARD = ("aten::mkldnn_convolution", "aten::_convolution", "aten::cudnn_convolution")
+# where a training step's FLOPs are spent: convolutions (forward, backward) and matrix products
+FLOP_OPS = ("aten::convolution_backward", *CONV_FORWARD, "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward",
+            "aten::addmm", "aten::mm", "aten::bmm")
+
+
+def op_shares(step) -> dict[str, float]:
+    """One call of ``step`` (after a warm-up call) under the CPU profiler: each operator's share
+    of the total self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return {e.key: e.self_cpu_time_total / total for e in events}
+
+
 def profile_recipe_step(cfg, device: torch.device, sync) -> dict:
     """One step of the recipe's model and optimiser, profiled: the share of its time in
     convolutions and matrix products (the FLOPs) against everything else, and the optimiser
     update timed with torch's fused and foreach implementations (``build_optimizer`` uses fused)."""
-    from torch.profiler import ProfilerActivity, profile
-
     torch.manual_seed(0)
     model = build_model(cfg.model, image_size=cfg.image_size).to(device).train()
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
     y = torch.randint(0, 7, (cfg.batch_size,), device=device)
     opt = build_optimizer(cfg, model, device)
     step = train_step_fn(model, opt, device)
-    step(x, y)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step(x, y)
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    flop_ops = ("aten::convolution_backward", "aten::mkldnn_convolution", "aten::_convolution", "aten::addmm",
-                "aten::mm", "aten::bmm", "aten::_slow_conv2d_forward", "aten::_slow_conv2d_backward")
-    flop_time = sum(e.self_cpu_time_total for e in events if e.key in flop_ops)
+    share = op_shares(lambda: step(x, y))
     update_s = {}  # the last step's gradients stand in for a new one's
     for name in ("fused", "foreach"):
         update_s[name] = timed(build_optimizer(cfg, model, device, implementation=name).step, repeat=3, sync=sync)
-    return {"step_s": timed(lambda: step(x, y), repeat=3, sync=sync), "flop_ops_share": flop_time / total,
+    return {"step_s": timed(lambda: step(x, y), repeat=3, sync=sync),
+            "flop_ops_share": sum(share.get(k, 0.0) for k in FLOP_OPS),
             "optimizer_fused_s": update_s["fused"], "optimizer_foreach_s": update_s["foreach"],
-            "top_ops": [(e.key, e.self_cpu_time_total / total) for e in
-                        sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:6]]}
+            "top_ops": sorted(share.items(), key=lambda kv: kv[1], reverse=True)[:6]}
 
 
 def profile_step(size: int, device: torch.device, sync, batch: int = 128) -> dict:
     """Where a training step's time goes (the bound on compute efficiency), and whether
     channels_last helps: one profiled step, then contiguous and channels_last steps in turn."""
-    from torch.profiler import ProfilerActivity, profile
-
     def setup(channels_last: bool):
         torch.manual_seed(0)
         model = ResEmoteNet().to(device).train()
@@ -273,22 +281,15 @@ def profile_step(size: int, device: torch.device, sync, batch: int = 128) -> dic
         return (lambda: step(x, y)), opt
 
     step, opt = setup(False)
-    step()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        step()
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    conv_bwd = sum(e.self_cpu_time_total for e in events if e.key == "aten::convolution_backward")
-    conv_fwd = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mkldnn_convolution",
-                                                                      "aten::_convolution", "aten::cudnn_convolution"))
+    share = op_shares(step)
     t_opt = timed(opt.step, repeat=3, sync=sync)
     cl_step, _ = setup(True)
     t_contig, t_cl = [], []
     for _ in range(2):
         t_contig.append(timed(step, repeat=1, warmup=0, sync=sync))
         t_cl.append(timed(cl_step, repeat=1, warmup=1 if not t_cl else 0, sync=sync))
-    return {"batch": batch, "step_s": total / 1e6, "conv_backward_share": conv_bwd / total,
-            "conv_forward_share": conv_fwd / total, "optimizer_step_s": t_opt,
+    return {"batch": batch, "conv_backward_share": share.get("aten::convolution_backward", 0.0),
+            "conv_forward_share": sum(share.get(k, 0.0) for k in CONV_FORWARD), "optimizer_step_s": t_opt,
             "contiguous_step_s": float(np.median(t_contig)), "channels_last_step_s": float(np.median(t_cl))}
 
 

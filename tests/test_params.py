@@ -6,6 +6,7 @@ import pytest
 
 from resemote_lib import paths
 from resemote_lib.params import (
+    CLEAN_DATA_PROTOCOLS,
     PROTOCOLS,
     TrainConfig,
     from_notebook,
@@ -44,8 +45,6 @@ def test_the_paper_protocols_and_the_cpu_budget_train_the_lean_form_of_the_netwo
     assert (cpu.protocol, cpu.dataset, cpu.image_size, cpu.optimizer, cpu.scheduler) == (
         "cpu_budget", "fer2013", 48, "adamw", "onecycle")
     assert cpu.max_train_items is None and cpu.label_smoothing > 0
-    from resemote_lib.params import CLEAN_DATA_PROTOCOLS
-
     assert "cpu_budget" in CLEAN_DATA_PROTOCOLS  # it trains on the deduplicated data, as `clean`
 
 
