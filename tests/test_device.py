@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resemote_lib.device import FP32, check_cuda_arch, choose_precision, resolve_device
+from resemote_lib import device
+from resemote_lib.device import FP32, DeviceError, check_cuda_arch, choose_precision, resolve_device
 
 
 @pytest.fixture
@@ -35,10 +36,47 @@ def test_precision_is_chosen_from_compute_capability(gpu, capability, auto, fp32
     assert plain.name == fp32 and plain.dtype is None and not plain.scaler
 
 
-def test_cpu_runs_fp32_unless_amp_is_asked_for():
-    cpu = torch.device("cpu")
-    assert choose_precision(cpu, None) == FP32 and choose_precision(cpu, False) == FP32
-    assert choose_precision(cpu, True).name == "bf16"
+AVX512_BF16_FLAGS = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
+AMX_FLAGS = "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+AVX2_FLAGS = "flags\t\t: fpu sse2 avx2 fma\n"
+
+
+@pytest.fixture
+def cpu(monkeypatch, tmp_path):
+    """A CPU whose /proc/cpuinfo flags and torch's own bf16 check are chosen by the test."""
+    def set_cpu(flags: str | None, torch_says: bool) -> torch.device:
+        info = tmp_path / "cpuinfo"
+        if flags is not None:
+            info.write_text(f"processor\t: 0\nmodel name\t: AMD EPYC\n{flags}")
+        monkeypatch.setattr(device, "CPUINFO", info if flags is not None else tmp_path / "absent")
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: torch_says, raising=False)
+        return torch.device("cpu")
+    return set_cpu
+
+
+@pytest.mark.parametrize(("flags", "torch_says", "auto", "why"), [
+    (AVX512_BF16_FLAGS, True, "bf16", "this CPU has AVX512_BF16"),  # the AVX-512 EPYCs (Zen 4/5)
+    (AMX_FLAGS, True, "bf16", "this CPU has AMX_BF16"),  # Sapphire Rapids and newer
+    (AVX2_FLAGS, False, "fp32", "this CPU has no native bf16 dot products (no AVX512_BF16/AMX)"),  # AVX2-only
+    (AVX2_FLAGS, True, "fp32", "this CPU has no native bf16"),  # torch and the OS disagree: fp32
+    (AVX512_BF16_FLAGS, False, "fp32", "this CPU has no native bf16"),
+    (None, True, "bf16", "this CPU has AVX512_BF16"),  # no /proc/cpuinfo (macOS, Windows): torch's word
+])
+def test_cpu_precision_is_bf16_where_the_processor_has_native_bf16_dot_products(cpu, flags, torch_says, auto, why):
+    dev = cpu(flags, torch_says)
+    chosen = choose_precision(dev, None)
+    assert chosen.name == auto and chosen.why.startswith(why) and not chosen.scaler
+    assert chosen.dtype == (torch.bfloat16 if auto == "bf16" else None)
+    assert chosen.describe() == f"{auto} ({chosen.why})"
+    assert choose_precision(dev, False) == FP32 and choose_precision(dev, False).why == "amp=false"
+    forced = choose_precision(dev, True)  # amp=true: bf16 even where it is emulated, and it says so
+    assert forced.name == "bf16" and (auto == "bf16" or "emulated" in forced.why)
+
+
+def test_amp_auto_in_a_params_file_is_the_automatic_default():
+    from resemote_lib.params import resolve
+
+    assert resolve({"amp": "auto"}).amp is None and resolve({}).amp is None
 
 
 def test_cuda_arch_check_names_gpu_capability_and_fix(monkeypatch):
@@ -59,3 +97,19 @@ def test_explicit_cuda_without_gpu_is_a_clear_error(monkeypatch):
     with pytest.raises(RuntimeError, match="cuda.is_available"):
         resolve_device("cuda")
     assert resolve_device("auto").type in ("cpu", "mps")
+
+
+@pytest.mark.parametrize("name", ["banana", "cuda:x", "meta", "", "CPU"])
+def test_a_device_torch_does_not_know_or_we_do_not_run_on_is_a_device_error_listing_the_choices(name):
+    with pytest.raises(DeviceError, match=rf"^device {name!r} is not a device resemote runs on; use one of: auto, "
+                                          r"cpu, cuda, cuda:N, mps$"):
+        resolve_device(name)
+
+
+def test_a_cuda_index_past_the_gpus_is_a_device_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_90"])
+    with pytest.raises(DeviceError, match=r"^device 'cuda:3': this machine has 1 CUDA device\(s\): cuda:0"):
+        resolve_device("cuda:3")

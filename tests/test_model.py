@@ -206,6 +206,26 @@ def test_a_lean_model_at_another_input_size_is_an_error_naming_its_size():
     assert describe("resemotenet_lean", 48) == "ResEmoteNet (lean form, exact at 48 px)"
     assert describe("resemotenet", 64) == "ResEmoteNet" and "ablation variant" in describe("cnn", 64)
 
+def test_small_map_convolution_under_bf16_autocast_is_one_matrix_product_not_a_weight_copy_per_image():
+    """bf16 evaluation on the CPU: a 3-D input to ``F.linear`` under autocast took a batched path
+    that expanded and copied the weight once per image (``aten::bmm`` on [N, K, out] copies: 7x
+    slower evaluation than fp32, measured). The product is 2-D: no bmm, and the same function."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(256, 512, 3, stride=2, padding=1)
+    small = SmallMapConv2d(256, 512, 3, stride=2, padding=1)
+    small.load_state_dict(conv.state_dict())
+    x = torch.randn(16, 256, 6, 6)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            got = small(x)
+        expected = conv(x)
+    ops = {e.key for e in prof.key_averages()}
+    assert "aten::bmm" not in ops and ({"aten::mm", "aten::addmm", "aten::linear"} & ops)
+    torch.testing.assert_close(got.float(), expected.float(), rtol=0.05, atol=0.05)
+
+
 
 @pytest.mark.parametrize("cin, cout, k, stride, pad, size", [
     (64, 96, 3, 1, 1, 2), (32, 64, 3, 2, 1, 3), (64, 128, 2, 2, 0, 2), (64, 64, 1, 1, 0, 1), (32, 64, 1, 2, 0, 6),
