@@ -11,8 +11,10 @@
 3. compute efficiency: achieved training FLOP/s (counted by torch's FlopCounterMode)
    divided by a large fp32 matmul's FLOP/s measured in the same run; and the same for the
    CPU-budget recipe (params/fer2013_cpu.yaml, read at run time: lean ResEmoteNet at 48 px,
-   batch 64, fused AdamW, one-cycle, flips) through ``train.fit`` itself: its images/s, and
-   one profiled step of it (convolution/matmul share, fused vs foreach optimiser update);
+   batch 64, fused AdamW, one-cycle, flips) through ``train.fit`` itself, in fp32 and in bf16
+   autocast: its images/s, its FLOP/s over the fp32 and the bf16 matmul rates, and one profiled
+   step of each (convolution/matmul share, fused vs foreach optimiser update). The loop rows
+   (2, 3's first ratio, 5) run fp32 (``amp=false``);
 4. inference: images/s at batch 1 and 64, eager vs channels_last vs torch.compile vs ONNX
    Runtime; best / eager;
 5. time per training image of ``fit`` vs the reference training loop's structure on the
@@ -48,7 +50,7 @@ from resemote_lib import paths
 from resemote_lib.data import open_dataset
 from resemote_lib.data.synthetic import make_faces
 from resemote_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TRAIN
-from resemote_lib.device import resolve_device
+from resemote_lib.device import cpu_bf16_instructions, resolve_device
 from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.model import ResEmoteNet, build_model
 from resemote_lib.params import load_params, resolve
@@ -142,7 +144,7 @@ def fit_once(ds, val, size: int, device: torch.device, batch: int, steps: int, w
         cfg = resolve({"dataset": "fer2013", "protocol": "smoke", "optimizer": "sgd", "lr": 1e-3, "momentum": 0.9,
                        "weight_decay": 1e-4, "image_size": size, "batch_size": batch, "epochs": 1,
                        "max_train_items": None, "device": str(device), "seed": 0, "run_name": "bench_fit",
-                       "results_dir": tmp, **overrides})
+                       "results_dir": tmp, "amp": False, **overrides})  # fp32 unless a row asks otherwise
         row = fit(cfg, datasets={"train": train_ds, "val": val}, progress=False).history.iloc[0]
     return {"step_s": row["train_seconds"] / steps, "checkpoint_s": row["checkpoint_seconds"]}
 
@@ -184,8 +186,8 @@ def bench_fit_loop(ds, val, size: int, device: torch.device, work: Path, sync, b
     return out
 
 
-def matmul_flops(device: torch.device, n: int = 2048, sync=lambda: None) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+def matmul_flops(device: torch.device, n: int = 2048, sync=lambda: None, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     t = timed(lambda: a @ b, repeat=5, sync=sync)
     return 2 * n**3 / t
 
@@ -208,23 +210,34 @@ def bench_efficiency(step_result: dict, size: int, device: torch.device, sync) -
 
 
 def bench_recipe(ds, val, device: torch.device, work: Path, sync, steps: int = 6, repeats: int = 3) -> dict:
-    """The CPU-budget recipe's training speed through ``train.fit`` (median of ``repeats`` runs of
-    ``steps`` steps, first step included), and its training FLOP/s over the fp32 matmul rate."""
+    """The CPU-budget recipe's training speed through ``train.fit`` in fp32 (``amp=false``) and in
+    bf16 autocast (``amp=true``), each the median of ``repeats`` runs of ``steps`` steps (first step
+    included), interleaved so that machine drift falls on both; its training FLOP/s over the fp32
+    and the bf16 matmul rates; and one step of each profiled. ``native_bf16`` names the CPU's bf16
+    instructions (None: bf16 is emulated there, and ``amp: auto`` trains in fp32)."""
     cfg = load_params(paths.PARAMS / "fer2013_cpu.yaml", device=str(device))
     size, batch = cfg.image_size, cfg.batch_size
     recipe = {k: getattr(cfg, k) for k in ("protocol", "model", "optimizer", "lr", "weight_decay", "scheduler",
                                            "label_smoothing", "augment", "image_size", "batch_size")}
     small = open_dataset("fer2013", ds.root, "train", image_size=size, cache_dir=work / "cache")
     val_small = select(small, list(range(8)))
-    img_s = [batch / fit_once(small, val_small, size, device, batch, steps, work, **recipe)["step_s"]
-             for _ in range(repeats)]
+    img_s: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(repeats):
+        for name in img_s:
+            r = fit_once(small, val_small, size, device, batch, steps, work, **recipe, amp=name == "bf16")
+            img_s[name].append(batch / r["step_s"])
     per_img = train_flops_per_image(size, cfg.model)
-    peak = matmul_flops(device, sync=sync)
-    achieved = float(np.median(img_s)) * per_img
-    return {"recipe": recipe, "fit_img_s": float(np.median(img_s)), "fit_img_s_all": img_s,
-            "train_gflop_per_image": per_img / 1e9, "achieved_gflop_s": achieved / 1e9,
-            "matmul_fp32_gflop_s": peak / 1e9, "ratio": achieved / peak, "target": ">= 0.5",
-            "profile": profile_recipe_step(cfg, device, sync)}
+    peak = {"fp32": matmul_flops(device, sync=sync), "bf16": matmul_flops(device, sync=sync, dtype=torch.bfloat16)}
+    out: dict = {"recipe": recipe, "native_bf16": cpu_bf16_instructions() if device.type == "cpu" else None,
+                 "train_gflop_per_image": per_img / 1e9, "matmul_fp32_gflop_s": peak["fp32"] / 1e9,
+                 "matmul_bf16_gflop_s": peak["bf16"] / 1e9, "target": ">= 1.0 (bf16, over the fp32 matmul rate)"}
+    for name, speeds in img_s.items():
+        achieved = float(np.median(speeds)) * per_img
+        out[name] = {"fit_img_s": float(np.median(speeds)), "fit_img_s_all": speeds,
+                     "achieved_gflop_s": achieved / 1e9, "ratio_fp32_matmul": achieved / peak["fp32"],
+                     "ratio_bf16_matmul": achieved / peak["bf16"],
+                     "profile": profile_recipe_step(cfg, device, sync, bf16=name == "bf16")}
+    return out
 
 
 CONV_FORWARD = ("aten::mkldnn_convolution", "aten::_convolution", "aten::cudnn_convolution")
@@ -246,7 +259,7 @@ def op_shares(step) -> dict[str, float]:
     return {e.key: e.self_cpu_time_total / total for e in events}
 
 
-def profile_recipe_step(cfg, device: torch.device, sync) -> dict:
+def profile_recipe_step(cfg, device: torch.device, sync, bf16: bool = False) -> dict:
     """One step of the recipe's model and optimiser, profiled: the share of its time in
     convolutions and matrix products (the FLOPs) against everything else, and the optimiser
     update timed with torch's fused and foreach implementations (``build_optimizer`` uses fused)."""
@@ -255,7 +268,7 @@ def profile_recipe_step(cfg, device: torch.device, sync) -> dict:
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size, device=device)
     y = torch.randint(0, 7, (cfg.batch_size,), device=device)
     opt = build_optimizer(cfg, model, device)
-    step = train_step_fn(model, opt, device)
+    step = train_step_fn(model, opt, device, amp_dtype=torch.bfloat16 if bf16 else None)
     share = op_shares(lambda: step(x, y))
     update_s = {}  # the last step's gradients stand in for a new one's
     for name in ("fused", "foreach"):
@@ -418,19 +431,25 @@ def markdown(report: dict) -> str:
                  f"{ef['matmul_fp32_gflop_s']:.1f} GFLOP/s) | >= 0.5 |")
     rc = report.get("recipe")
     if rc:
-        lines.append(f"| CPU-budget recipe ({rc['recipe']['model']}, {rc['recipe']['image_size']} px, batch "
-                     f"{rc['recipe']['batch_size']}, {rc['recipe']['optimizer']}): fit img/s (median of "
-                     f"{len(rc['fit_img_s_all'])}) | {rc['fit_img_s']:.1f} (all "
-                     f"{', '.join(f'{v:.1f}' for v in rc['fit_img_s_all'])}) | report |")
-        lines.append(f"| CPU-budget recipe: training FLOP/s / fp32 matmul FLOP/s | {rc['ratio']:.2f} "
-                     f"({rc['achieved_gflop_s']:.1f} vs {rc['matmul_fp32_gflop_s']:.1f} GFLOP/s; "
-                     f"{rc['train_gflop_per_image']:.2f} GFLOP per image) | >= 0.5 |")
-        pr = rc["profile"]
-        top = ", ".join(f"{k.removeprefix('aten::')} {v:.0%}" for k, v in pr["top_ops"][:4])
-        lines.append(f"| CPU-budget recipe step profile: convolution/matmul share | {pr['flop_ops_share']:.0%} "
-                     f"(step {pr['step_s'] * 1000:.0f} ms; top: {top}; optimiser update fused "
-                     f"{pr['optimizer_fused_s'] * 1000:.0f} ms vs foreach {pr['optimizer_foreach_s'] * 1000:.0f} ms) "
-                     "| report |")
+        r = rc["recipe"]
+        native = rc["native_bf16"] or "no native bf16: emulated"
+        for name in ("fp32", "bf16"):
+            v = rc[name]
+            lines.append(f"| CPU-budget recipe ({r['model']}, {r['image_size']} px, batch {r['batch_size']}, "
+                         f"{r['optimizer']}), {name}{f' ({native})' if name == 'bf16' else ''}: fit img/s (median "
+                         f"of {len(v['fit_img_s_all'])}) | {v['fit_img_s']:.1f} (all "
+                         f"{', '.join(f'{x:.1f}' for x in v['fit_img_s_all'])}) | report |")
+            lines.append(f"| CPU-budget recipe, {name}: training FLOP/s / fp32 matmul FLOP/s; / bf16 matmul FLOP/s "
+                         f"| {v['ratio_fp32_matmul']:.2f}; {v['ratio_bf16_matmul']:.2f} ({v['achieved_gflop_s']:.1f} vs "
+                         f"{rc['matmul_fp32_gflop_s']:.1f} and {rc['matmul_bf16_gflop_s']:.1f} GFLOP/s; "
+                         f"{rc['train_gflop_per_image']:.2f} GFLOP per image) | "
+                         f"{'>= 1.0 over fp32 matmul' if name == 'bf16' else '>= 0.5'} |")
+            pr = v["profile"]
+            top = ", ".join(f"{k.removeprefix('aten::')} {s:.0%}" for k, s in pr["top_ops"][:5])
+            lines.append(f"| CPU-budget recipe step profile, {name}: convolution/matmul share | "
+                         f"{pr['flop_ops_share']:.0%} (step {pr['step_s'] * 1000:.0f} ms; top: {top}; optimiser "
+                         f"update fused {pr['optimizer_fused_s'] * 1000:.0f} ms vs foreach "
+                         f"{pr['optimizer_foreach_s'] * 1000:.0f} ms) | report |")
     sp = report["step_profile"]
     lines.append(f"| batch-{sp['batch']} step profile: convolution backward share | {sp['conv_backward_share']:.0%} "
                  f"(forward convs {sp['conv_forward_share']:.0%}, SGD update {sp['optimizer_step_s'] * 1000:.0f} ms, "

@@ -22,6 +22,12 @@ from .files import atomic_write_text, sha256_of
 
 log = logging.getLogger(__name__)
 SUFFIX = ".calibration.json"
+# The temperatures a calibration may hold. Fitted ones land near 1 (Guo et al., 2017, report
+# 1-3 for over-confident networks); a factor of 20 either way is far past any of them, yet
+# refuses the values that silently break the output: 1e-300 overflows every logit to
+# inf (NaN probabilities, the label "angry"), 1e308 flattens them to uniform. Fitting stops at
+# the same ends (``metrics.fit_temperature``, which cannot import this module).
+TEMPERATURE_RANGE = (0.05, 20.0)
 
 
 def calibration_path(checkpoint: str | os.PathLike) -> Path:
@@ -31,13 +37,15 @@ def calibration_path(checkpoint: str | os.PathLike) -> Path:
 
 
 def check_temperature(value: Any, where: str) -> float:
-    """A softmax temperature: a finite number > 0 (``ValueError`` naming ``where`` otherwise)."""
+    """A softmax temperature: a number in ``TEMPERATURE_RANGE`` (``ValueError`` naming ``where``
+    and ``value`` otherwise; a bool or a string is not a number, though ``float`` reads them)."""
+    lo, hi = TEMPERATURE_RANGE
     try:
-        t = float(value)
+        t = math.nan if isinstance(value, bool | str | bytes) else float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: temperature must be a number > 0, got {value!r}") from None
-    if not math.isfinite(t) or t <= 0:
-        raise ValueError(f"{where}: temperature must be a finite number > 0, got {value!r} (1 leaves the "
+        t = math.nan
+    if not lo <= t <= hi:  # NaN fails too
+        raise ValueError(f"{where}: temperature must be a number in [{lo:g}, {hi:g}], got {value!r} (1 leaves the "
                          "probabilities as the model gives them; evaluation fits one on the validation split)")
     return t
 
@@ -54,10 +62,13 @@ def write_calibration(checkpoint: str | os.PathLike, temperature: float, *, dige
 
 def read_temperature(checkpoint: str | os.PathLike, *, digest: str | None = None) -> float | None:
     """The temperature fitted for ``checkpoint``, or None: no calibration file beside it, or one
-    written for other bytes (the checkpoint was replaced since: a warning says so). A file that
-    is not a calibration record, or holds a temperature that is not a finite number > 0, is a
-    ``ValueError`` naming it."""
+    written for other bytes (the checkpoint was replaced since: a warning says so). A file (or
+    folder) that is not a calibration record, or holds a temperature outside
+    ``TEMPERATURE_RANGE``, is a ``ValueError`` naming it and the value."""
     path = calibration_path(checkpoint)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not a calibration record: remove it, or re-run the evaluation once "
+                         "it is gone")
     if not path.is_file():
         return None
     try:
@@ -74,4 +85,4 @@ def read_temperature(checkpoint: str | os.PathLike, *, digest: str | None = None
     return check_temperature(record["temperature"], str(path))
 
 
-__all__ = ["SUFFIX", "calibration_path", "check_temperature", "read_temperature", "write_calibration"]
+__all__ = ["SUFFIX", "TEMPERATURE_RANGE", "calibration_path", "check_temperature", "read_temperature", "write_calibration"]

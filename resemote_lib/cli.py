@@ -79,6 +79,9 @@ def cmd_train(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value (YAML values), e.g. epochs=3 lr=1e-3")
     args = parser.parse_args(argv)
     cfg = load_params(args.params, **parse_overrides(args.overrides))  # a bad file fails before any data loads
+    from .device import resolve_device
+
+    resolve_device(cfg.device)  # so does a device that is not one (device=banana): no run folder is made
     from .distributed import shutdown
     from .train import fit
 
@@ -93,8 +96,10 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .device import resolve_device
     from .evaluate import evaluate_checkpoint, evaluate_run
 
+    resolve_device(args.device)  # --device banana: refused before --out or a lock is made
     target = Path(args.target)
     if target.is_dir():
         if args.dataset or args.data_root or args.out or args.force or args.crop_faces:
@@ -137,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="emotions of the faces in images, folders, videos or a webcam")
     p.add_argument("checkpoint")
-    p.add_argument("inputs", nargs="+", help="image files, folders, videos (.mp4...) or webcam:N")
+    p.add_argument("inputs", nargs="+", help="image files, folders (their images and videos, recursively), videos (.mp4...) or webcam:N")
     p.add_argument("--out", metavar="FILE",
                    help="results file: .jsonl (one line per image) or .csv (one row per face), written as results come "
                         "to a hidden .FILE.*.partial beside it that replaces FILE when predict ends (also on Ctrl-C) if "

@@ -25,7 +25,7 @@ from torch import nn
 from . import inference, provenance
 from .calibration import write_calibration
 from .checkpoint import load_model
-from .data import FaceDataset
+from .data import KAGGLE_SLUGS, FaceDataset, default_root
 from .data.transforms import EVAL, Preset
 from .device import FP32, Precision, choose_precision, resolve_device
 from .files import atomic_write_text, sha256_of
@@ -119,19 +119,37 @@ def write_metrics(path: str | os.PathLike, metrics: Metrics, **context: Any) -> 
 
 def score_split(model: nn.Module, cfg: TrainConfig, split: str, out: Path, *, tta: bool, batch_size: int,
                 device: torch.device, precision: Precision = FP32, preprocess: Preset = EVAL,
-                progress: bool = True, crop_faces: bool = False) -> Metrics:
+                progress: bool = True, crop_faces: bool = False, temperature: float = 1.0) -> Metrics:
     """Score ``model`` on ``cfg``'s ``split`` and write ``predictions[_<split>].csv`` into ``out``;
     on the test split also the deduplicated figure (``metrics.extra["dedup"]``, ``["copies_only"]``)
-    and ``test_excluded.csv``. The caller adds its context and writes ``metrics_file(split)``."""
+    and ``test_excluded.csv``. The caller adds its context and writes ``metrics_file(split)``.
+    A split with no image to score is a ``ValueError`` saying why, never an accuracy of 0."""
     ds = open_split(cfg, split, crop_faces=crop_faces)
+    if len(ds) == 0:
+        raise ValueError(nothing_to_score(ds))
     metrics = evaluate(model, ds, tta=tta, batch_size=batch_size, device=device, progress=progress,
-                       precision=precision, preprocess=preprocess)
+                       precision=precision, preprocess=preprocess, temperature=temperature)
     duplicate_of = None
     if split == "test":
         duplicate_of = add_dedup_metrics(metrics, ds, audit_report(cfg).test_excluded(), out / "test_excluded.csv")
     write_predictions(out / f"predictions{_suffix(split)}.csv", ds, metrics.extra["probs"], duplicate_of)
     metrics.extra["split_data"] = ds
     return metrics
+
+
+def nothing_to_score(ds: FaceDataset) -> str:
+    """Why a split holds no image: empty by definition, none listed, or every one excluded."""
+    where = ds.report.get("source") or ds.root
+    listed = ds.report.get("n_listed", 0)
+    if not listed:
+        rule = str(ds.report.get("rule", ""))
+        why = rule if rule.startswith("empty") else "no image files were found there"
+        return f"no images in {where} (the {ds.split} split): nothing to evaluate; {why}"
+    bad, no_face = ds.report.get("bad_files") or [], ds.report.get("no_face", 0)
+    reasons = ([f"no face found in {no_face}"] if no_face else []) + (
+        [f"{len(bad)} unreadable (e.g. {bad[0]['file']}: {bad[0]['error']})"] if bad else [])
+    return (f"no images in {where} (the {ds.split} split) to evaluate: of its {listed} image file(s), "
+            + " and ".join(reasons or ["none was kept"]))
 
 
 def metrics_file(split: str) -> str:
@@ -181,7 +199,8 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "test", device: str
                       kind=run_kind(cfg), dataset=cfg.dataset, network=describe(cfg.model, cfg.image_size),
                       test_set=describe_test_set(cfg, ds), checkpoint=str(checkpoint),
                       checkpoint_sha256=digest, checkpoint_epoch=model.checkpoint_meta.get("epoch"),
-                      split_sizes={split: len(ds)}, provenance=record)
+                      split_sizes={split: len(ds)}, probabilities=probabilities_used(1.0, as_predict=False),
+                      provenance=record)
     return metrics
 
 
@@ -228,9 +247,11 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_roo
     and, when recognised, its record) into ``out`` (default ``results/<record name or
     file stem>/``, where Table III finds it). Files already in ``out`` are replaced only when
     they are an earlier evaluation of the same file (its SHA-256 in their provenance.json), or
-    with ``force``. The reference code flips test images at random: the accuracy that gives in
-    expectation (per image, the mean of being right on the image and on its mirror) is
-    reported apart, never as the main figure.
+    with ``force``; an ``out`` that is the data root or inside it is refused. Probabilities are
+    predict's: at the temperature of the checkpoint's calibration file (1 without one), as
+    ``metrics.json``'s ``probabilities`` says. The reference code flips test images at random:
+    the accuracy that gives in expectation (per image, the mean of being right on the image
+    and on its mirror) is reported apart, never as the main figure.
     """
     from . import paths
     from .params import resolve
@@ -240,15 +261,18 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_roo
     record, digest = identify(checkpoint)
     device = resolve_device(device)
     out = Path(out) if out is not None else paths.RESULTS / checkpoint_results_name(record, checkpoint, digest)
+    check_out_outside_data(out, data_root if data_root is not None or dataset not in KAGGLE_SLUGS
+                           else default_root(dataset))
     check_checkpoint_out(out, digest, force=force)
     model = reorder(load_model(checkpoint, device=device), CLASS_NAMES)
+    temperature = float(getattr(model, "temperature", 1.0))
     image_size = record.image_size if record else int(getattr(model, "image_size", 64))
     cfg = resolve({"dataset": dataset, "data_root": data_root, "image_size": image_size, "protocol": "smoke",
                    "run_name": "checkpoint"})
     with RunLock(out, what="checkpoint evaluation"):
         metrics = score_split(model, cfg, split, out, tta=True, batch_size=batch_size, device=device,
                               preprocess=record.transform if record else EVAL, progress=progress,  # its own
-                              crop_faces=crop_faces)  # crop_faces: a folder dataset's photos
+                              crop_faces=crop_faces, temperature=temperature)  # crop_faces: a folder's photos
         ds = metrics.extra["split_data"]
         correct = metrics.extra["probs"].argmax(1) == ds.labels.numpy()
         mirrored = metrics.extra["mirror_probs"].argmax(1) == ds.labels.numpy()
@@ -264,8 +288,34 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_roo
         write_metrics(out / metrics_file(split), metrics, split=split, protocol="released" if record else "checkpoint",
                       kind=kind, dataset=dataset, test_set=describe_test_set(cfg, ds, trained_here=False),
                       checkpoint=str(checkpoint), checkpoint_sha256=digest, split_sizes={split: len(ds)},
-                      provenance=prov)
+                      probabilities=probabilities_used(temperature, as_predict=True), provenance=prov)
     return metrics
+
+
+def probabilities_used(temperature: float, *, as_predict: bool) -> dict[str, Any]:
+    """What ``metrics.json`` says about its probabilities (NLL, ECE, predictions.csv): the
+    temperature they were computed at, and whether ``predict`` gives the same ones."""
+    if as_predict:
+        definition = ("softmax(logits / temperature) at the temperature predict applies to this checkpoint: its "
+                      "calibration file's, else 1 (no calibration)")
+    else:
+        definition = ("softmax(logits), uncalibrated; 'calibration' holds the temperature fitted on the validation "
+                      "split (which predict applies to this checkpoint) with NLL and ECE before and after it")
+    return {"temperature": temperature, "calibrated": temperature != 1.0, "same_as_predict": as_predict,
+            "definition": definition}
+
+
+def check_out_outside_data(out: Path, data_root: str | os.PathLike | None) -> None:
+    """Refuse an ``out`` folder that is the data root or lies inside it (a class folder, say):
+    the evaluation's files would be written into the dataset, as predict refuses to write
+    over its inputs."""
+    if data_root is None:
+        return
+    root, where = Path(data_root).expanduser().resolve(), out.expanduser().resolve()
+    if where == root or root in where.parents:
+        raise ValueError(f"out folder {out} is {'the data root' if where == root else 'inside the data root'} "
+                         f"{data_root}: metrics, predictions and provenance would be written into the dataset; "
+                         "choose a folder outside it (--out)")
 
 
 def check_checkpoint_out(out: Path, digest: str, *, force: bool) -> None:
@@ -300,9 +350,9 @@ class Evaluation:
 
 def evaluate_target(results_dir: str | os.PathLike, *, run_name: str | None = None, checkpoint: str | None = None,
                     dataset: str | None = None, data_root: str | None = None, device: str = "auto") -> Evaluation:
-    """A run (``run_name``; None: the most recent finished run under ``results_dir``) or a
+    """A run (``run_name``; None: the first of ``runs.preferred_runs`` under ``results_dir``) or a
     checkpoint file (``checkpoint`` with ``dataset``), evaluated once (notebook 02)."""
-    from .runs import finished_runs
+    from .runs import preferred_runs
 
     results_dir = Path(results_dir)
     if checkpoint:
@@ -315,7 +365,7 @@ def evaluate_target(results_dir: str | os.PathLike, *, run_name: str | None = No
         out = results_dir / checkpoint_results_name(record, Path(checkpoint), digest)
         metrics = evaluate_checkpoint(checkpoint, dataset, data_root=data_root, out=out, device=device)
         return Evaluation(metrics, metrics.extra["split_data"], out, f"{Path(checkpoint).name} on {dataset}")
-    runs = finished_runs(results_dir)
+    runs = preferred_runs(results_dir)
     name = run_name or (runs[0] if runs else None)
     if name is None:
         raise FileNotFoundError(f"no finished run in {results_dir} yet: train one (notebook 01_train, or python -m "
@@ -367,5 +417,6 @@ def describe_test_set(cfg: TrainConfig, ds: FaceDataset, *, trained_here: bool =
 
 
 __all__ = ["CHECKPOINT_FILES", "Evaluation", "add_dedup_metrics", "calibrate", "check_checkpoint_out",
-           "checkpoint_results_name", "dataset_logits", "describe_test_set", "evaluate", "evaluate_checkpoint",
-           "evaluate_run", "evaluate_target", "metrics_file", "run_kind", "score_split", "write_metrics", "write_predictions"]
+           "check_out_outside_data", "checkpoint_results_name", "dataset_logits", "describe_test_set", "evaluate",
+           "evaluate_checkpoint", "evaluate_run", "evaluate_target", "metrics_file", "nothing_to_score",
+           "probabilities_used", "run_kind", "score_split", "write_metrics", "write_predictions"]

@@ -14,8 +14,8 @@ Displayed (``display(browser)``), a widget's output bundle also carries a static
 saved or papermill-executed notebook, which has no kernel behind its widgets, shows the
 fallback instead of ``VBox(children=...)``.
 
-The rest of the notebook's numbers come from here too: which run it explores and what that
-network variant has (``pick_run``, ``describe_variant``), the model's predictions on a split
+The rest of the notebook's numbers come from here too: what the explored network variant has
+(``describe_variant``; ``runs.pick_run`` chooses the run), the model's predictions on a split
 (``predictions``), the most confused class pairs (``confused_pairs``), the most confident
 errors (``errors``), a few faces per class (``sample_faces``) and their maps (``cams``).
 """
@@ -23,11 +23,7 @@ errors (``errors``), a few faces per class (``sample_faces``) and their maps (``
 from __future__ import annotations
 
 import base64
-import datetime
 import io
-import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -43,46 +39,11 @@ from .data.transforms import EVAL
 from .explain import has_se, layer_cam
 from .inference import predict_logits
 from .model import VARIANTS
-from .params import TrainConfig
-from .runs import finished_runs, load_run_config
 
 FACE_PIXELS = 144  # faces are shown enlarged to this side (nearest neighbour: the pixels the model sees)
 
 
-# --- which run, which network ------------------------------------------------------------
-
-@dataclass
-class RunChoice:
-    """The run a notebook explores, its config, and a sentence saying which and why."""
-
-    run_dir: Path
-    cfg: TrainConfig
-    sentence: str
-
-
-def pick_run(results_dir: str | os.PathLike, run_name: str | None = None) -> RunChoice:
-    """``run_name``, or else the newest finished run under ``results_dir`` (no path typed)."""
-    results_dir = Path(results_dir)
-    runs = finished_runs(results_dir)
-    name = run_name or (runs[0] if runs else None)
-    if name is None:
-        raise FileNotFoundError(f"no finished run in {results_dir} yet: train one (notebook 01_train, or python -m "
-                                "resemote_lib train PARAMS.yaml), then run this notebook again")
-    run_dir = results_dir / name
-    cfg = load_run_config(run_dir)
-    when = datetime.datetime.fromtimestamp((run_dir / "config.json").stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-    others = [r for r in runs if r != name]
-    if run_name:
-        why = "as set by `run_name`"
-    elif others:
-        shown = ", ".join(f"`{r}`" for r in others[:5]) + (", ..." if len(others) > 5 else "")
-        why = f"the newest of the {len(runs)} finished runs in `{results_dir}`; set `run_name` to explore another ({shown})"
-    else:
-        why = f"the only finished run in `{results_dir}`"
-    sentence = (f"Exploring run **{name}** (finished {when}): `{cfg.model}` trained on {cfg.dataset} under the "
-                f"{cfg.protocol} protocol at {cfg.image_size} px; {why}.")
-    return RunChoice(run_dir, cfg, sentence)
-
+# --- which network ---------------------------------------------------------------------------
 
 def describe_variant(model: torch.nn.Module, name: str) -> str:
     """What the network variant ``name`` has, and what the notebook can show of it."""
@@ -320,6 +281,6 @@ class UploadPredictor:
                                     "with a live kernel.", **kwargs)
 
 
-__all__ = ["DatasetBrowser", "RunChoice", "UploadPredictor", "cams", "confused_pairs", "confusion",
-           "describe_variant", "errors", "face_png", "figure_png", "pick_run", "predict_image", "predictions",
+__all__ = ["DatasetBrowser", "UploadPredictor", "cams", "confused_pairs", "confusion",
+           "describe_variant", "errors", "face_png", "figure_png", "predict_image", "predictions",
            "sample_faces", "side_by_side"]

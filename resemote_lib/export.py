@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from .checkpoint import file_kind, load_model
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .files import remove_stale_temporaries, temporary_beside, umask
+from .usage import WorkFailed
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,9 @@ class Deployable(nn.Module):
 
 
 FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript"}
+# The largest difference of an export's probabilities from PyTorch's that counts as agreement
+# (float32 kernels of ONNX Runtime and PyTorch differ by about 1e-6).
+VERIFY_TOLERANCE = 1e-4
 
 
 def check_output(checkpoint: str | os.PathLike, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -130,12 +134,20 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, *, verify: bo
     The probabilities are calibrated with ``model.temperature`` (``load_model``: the
     checkpoint's calibration file, else 1). Returns a report: path, input size, class
     names, temperature and, when verified, the maximum absolute difference of the exported
-    model's probabilities from PyTorch's.
+    model's probabilities from PyTorch's. Probabilities that are not finite are a ``ValueError``,
+    and a difference over ``VERIFY_TOLERANCE`` (or NaN) a ``usage.WorkFailed``: either way
+    nothing is written.
     """
     path = check_output(checkpoint, path, overwrite=overwrite)
     model = load_model(checkpoint)
     wrapped = Deployable(model, model.temperature).eval()
     size = model.image_size
+    x = torch.rand(5, 1, size, size) * 255  # a batch size other than the traced one
+    with torch.inference_mode():
+        expected = wrapped(x)[1].numpy()
+    if not np.isfinite(expected).all():
+        raise ValueError(f"{checkpoint}: the model's probabilities are not finite (NaN or inf) at temperature "
+                         f"{model.temperature:g}; nothing was exported")
     path.parent.mkdir(parents=True, exist_ok=True)
     report = {"path": str(path), "input": f"float32 (N, 1, {size}, {size}), gray 0..255",
               "outputs": ["logits", "probs"], "class_names": list(model.class_names),
@@ -148,10 +160,11 @@ def export(checkpoint: str | os.PathLike, path: str | os.PathLike, *, verify: bo
     try:
         _write(wrapped, tmp, size)
         if verify:
-            x = torch.rand(5, 1, size, size) * 255  # a batch size other than the traced one
-            with torch.inference_mode():
-                expected = wrapped(x)[1].numpy()
-            report["max_abs_diff"] = float(np.abs(run_exported(tmp, x.numpy()) - expected).max())
+            diff = float(np.abs(run_exported(tmp, x.numpy()) - expected).max())
+            if not diff <= VERIFY_TOLERANCE:  # written so that NaN fails too
+                raise WorkFailed(f"{path}: the exported model's probabilities differ from PyTorch's by {diff:g} (more "
+                                 f"than {VERIFY_TOLERANCE:g}); nothing was exported")
+            report["max_abs_diff"] = diff
         os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; an export gets the usual mode
         os.replace(tmp, path)
     finally:
@@ -187,4 +200,4 @@ def run_exported(path: str | os.PathLike, gray255: np.ndarray) -> np.ndarray:
         return module(torch.from_numpy(gray255.astype(np.float32)))[1].numpy()
 
 
-__all__ = ["FORMATS", "Deployable", "check_output", "export", "is_our_export", "run_exported"]
+__all__ = ["FORMATS", "VERIFY_TOLERANCE", "Deployable", "check_output", "export", "is_our_export", "run_exported"]

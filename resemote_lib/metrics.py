@@ -5,6 +5,11 @@ Accuracy (multi-class: correct / total; the paper's (TP+TN)/(TP+TN+FP+FN) is a p
 binary formula, not this), balanced accuracy, macro-F1, per-class precision/recall/F1, the
 confusion matrix, negative log-likelihood, expected calibration error, Wilson intervals,
 temperature scaling, and the deduplicated test figure's split into kept images and copies.
+
+Balanced accuracy and macro-F1 average over the same classes: those with at least one true
+item in the split scored (a class absent from it has no recall, and its F1 would be 0 for no
+fault of the model); ``metrics.json`` lists them as ``averaged_over``. A split of no items has
+no figures: they are null in ``metrics.json``, never 0.
 """
 
 from __future__ import annotations
@@ -50,13 +55,19 @@ class Metrics:
         return np.divide(self.confusion, rows, out=np.zeros_like(self.confusion, dtype=float), where=rows > 0)
 
     def to_dict(self) -> dict[str, Any]:
+        """The figures as JSON-ready values; those of an empty split (``n`` 0) are None."""
         correct = int(np.trace(self.confusion))
         intervals = bootstrap_intervals(self.confusion)
+        scored = self.n > 0
         out = {
-            "accuracy": self.accuracy, "accuracy_ci95": list(wilson_interval(correct, self.n)),
-            "balanced_accuracy": self.balanced_accuracy, "balanced_accuracy_ci95": intervals["balanced_accuracy"],
-            "macro_f1": self.macro_f1, "macro_f1_ci95": intervals["macro_f1"],
-            "nll": self.nll, "ece": self.ece, "n": self.n, "class_names": list(self.class_names),
+            "accuracy": self.accuracy if scored else None,
+            "accuracy_ci95": list(wilson_interval(correct, self.n)) if scored else None,
+            "balanced_accuracy": self.balanced_accuracy if scored else None,
+            "balanced_accuracy_ci95": intervals["balanced_accuracy"] if scored else None,
+            "macro_f1": self.macro_f1 if scored else None, "macro_f1_ci95": intervals["macro_f1"] if scored else None,
+            "nll": self.nll if scored else None, "ece": self.ece if scored else None, "n": self.n,
+            "class_names": list(self.class_names),
+            "averaged_over": [name for name, s in zip(self.class_names, self.confusion.sum(1), strict=True) if s],
             "per_class": self.per_class.reset_index().to_dict(orient="records"),
             "confusion": self.confusion.tolist(),
             "confusion_normalized": np.round(self.confusion_normalized, 6).tolist(),
@@ -96,11 +107,13 @@ def balanced_accuracy_of(confusion: np.ndarray) -> np.ndarray:
 
 
 def macro_f1_of(confusion: np.ndarray) -> np.ndarray:
-    """Unweighted mean F1 over all classes, 0 for a class never true nor predicted (scikit-learn's
-    ``f1_score(average="macro", zero_division=0)`` over every label)."""
+    """Unweighted mean F1 over the classes present, as ``balanced_accuracy_of`` (scikit-learn's
+    ``f1_score(average="macro", zero_division=0)`` with ``labels`` the classes present)."""
     tp = np.diagonal(confusion, axis1=-2, axis2=-1)
-    denominator = confusion.sum(-1) + confusion.sum(-2)  # 2 TP + FN + FP
-    return np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0).mean(-1)
+    support = confusion.sum(-1)
+    denominator = support + confusion.sum(-2)  # 2 TP + FN + FP
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(tp.shape), where=denominator > 0)
+    return (f1 * (support > 0)).sum(-1) / np.maximum((support > 0).sum(-1), 1)
 
 
 def bootstrap_intervals(confusion: np.ndarray, resamples: int = 2000, seed: int = 0) -> dict[str, list[float]]:
@@ -153,7 +166,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: tuple[st
     probs = np.asarray(probs, dtype=np.float64)
     labels = list(range(len(class_names)))
     pred = probs.argmax(1) if len(probs) else np.zeros(0, dtype=int)
-    if not len(y_true):  # an empty subset (e.g. no test image has a copy): zeros, not an error
+    if not len(y_true):  # an empty subset (e.g. no test image has a copy): no figures (None in to_dict)
         empty = np.zeros(len(labels))
         p, r, f, s, bal = empty, empty, empty, empty.astype(int), 0.0
     else:
@@ -167,7 +180,8 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: tuple[st
     return Metrics(
         accuracy=float((pred == y_true).mean()) if len(y_true) else 0.0,
         balanced_accuracy=float(bal),
-        macro_f1=float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)) if len(y_true) else 0.0,
+        macro_f1=float(f1_score(y_true, pred, labels=sorted(set(y_true.tolist())), average="macro", zero_division=0))
+        if len(y_true) else 0.0,
         nll=nll, ece=expected_calibration_error(probs, y_true),
         per_class=per_class, confusion=confusion_matrix(y_true, pred, labels=labels) if len(y_true)
         else np.zeros((len(labels), len(labels)), dtype=int),
@@ -182,10 +196,13 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature scaling (Guo et al., 2017): the T > 0 minimising NLL of softmax(z / T).
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """Temperature scaling (Guo et al., 2017): the T in ``bounds`` minimising NLL of softmax(z / T).
 
-    Fitted on validation logits; it changes confidences, never the predicted class.
+    Fitted on validation logits; it changes confidences, never the predicted class. A split
+    the model separates perfectly drives T to 0, one it gets backwards to infinity: the fit
+    stops at ``bounds`` (the range ``calibration.TEMPERATURE_RANGE`` accepts; NLL is convex in
+    1/T, so the end it stops at is the best T inside them).
     """
     z = torch.as_tensor(logits, dtype=torch.float64)
     y = torch.as_tensor(labels, dtype=torch.int64)
@@ -199,7 +216,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
         return loss
 
     opt.step(closure)
-    return float(log_t.detach().exp())
+    t = float(log_t.detach().exp())
+    return min(max(t, bounds[0]), bounds[1]) if t == t else 1.0  # t != t: NaN, the fit failed
 
 
 def subset_metrics(metrics: Metrics, labels: np.ndarray, keep: np.ndarray) -> Metrics:

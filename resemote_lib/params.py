@@ -65,9 +65,10 @@ class TrainConfig:
     plateau_factor: float = 0.1
     early_stopping_patience: int | None = None  # stop after MORE than this many epochs without gain
     label_smoothing: float = 0.0  # cross-entropy label smoothing (Szegedy et al., 2016); the paper: none
+    class_balance: str = "none"  # none | sqrt | inverse: weight each class's loss by (1 / its training frequency)^(1/2 | 1)
     augment: str = "flip"  # flip (the paper's random horizontal flip) | affine (flip + rotation, scale, shift)
     selection: str = "best_val"  # best_val | last: which weights are tested
-    amp: bool | None = None  # mixed precision; None: on for CUDA (bf16 from compute capability 8.0, else fp16)
+    amp: bool | None = None  # mixed precision; None (or auto): bf16 where native (CUDA 8.0+, AVX512_BF16/AMX CPUs), fp16 on older GPUs
     # --- device and speed
     device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
     channels_last: bool | None = None  # None: on for CUDA
@@ -99,27 +100,29 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     "paper": dict(model="resemotenet_lean", max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
                   weight_decay=1e-4, scheduler="plateau", plateau_patience=5, plateau_factor=0.1,
                   early_stopping_patience=None, selection="last", image_size=64, amp=False, label_smoothing=0.0,
-                  augment="flip", keep_last=True),
+                  augment="flip", class_balance="none", keep_last=True),
     # What the reference repository's training script does: no schedule, early stopping when
     # `patience_counter > patience` (15), best validation weights tested, fp32.
     "reference": dict(model="resemotenet_lean", max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
                       weight_decay=1e-4, scheduler="none", plateau_patience=5, plateau_factor=0.1,
                       early_stopping_patience=15, selection="best_val", image_size=64, amp=False,
-                      label_smoothing=0.0, augment="flip", keep_last=True),
+                      label_smoothing=0.0, augment="flip", class_balance="none", keep_last=True),
     # Ours: the paper's optimiser and schedule on deduplicated data, selection on validation
     # only, test once; mixed precision where it is native.
     "clean": dict(model="resemotenet_lean", max_train_items=None, batch_size=16, epochs=80, optimizer="sgd", lr=0.001, momentum=0.9,
                   weight_decay=1e-4, scheduler="plateau", plateau_patience=5, plateau_factor=0.1,
                   early_stopping_patience=None, selection="best_val", image_size=64, amp=None, label_smoothing=0.0,
-                  augment="flip", keep_last=True),
+                  augment="flip", class_balance="none", keep_last=True),
     # Ours, not a paper protocol: ResEmoteNet trained on a 2-core CPU in under an hour, on the
     # clean protocol's deduplicated data. The recipe (48 px, batch 64, AdamW with a one-cycle
-    # schedule, label smoothing 0.1, the paper's flip) won a measured sweep on the real FER2013
-    # (benchmarks/sweep_cpu.py, README "A ResEmoteNet trained on a CPU"); 7 epochs fit the hour.
-    "cpu_budget": dict(model="resemotenet_lean", max_train_items=None, batch_size=64, epochs=7, optimizer="adamw",
+    # schedule, label smoothing 0.1, the paper's flip, square-root class balance) came from measured
+    # sweeps on the real FER2013 (benchmarks/sweep_cpu.py, README "A ResEmoteNet trained on a CPU");
+    # 15 epochs fit the hour in bf16 on an AVX512_BF16 CPU (amp auto; an AVX2-only CPU trains the
+    # same 15 epochs in fp32, about twice as long: the epoch count never depends on the machine).
+    "cpu_budget": dict(model="resemotenet_lean", max_train_items=None, batch_size=64, epochs=15, optimizer="adamw",
                        lr=2e-3, momentum=0.9, weight_decay=5e-2, scheduler="onecycle", plateau_patience=5,
                        plateau_factor=0.1, early_stopping_patience=None, selection="best_val", image_size=48,
-                       amp=None, label_smoothing=0.1, augment="flip", keep_last=True),
+                       amp=None, label_smoothing=0.1, augment="flip", class_balance="sqrt", keep_last=True),
     # The synthetic demo: not a paper protocol. AdamW learns this task in a few thousand
     # images on a CPU, where SGD at lr 1e-3 needs far more (measured: see README).
     "demo": dict(max_train_items=None, batch_size=32, epochs=6, optimizer="adamw", lr=3e-4, momentum=0.9,
@@ -143,6 +146,7 @@ CHOICES = {
     "optimizer": ("sgd", "adamw"),
     "scheduler": ("plateau", "onecycle", "none"),
     "augment": ("flip", "affine"),
+    "class_balance": ("none", "sqrt", "inverse"),
     "step_graph": ("auto", "on", "off"),
     "selection": ("best_val", "last"),
 }
@@ -249,6 +253,10 @@ def validate(values: Mapping[str, Any], where: str = "params") -> dict[str, Any]
     for key, value in values.items():
         if key not in FIELDS:
             raise ValueError(f"{where}: unknown config key {_short(key)}; known keys: {sorted(FIELDS)}")
+        if isinstance(value, bool) and {"on", "off"} <= set(CHOICES.get(key, ())):
+            value = "on" if value else "off"  # YAML 1.1 reads an unquoted on/off (yes/no) as a boolean
+        if key == "amp" and value == "auto":
+            value = None  # the default's name: bf16 where the processor has it natively (device.choose_precision)
         out[key] = _check_type(key, value, where)
         if key in PATH_KEYS and isinstance(out[key], str):
             out[key] = absolute_path(out[key])
@@ -394,6 +402,28 @@ def base_path(base: str | os.PathLike) -> Path:
                             f"{paths.PARAMS})")
 
 
+class ParameterConflict(ValueError):
+    """A notebook value that differs from the pipeline's ``config_json`` beside it: a person edited
+    the injected cell of an executed notebook. Shown in a notebook as its one line, no traceback."""
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for an exception's own rendering
+        return [f"{type(self).__name__}: {self}"]
+
+
+def _check_unedited(namespace: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    """Raise ``ParameterConflict`` where a config value in ``namespace`` differs from ``config``
+    (config_json). Papermill injects both from the same resolved values, so they agree until a
+    person edits one; an edit to None counts too (config_json keeps the file's nulls)."""
+    given = {k: namespace[k] for k in FIELDS if k in namespace}
+    edited = {k: v for k, v in given.items()
+              if (None if v is None else validate({k: v}, "notebook parameters")[k]) != config[k]}
+    if edited:
+        yours = ", ".join(f"{k}={_short(v)}" for k, v in edited.items())
+        piped = ", ".join(f"{k}={_short(config[k])}" for k in edited)
+        raise ParameterConflict(f"{yours} {'conflicts' if len(edited) == 1 else 'conflict'} with config_json's {piped}: "
+                                "delete the config_json line of the injected cell to use your values")
+
+
 def from_notebook(namespace: Mapping[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
     """The config and notebook-only values (``download``) a notebook's parameters give.
 
@@ -402,7 +432,8 @@ def from_notebook(namespace: Mapping[str, Any]) -> tuple[TrainConfig, dict[str, 
     notebook run by hand with ``papermill -f params/x.yaml`` (papermill injects the file's
     keys, ``base`` included, without following it) trains exactly what
     ``python -m resemote_lib pipeline params/x.yaml`` trains, and a JupyterLab user who
-    sets ``protocol = "paper"`` gets the whole paper preset.
+    sets ``protocol = "paper"`` gets the whole paper preset. Beside ``config_json``, a value
+    that differs from it (edited in an executed notebook) is an error, never ignored.
     """
     explicit = {k: v for k, v in namespace.items() if (k in FIELDS or k in NOTEBOOK_KEYS) and v is not None}
     if namespace.get("config_json"):  # the pipeline's fully resolved config: explicit nulls included, used as is
@@ -410,6 +441,7 @@ def from_notebook(namespace: Mapping[str, Any]) -> tuple[TrainConfig, dict[str, 
         values = validate(json.loads(namespace["config_json"]), "pipeline config")
         if set(values) != set(FIELDS):
             raise ValueError(f"config_json: expected every config key, missing {sorted(set(FIELDS) - set(values))}")
+        _check_unedited(namespace, values)
         defaults = {k: default for k, (_, default) in NOTEBOOK_KEYS.items()}
         return TrainConfig(**values), {**defaults, **other}
     base = namespace.get("base")
@@ -428,6 +460,7 @@ __all__ = [
     "PROTOCOLS",
     "RANGES",
     "RESERVED_NAMES",
+    "ParameterConflict",
     "TrainConfig",
     "absolute_path",
     "base_path",

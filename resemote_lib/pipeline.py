@@ -119,6 +119,21 @@ def _running_cell(executed: Path) -> str:
     return f"{started[-1] + 1} ({source[0][:80] if source else 'empty'})"
 
 
+def notebook_parameters(params_file: str | os.PathLike, **overrides: Any) -> tuple[dict[str, Any],
+                                                                                  dict[str, dict[str, Any]]]:
+    """The resolved values of ``params_file`` and what papermill injects into each notebook: the
+    keys it declares, each value on its own line, and the whole config as ``config_json``.
+
+    The notebooks read the config from config_json: a value the file sets to null stays null
+    there (a notebook's own None means "not set"). The single values are the same ones, so an
+    executed notebook shows them, and one a person edits then differs from config_json
+    (``params.from_notebook`` refuses that in one line instead of ignoring the edit).
+    """
+    values = resolved_values(params_file, **overrides)
+    config_json = json.dumps({k: v for k, v in values.items() if k in FIELDS})
+    return values, check_params({**values, "config_json": config_json}, str(params_file))
+
+
 def run_experiment(params_file: str | os.PathLike, *, results_dir: str | os.PathLike | None = None,
                    progress: bool = True, **overrides: Any) -> Path:
     """Notebooks 00, 01, 02, 04 for one params file; returns the run directory. ``results_dir``
@@ -126,11 +141,7 @@ def run_experiment(params_file: str | os.PathLike, *, results_dir: str | os.Path
     params_file = Path(params_file)
     if results_dir is not None:
         overrides["results_dir"] = str(results_dir)
-    values = resolved_values(params_file, **overrides)
-    # The notebooks read the whole config from config_json: a value the file sets to null stays
-    # null there (a notebook's own None means "not set").
-    config_json = json.dumps({k: v for k, v in values.items() if k in FIELDS})
-    per_notebook = check_params({**values, "config_json": config_json}, str(params_file))
+    values, per_notebook = notebook_parameters(params_file, **overrides)
     run_dir = Path(values["results_dir"] or paths.RESULTS) / values["run_name"]
     with RunLock(run_dir, what="pipeline") as lock, lock.shared_with_children():
         (run_dir / "params.yaml").write_text(
@@ -221,4 +232,5 @@ def pipeline_command(argv: list[str]) -> int:
 
 
 __all__ = ["CELL_TIMEOUTS", "EXPERIMENT_NOTEBOOKS", "NOTEBOOKS", "NotebookFailed", "PipelineError", "check_params",
-           "declared_parameters", "execute", "pipeline_command", "regenerate_paper", "run_experiment"]
+           "declared_parameters", "execute", "notebook_parameters", "pipeline_command", "regenerate_paper",
+           "run_experiment"]

@@ -37,11 +37,11 @@ from typing import Any, Protocol
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .calibration import check_temperature
 from .checkpoint import file_kind, load_model
-from .data.base import IMAGE_SUFFIXES, is_hidden, to_8bit, to_gray_square
+from .data.base import IMAGE_SUFFIXES, is_hidden, to_gray_square, upright
 from .device import resolve_device
 from .files import remove_stale_temporaries, temporary_beside, umask
 from .inference import predict_logits
@@ -148,9 +148,9 @@ def make_detector(detector: str | Detector | None) -> Detector:
 def to_rgb(image: str | os.PathLike | Image.Image | np.ndarray, color: str | None = None) -> np.ndarray:
     """An RGB uint8 array from a path, a PIL image or an array whose colour order is given.
 
-    Files and PIL images are turned by their EXIF orientation (``ImageOps.exif_transpose``):
-    a phone stores a portrait photo sideways with a tag saying so, and the model must see
-    the face upright. A path that is not a regular file (a FIFO, a device) is refused
+    Files and PIL images are turned by their EXIF orientation (``data.base.upright``, which
+    evaluation reads them with too): a phone stores a portrait photo sideways with a tag
+    saying so, and the model must see the face upright. A path that is not a regular file (a FIFO, a device) is refused
     before it is opened, since reading it could block for ever.
 
     Args:
@@ -162,9 +162,9 @@ def to_rgb(image: str | os.PathLike | Image.Image | np.ndarray, color: str | Non
         if kind not in ("missing", "file"):
             raise ValueError(f"{image}: not a regular file but {kind}; give an image file")
         with Image.open(image) as img:
-            return np.asarray(to_8bit(ImageOps.exif_transpose(img), image).convert("RGB"))
+            return np.asarray(upright(img, image).convert("RGB"))
     if isinstance(image, Image.Image):
-        return np.asarray(to_8bit(ImageOps.exif_transpose(image)).convert("RGB"))
+        return np.asarray(upright(image).convert("RGB"))
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         raise ValueError(f"expected a uint8 image array, got {arr.dtype}")
@@ -222,7 +222,7 @@ class Predictor:
     """
 
     def __init__(self, model_or_checkpoint: ResEmoteNet | str | os.PathLike, detector: str | Detector | None = "auto",
-                 device: str = "auto", tta: bool = False, margin: float = 0.15,
+                 device: str | torch.device = "auto", tta: bool = False, margin: float = 0.15,
                  temperature: float | None = None, image_size: int | None = None) -> None:
         self.device = resolve_device(device)
         model = model_or_checkpoint
@@ -245,7 +245,12 @@ class Predictor:
         views = (False, True) if self.tta else (False,)
         probs = [(predict_logits(self.model, images, device=self.device, flip=flip) / self.temperature).softmax(1)
                  for flip in views]
-        return (sum(probs) / len(probs)).cpu().numpy()
+        out = (sum(probs) / len(probs)).cpu().numpy()
+        bad = int((~np.isfinite(out)).any(axis=1).sum())
+        if bad:  # written out they would be NaN: invalid JSON, and argmax calls them "angry"
+            raise ValueError(f"the model's probabilities for {bad} face(s) are not finite (NaN or inf): its logits "
+                             f"overflow (temperature {self.temperature:g}); check the checkpoint's weights")
+        return out
 
     def _crops(self, rgb: np.ndarray) -> tuple[list[np.ndarray], list[tuple[Box, float]]]:
         """Detected faces of one RGB image, cropped with the margin and preprocessed."""
@@ -408,27 +413,38 @@ def draw_faces(bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
 
 def iter_image_files(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:
     """Files as given (even if missing, so they can be reported) and image files in folders
-    (recursively; hidden files and folders such as macOS ``._*`` copies are skipped)."""
-    for path, _ in _image_inputs(inputs):
+    (recursively; hidden files and folders such as macOS ``._*`` copies are skipped). Videos
+    in folders are not images: one warning per folder counts them (``predict_video`` reads
+    them; so does the ``predict`` command, which finds them with ``_media_inputs``)."""
+    images, videos = _media_inputs(inputs)
+    for folder in sorted({folder for _, folder in videos}):
+        n = sum(f == folder for _, f in videos)
+        log.warning("%s: %d video(s) skipped (predict_video reads videos; the predict command reads them too)",
+                    folder, n)
+    for path, _ in images:
         yield path
 
 
-def _image_inputs(inputs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
-    """``(file, name)`` per image: ``name`` is the path below the folder it was found in,
-    or the file's own name for a file given directly."""
-    out = []
+def _media_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """``(images, videos)``: ``(file, name)`` per image, ``name`` the path below the folder it
+    was found in or the file's own name for a file given directly; ``(video, folder)`` per
+    video found in a folder ``inputs`` names (a video given directly is the caller's)."""
+    images, videos = [], []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             # not p.is_file(): a FIFO or a broken link named *.png is listed, to be reported, not skipped
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+            found = sorted(p for p in path.rglob("*")
+                           if p.suffix.lower() in IMAGE_SUFFIXES | _VIDEO_SUFFIXES and not p.is_dir())
             hidden = [p for p in found if any(is_hidden(Path(part)) for part in p.relative_to(path).parts)]
             if hidden:
                 log.info("%s: skipping %d hidden file(s) (macOS ._* copies...), e.g. %s", path, len(hidden), hidden[0])
-            out += [(p, p.relative_to(path)) for p in found if p not in set(hidden)]
+            found = [p for p in found if p not in set(hidden)]
+            images += [(p, p.relative_to(path)) for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+            videos += [(p, path) for p in found if p.suffix.lower() in _VIDEO_SUFFIXES]
         else:
-            out.append((path, Path(path.name)))
-    return out
+            images.append((path, Path(path.name)))
+    return images, videos
 
 
 class ResultWriter:
@@ -460,7 +476,7 @@ class ResultWriter:
                 self._csv.writerow([r.source, "", *face.box, face.label, face.score,
                                     *[face.probs.get(n, "") for n in self.names]])
         else:
-            self._file.write(json.dumps(r.to_dict()) + "\n")
+            self._file.write(json.dumps(r.to_dict(), allow_nan=False) + "\n")  # never a bare NaN: invalid JSON
         self._file.flush()
         self.written += 1
 
@@ -700,7 +716,7 @@ class _FrameTable:
             if not self.as_json:
                 self._csv.writeheader()
         if self.as_json:
-            self._file.write(json.dumps({"source": self.source, **row}) + "\n")
+            self._file.write(json.dumps({"source": self.source, **row}, allow_nan=False) + "\n")
         else:
             self._csv.writerow({"source": self.source, **row})
         self._file.flush()
@@ -778,18 +794,23 @@ def predict_command(args: Any) -> int:
     ``WorkFailed`` (exit 1) saying how many failed and what was kept. Ctrl-C and SIGTERM
     end it with a ``KeyboardInterrupt`` (exit 130) saying how far it got and what was kept.
     """
+    device = resolve_device(args.device)  # a bad --device is refused before any folder is made
     to_stdout = args.out == "-"
     out = Path(args.out) if args.out and not to_stdout else None
     annotate = Path(args.annotate) if args.annotate else None
     images = [i for i in args.inputs if Path(i).suffix.lower() not in _VIDEO_SUFFIXES and not i.startswith("webcam:")]
     videos = [i for i in args.inputs if i not in images]
-    inputs = _image_inputs(images)
+    missing = [i for i in images if not Path(i).exists()]
+    if missing:  # README's exit codes: a missing file is bad usage (2), found before the model loads
+        raise FileNotFoundError(f"{missing[0]}: no such file or folder" + (
+            f" (nor {len(missing) - 1} other input(s))" if len(missing) > 1 else "") + "; nothing was predicted")
+    inputs, in_folders = _media_inputs(images)
+    videos += [str(v) for v, _ in in_folders]  # a folder means all in it: its videos are read as one given directly
     plan = _plan_outputs(Path(args.checkpoint), inputs, videos, out, annotate)
     progress = _Progress(total=len(inputs) + len(videos))
     with _sigterm_interrupts():
         try:
-            predictor = Predictor(args.checkpoint, detector=_detector(args.detector), device=args.device,
-                                  tta=args.tta)
+            predictor = Predictor(args.checkpoint, detector=_detector(args.detector), device=device, tta=args.tta)
             if inputs:
                 sink = _ResultsFile(out, predictor.class_names) if out else _Printed(predictor.class_names, to_stdout)
                 _predict_images(predictor, inputs, plan.annotated, sink, progress)

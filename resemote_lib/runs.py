@@ -80,6 +80,62 @@ def finished_runs(results_dir: str | os.PathLike | None = None) -> list[str]:
     return [p.name for p in sorted(found, key=lambda p: (p / "config.json").stat().st_mtime, reverse=True)]
 
 
+def preferred_runs(results_dir: str | os.PathLike | None = None) -> list[str]:
+    """The finished runs in the order a notebook offers them, the one it shows by default first:
+    runs on real data before synthetic ones, full runs before ``smoke`` runs (64 images, one
+    epoch), then the newest first. A notebook run on its defaults (a synthetic smoke run) thus
+    never hides a real model; a run whose config.json cannot be read comes last."""
+    root = Path(results_dir) if results_dir is not None else paths.RESULTS
+
+    def rank(name: str) -> tuple[bool, bool, bool]:  # (real data, full run, readable)
+        try:
+            cfg = json.loads((root / name / "config.json").read_text())
+        except (OSError, ValueError):
+            cfg = None
+        if not isinstance(cfg, dict):
+            return False, False, False
+        return cfg.get("dataset", "synthetic") != "synthetic", cfg.get("protocol") != "smoke", True
+
+    return sorted(finished_runs(root), key=rank, reverse=True)  # stable: newest first within a rank
+
+
+@dataclass
+class RunChoice:
+    """The run a notebook shows, its config, and a sentence (bold first line) saying which and why."""
+
+    run_dir: Path
+    cfg: TrainConfig
+    sentence: str
+
+
+def pick_run(results_dir: str | os.PathLike, run_name: str | None = None, *, verb: str = "Exploring") -> RunChoice:
+    """``run_name``, or else the first of ``preferred_runs`` (no path typed). The sentence's
+    first line, bold, names the run shown and every other finished run."""
+    results_dir = Path(results_dir)
+    found = preferred_runs(results_dir)
+    name = run_name or (found[0] if found else None)
+    if name is None:
+        raise FileNotFoundError(f"no finished run in {results_dir} yet: train one (notebook 01_train, or python -m "
+                                "resemote_lib train PARAMS.yaml), then run this notebook again")
+    run_dir = results_dir / name
+    cfg = load_run_config(run_dir)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime((run_dir / "config.json").stat().st_mtime))
+    others = [r for r in found if r != name]
+    listed = ", ".join(f"`{r}`" for r in others[:8]) + (f" and {len(others) - 8} more" if len(others) > 8 else "")
+    first = (f"**{verb} run `{name}` ({cfg.dataset}, {cfg.protocol} protocol, finished {when}); "
+             + (f"other finished runs: {listed}; set `run_name` to show one.**" if others
+                else "the only finished run.**"))
+    if run_name:
+        why = "as set by `run_name`"
+    elif others:
+        why = (f"the best of the {len(found)} finished runs in `{results_dir}` (real data before synthetic, full runs "
+               "before smoke runs, then the newest)")
+    else:
+        why = f"the only finished run in `{results_dir}`"
+    detail = f"`{cfg.model}` trained on {cfg.dataset} under the {cfg.protocol} protocol at {cfg.image_size} px; {why}."
+    return RunChoice(run_dir, cfg, f"{first}\n\n{detail}")
+
+
 # --- data ------------------------------------------------------------------------------
 
 def open_split(cfg: TrainConfig, split: str, *, image_size: int | None = None,
@@ -155,19 +211,28 @@ class RunLock:
     holder can have been writing them). The OS releases the lock when the process dies,
     however it dies. A process started by the lock holder inherits the lock through
     ``RESEMOTE_HELD_RUN_LOCKS`` (the pipeline runs notebooks that write the run).
+
+    Leaving deletes ``.lock`` (while still holding it; a process that opened the file just
+    before sees, once it has the lock, that it is no longer the one at that path, and tries
+    again), and the folders entering created when they are still empty: a command refused
+    inside the block (a bad device, data that is missing) leaves nothing behind, a finished
+    one no lock file.
     """
 
     run_dir: Path
     what: str = "training"
     removed: list[Path] | None = None
     _fd: int | None = None
+    _created: list[Path] | None = None  # the folders entering made, deepest first
 
     def __enter__(self) -> RunLock:
         self.run_dir = Path(self.run_dir)
+        missing = [p for p in (self.run_dir, *self.run_dir.parents) if not p.exists()]
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OSError(e.errno, f"cannot create the run directory {self.run_dir}: {e.strerror}") from None
+        self._created = missing
         if not self._inherited():
             self._acquire()
         try:
@@ -182,9 +247,17 @@ class RunLock:
         if self._fd is not None:
             import fcntl
 
+            with contextlib.suppress(OSError):
+                (self.run_dir / LOCK_FILE).unlink()  # still locked: no one else can be using it
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+        for folder in self._created or ():
+            try:
+                folder.rmdir()  # only when empty: a refused command leaves no folder it made
+            except OSError:
+                break
+        self._created = None
 
     @contextlib.contextmanager
     def shared_with_children(self) -> Iterator[None]:
@@ -211,24 +284,39 @@ class RunLock:
         import fcntl
 
         path = self.run_dir / LOCK_FILE
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise OSError(e.errno, f"cannot write {path}: {e.strerror}; is {self.run_dir} read-only? Choose a "
-                          "writable results folder (RESEMOTE_RESULTS) or another run_name") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            holder = _holder(self.run_dir)
-            raise RunBusy(f"{self.run_dir} is in use by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
-                          f"({holder.get('what', '?')} since {holder.get('since', '?')}: {holder.get('command', '?')}); "
-                          "wait for it to finish, stop it, or use another run_name") from None
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot write {path}: {e.strerror}; is {self.run_dir} read-only? Choose a "
+                              "writable results folder (RESEMOTE_RESULTS) or another run_name") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                holder = _holder(self.run_dir)
+                raise RunBusy(f"{self.run_dir} is in use by pid {holder.get('pid', '?')} on {holder.get('host', '?')} "
+                              f"({holder.get('what', '?')} since {holder.get('since', '?')}: "
+                              f"{holder.get('command', '?')}); wait for it to finish, stop it, or use another "
+                              "run_name") from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # the holder deleted it on leaving, after we opened it: lock the file now there
         info = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what,
                 "since": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps(info).encode())
         self._fd = fd
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not one deleted since it was opened)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _holder(run_dir: Path) -> dict:
@@ -272,12 +360,15 @@ def remove_stale_temp_files(run_dir: Path) -> list[Path]:
 
 __all__ = [
     "RunBusy",
+    "RunChoice",
     "RunLock",
     "audit_report",
     "finished_runs",
     "load_run_config",
     "open_split",
     "open_training_splits",
+    "pick_run",
+    "preferred_runs",
     "remove_stale_temp_files",
     "run_dir_for",
     "select",

@@ -65,10 +65,12 @@ class TrainStep:
 
     def __init__(self, *, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                  precision: Precision, images: Tensor, labels: Tensor, augment: Preset, batch: int,
-                 device: torch.device, channels_last: bool, label_smoothing: float, capture: bool) -> None:
+                 device: torch.device, channels_last: bool, label_smoothing: float, capture: bool,
+                 class_weights: Tensor | None = None) -> None:
         self.model, self.optimizer, self.scaler, self.precision = model, optimizer, scaler, precision
         self.images, self.labels, self.augment, self.device = images, labels, augment, device
         self.channels_last, self.label_smoothing, self.capture = channels_last, label_smoothing, capture
+        self.class_weights = None if class_weights is None else class_weights.to(device)
         self.idx = torch.zeros(batch, dtype=torch.int64, device=images.device)
         dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
         self.loss_sum = torch.zeros((), dtype=dtype, device=device)
@@ -125,7 +127,7 @@ class TrainStep:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast(device):
             logits = self.model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+            loss = F.cross_entropy(logits.float(), y, weight=self.class_weights, label_smoothing=self.label_smoothing)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()

@@ -193,9 +193,11 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
 
 
 def announce(run: TrainingSetup) -> None:
-    """``provenance.json`` with status "running" (main process), once the run may go on."""
+    """``provenance.json`` with status "running" (main process), once the run may go on, and the
+    precision chosen, with why (``precision: bf16 (this CPU has AVX512_BF16)``)."""
     if run.dist.is_main:
         _write_provenance(run, "running", None)
+        log.info("precision: %s", run.precision.describe())
 
 
 def finished(run: TrainingSetup, state: TrainState) -> bool:
@@ -422,13 +424,27 @@ def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[
     images, labels = train_ds.images.to(data_device), train_ds.labels.to(data_device)
     step = TrainStep(model=train_model, optimizer=optimizer, scaler=scaler, precision=precision, images=images,
                      labels=labels, augment=AUGMENTATIONS[cfg.augment], batch=cfg.batch_size // dist_info.world_size,
-                     device=device, channels_last=channels_last, label_smoothing=cfg.label_smoothing, capture=capture)
+                     device=device, channels_last=channels_last, label_smoothing=cfg.label_smoothing, capture=capture,
+                     class_weights=class_weights(train_ds.labels, cfg.class_balance))
     return TrainingSetup(
         cfg=cfg, dist=dist_info, device=device, precision=precision, channels_last=channels_last, run_dir=run_dir,
         model=model, train_model=train_model, optimizer=optimizer, scheduler=build_scheduler(cfg, optimizer, steps),
         augment=AUGMENTATIONS[cfg.augment], scaler=scaler, step=step, saver=BackgroundSaver(), images=images,
         labels=labels, val=val_ds, splits=splits, steps=steps, progress=progress, on_epoch=on_epoch,
         removed_temp_files=[p.name for p in removed], code_sha256=provenance.code_hash(parts=TRAINING_CODE))
+
+
+def class_weights(labels: torch.Tensor, balance: str, num_classes: int = len(CLASS_NAMES)) -> torch.Tensor | None:
+    """Per-class loss weights for ``class_balance``: ``(1 / frequency)^p`` with p = 1/2 (sqrt) or 1
+    (inverse), scaled so that the average weight over the training images is 1 (the loss keeps its
+    size, so the learning rate means the same); None for ``none``. A class absent from the split
+    gets weight 0 (it has no frequency to invert)."""
+    if balance == "none":
+        return None
+    counts = torch.bincount(labels.cpu().long(), minlength=num_classes).double()
+    power = {"sqrt": 0.5, "inverse": 1.0}[balance]
+    weights = torch.where(counts > 0, (counts.sum() / counts.clamp(min=1)) ** power, torch.zeros_like(counts))
+    return (weights * counts.sum() / (weights * counts).sum()).float()
 
 
 def use_step_graph(cfg: TrainConfig, device: torch.device, *, scaler: bool, distributed: bool) -> bool:
@@ -650,6 +666,8 @@ def _write_provenance(run: TrainingSetup, status: str, state: TrainState | None)
         config=run.cfg.to_dict(), device=run.device, datasets=run.splits, world_size=run.dist.world_size,
         protocol=run.cfg.protocol, protocol_deviations=protocol_deviations(run.cfg), status=status,
         training={"network": describe(run.cfg.model, run.cfg.image_size), "precision": run.precision.name,
+                  "precision_reason": run.precision.why,
+                  "class_weights": None if run.step.class_weights is None else run.step.class_weights.tolist(),
                   "channels_last": run.channels_last, "compile": run.cfg.compile,
                   "step_graph": run.step.capture,
                   "sync_bn": run.cfg.sync_bn and run.dist.active, "optimizer": type(run.optimizer).__name__,

@@ -35,13 +35,19 @@ def test_benchmark_runs_and_reports_every_ratio(tmp_path):
     table = (tmp_path / "bench.md").read_text()
     assert "loader: ours / reference-style" in table and "training FLOP/s" in table and "step profile" in table
     assert "fit loop batch_16: model-only step / fit step" in table and "checkpoint write per epoch" in table
-    # the CPU-budget recipe, read from params/fer2013_cpu.yaml, through fit itself, and its step profiled
+    # the CPU-budget recipe, read from params/fer2013_cpu.yaml, through fit itself in fp32 and in bf16,
+    # each step profiled, each rate over the fp32 and the bf16 matmul rates
     recipe = report["recipe"]
     assert recipe["recipe"]["model"] == "resemotenet_lean" and recipe["recipe"]["image_size"] == 48
-    assert len(recipe["fit_img_s_all"]) == 1 and recipe["fit_img_s"] == recipe["fit_img_s_all"][0] > 0
-    assert recipe["ratio"] == pytest.approx(recipe["achieved_gflop_s"] / recipe["matmul_fp32_gflop_s"])
-    assert recipe["achieved_gflop_s"] == pytest.approx(recipe["fit_img_s"] * recipe["train_gflop_per_image"])
-    profile = recipe["profile"]
-    assert 0 < profile["flop_ops_share"] < 1 and profile["optimizer_fused_s"] > 0 and profile["optimizer_foreach_s"] > 0
-    assert "CPU-budget recipe (resemotenet_lean, 48 px, batch 64, adamw): fit img/s" in table
-    assert "CPU-budget recipe: training FLOP/s / fp32 matmul FLOP/s" in table and "optimiser update fused" in table
+    assert recipe["matmul_fp32_gflop_s"] > 0 and recipe["matmul_bf16_gflop_s"] > 0
+    for name in ("fp32", "bf16"):
+        row = recipe[name]
+        assert len(row["fit_img_s_all"]) == 1 and row["fit_img_s"] == row["fit_img_s_all"][0] > 0
+        assert row["achieved_gflop_s"] == pytest.approx(row["fit_img_s"] * recipe["train_gflop_per_image"])
+        assert row["ratio_fp32_matmul"] == pytest.approx(row["achieved_gflop_s"] / recipe["matmul_fp32_gflop_s"])
+        assert row["ratio_bf16_matmul"] == pytest.approx(row["achieved_gflop_s"] / recipe["matmul_bf16_gflop_s"])
+        profile = row["profile"]
+        assert 0 < profile["flop_ops_share"] < 1 and profile["optimizer_fused_s"] > 0
+        assert f"CPU-budget recipe (resemotenet_lean, 48 px, batch 64, adamw), {name}" in table
+        assert f"CPU-budget recipe, {name}: training FLOP/s / fp32 matmul FLOP/s; / bf16 matmul FLOP/s" in table
+        assert f"CPU-budget recipe step profile, {name}" in table

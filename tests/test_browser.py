@@ -48,7 +48,8 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 # galleries, two figures for one face (no SE gates), then the browser's face and chart; 02_evaluate:
 # confusion matrix, confused examples, reliability; 01_train: the curves; 05_ablation: gradient flow,
 # ablation; 03_paper: Table III's figure and Fig. 3 of the one evaluated run.
-IMAGES = {"00_data": 3, "00_data_zip": 3, "04_explore": 8, "02_evaluate": 3, "01_train": 1, "05_ablation": 2, "03_paper": 2}
+IMAGES = {"00_data": 3, "00_data_zip": 3, "04_explore": 8, "02_evaluate": 3, "01_train": 1, "01_train_own_values": 1,
+          "05_ablation": 2, "03_paper": 2}
 STRAY = re.compile(r"<Figure size|PosixPath\(|VBox\(children|Error displaying widget|TrainConfig\(|^'[^']*'$",
                    re.MULTILINE)
 CLASSES = ("happy", "surprise", "angry")  # each present in the smoke run's 70 test faces
@@ -461,7 +462,7 @@ def test_explore_notebook_in_a_browser(lab, tmp_path):
 
 
 def test_evaluate_notebook_in_a_browser(lab, tmp_path):
-    """02_evaluate on the newest finished run: metrics as percentages, no raw fractions, and
+    """02_evaluate on the best finished run: metrics as percentages, no raw fractions, and
     "n/a" on copies where the synthetic test set has none (issues 24.18, 24.19)."""
     problems, page = _open_and_run(lab, "02_evaluate")
     raw = re.findall(r"\b0\.\d{5,}\b", page["text"])
@@ -531,3 +532,43 @@ def test_paper_notebook_in_a_browser(lab, tmp_path):
     if "Ablation nb_ablation_synthetic_smoke" not in page["text"] or "Ablation smoke" in page["text"]:
         problems.append(f"the ablation is not shown inline under its own name: {page['text'][:1500]}")
     _finish(lab, "03_paper", problems, tmp_path)
+
+
+def test_an_edited_parameter_of_an_executed_notebook_stops_in_one_line_or_trains_in_a_browser(lab, tmp_path):
+    """Issue 31.13: in a copy of 01_train that the pipeline executed, a person changes epochs in the
+    injected cell and runs it all again. It was silently ignored (config_json, beside it, won). Now the
+    notebook stops at once with one line (no traceback) naming the value, config_json's and the fix; with
+    that fix applied (config_json deleted, and a new run_name: the pipeline's run is finished), it trains
+    the edited value."""
+    import copy
+
+    _, per_notebook = pipeline.notebook_parameters(
+        paths.PARAMS / "smoke.yaml", results_dir=str(tmp_path / "results"), run_name="piped", model="cnn",
+        image_size=32, max_train_items=32, batch_size=8, device="cpu")
+    executed = json.loads(pipeline.execute("01_train", tmp_path / "01_train.ipynb", per_notebook["01_train"],
+                                           progress=False).read_text())
+
+    def edited(name: str, *edits: tuple[str, str]) -> None:
+        nb = copy.deepcopy(executed)
+        cell = next(c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+        source = "".join(cell["source"])
+        for pattern, replacement in edits:
+            source, n = re.subn(pattern, replacement, source, flags=re.MULTILINE)
+            assert n == 1, (pattern, source)
+        cell["source"] = source.splitlines(keepends=True)
+        (lab.base / "notebooks" / f"{name}.ipynb").write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+
+    edited("01_train_edited", (r"^epochs = 1$", "epochs = 3"))
+    lab.open("01_train_edited")
+    page = lab.run_all("01_train_edited")
+    line = ("ParameterConflict: epochs=3 conflicts with config_json's epochs=1: delete the config_json line of the "
+            "injected cell to use your values")
+    problems = [] if page["stderr"] == [line] else [f"not the one line {line!r}, but: {page['stderr']}"]
+    lab.shutdown_kernels()
+    edited("01_train_own_values", (r"^config_json = .*\n", ""), (r"^epochs = 1$", "epochs = 2"),
+           (r'^run_name = "piped"$', 'run_name = "mine"'))
+    mine, page = _open_and_run(lab, "01_train_own_values")
+    problems += mine
+    if "finished: 2 epoch(s) trained now" not in page["text"]:
+        problems.append(f"without config_json, the edit did not train: {page['text'][:800]}")
+    _finish(lab, "01_train_own_values", problems, tmp_path)

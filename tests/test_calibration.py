@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_a_broken_calibration_file_is_named(tiny):
     with pytest.raises(ValueError, match=r"best\.calibration\.json: not a calibration record"):
         load_model(tiny)
     calibration_path(tiny).write_text(json.dumps({"temperature": -1, "checkpoint_sha256": sha256_of(tiny)}))
-    with pytest.raises(ValueError, match=r"best\.calibration\.json: temperature must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"best\.calibration\.json: temperature must be a number in \[0\.05, 20\]"):
         load_model(tiny)
 
 
@@ -78,7 +79,7 @@ def test_one_temperature_check(tiny):
     assert checkpoint.check_temperature is calibration.check_temperature
     path = tiny.with_name("hot.pt")
     save_checkpoint(path, build_model("cnn"), image_size=32, config={"model": "cnn"}, temperature=float("nan"))
-    with pytest.raises(CheckpointError, match=r"hot\.pt: the stored calibration: temperature must be a finite"):
+    with pytest.raises(CheckpointError, match=r"hot\.pt: the stored calibration: temperature must be a number in"):
         load_model(path)
 
 
@@ -103,3 +104,42 @@ def test_export_applies_the_calibration_files_temperature(tiny, tmp_path):
     got = run_exported(tmp_path / "m.pt", CROPS[:, None].astype(np.float32))
     np.testing.assert_allclose(got, _probs_by_hand(tiny, 3.0), atol=1e-5)
     assert np.abs(got - _probs_by_hand(tiny, 1.0)).max() > 0.01
+
+
+@pytest.mark.parametrize("value", [1e-300, 1e308, 0.049, 20.5, float("nan"), float("inf"), 0, -1, True, "1.5", None])
+def test_a_temperature_outside_the_sane_range_is_refused(value):
+    """1e-300 makes every probability NaN, 1e308 makes them uniform (issue 31.2); a JSON ``true``
+    is not a number although Python's float() reads it as 1."""
+    with pytest.raises(ValueError, match=rf"^where: temperature must be a number in \[0\.05, 20\], got {re.escape(repr(value))} "):
+        calibration.check_temperature(value, "where")
+
+
+@pytest.mark.parametrize("value", [0.05, 20, 1, 2.5, np.float32(1.5), np.float64(0.7)])
+def test_a_temperature_inside_the_range_is_kept(value):
+    assert calibration.check_temperature(value, "where") == pytest.approx(float(value))
+
+
+@pytest.mark.parametrize(("value", "shown"), [(1e-300, "1e-300"), (1e308, "1e+308"), (True, "True")])
+def test_a_calibration_file_with_such_a_temperature_is_one_error_naming_the_file_and_the_value(tiny, value, shown):
+    calibration_path(tiny).write_text(json.dumps({"temperature": value, "checkpoint_sha256": sha256_of(tiny)}))
+    with pytest.raises(ValueError, match=rf"best\.calibration\.json: temperature must be a number in \[0\.05, 20\], "
+                                         rf"got {re.escape(shown)} "):
+        load_model(tiny)
+
+
+def test_a_calibration_path_that_is_a_folder_is_an_error(tiny):
+    calibration_path(tiny).mkdir()
+    with pytest.raises(ValueError, match=r"best\.calibration\.json is a folder, not a calibration record"):
+        read_temperature(tiny)
+
+
+def test_fitting_never_leaves_the_range_the_files_accept():
+    """Temperature scaling on a validation split the model separates perfectly drives T to 0, on
+    one it gets backwards to infinity: the fit stops at the range's ends (NLL is convex in 1/T,
+    so the end is the best temperature inside the range), and evaluation can write it."""
+    from resemote_lib.metrics import fit_temperature
+
+    logits = np.random.default_rng(0).normal(size=(500, 7))
+    assert fit_temperature(logits, logits.argmax(1)) == calibration.TEMPERATURE_RANGE[0]
+    assert fit_temperature(logits, logits.argmin(1)) == calibration.TEMPERATURE_RANGE[1]
+    calibration.check_temperature(fit_temperature(logits, logits.argmax(1)), "fitted")

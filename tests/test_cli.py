@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from resemote_lib import cli
+from resemote_lib.usage import ENTRY_POINTS
 
 PACKAGE = Path(cli.__file__).parent
 TOPS = {PACKAGE / "cli.py", PACKAGE / "__main__.py"}
@@ -73,3 +76,63 @@ def test_imagenet_mean_and_std_are_written_once():
     holders = [p.relative_to(PACKAGE).as_posix() for p in sorted(PACKAGE.rglob("*.py"))
                if "0.485" in p.read_text() or "0.229" in p.read_text()]
     assert holders == ["data/transforms.py"], holders
+
+
+# --- python -m resemote_lib.<module> (issue 31.12b) ----------------------------------------------
+
+def _dotted(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = sorted(_dotted(p) for p in PACKAGE.rglob("*.py"))
+
+
+def _run_module(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=120)
+
+
+def test_the_entry_points_are_the_modules_that_run_something_as_a_script():
+    """A module that does something under ``if __name__ == "__main__"`` is an entry point;
+    every other one, run as a script, would define its functions and exit 0 having done nothing."""
+    def runs_as_script(path: Path) -> bool:
+        return any(isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and "__main__" in
+                   ast.unparse(node.test) for node in ast.parse(path.read_text()).body)
+
+    assert {_dotted(p) for p in PACKAGE.rglob("*.py") if runs_as_script(p)} | {"resemote_lib"} == ENTRY_POINTS
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m not in ENTRY_POINTS])
+def test_a_library_module_run_as_a_script_says_the_command_and_exits_2(module):
+    """``python -m resemote_lib.pipeline params/fer2013.yaml`` (the form README documented
+    before the CLI moved) exited 0 having run nothing: every module now says, in one line on
+    stderr, the command to run instead, and exits 2."""
+    out = _run_module("-m", module, "params/fer2013.yaml")
+    assert (out.returncode, out.stdout) == (2, ""), out.stderr[-2000:]
+    assert len(out.stderr.splitlines()) == 1 and out.stderr.startswith(f"error: {module} is not a command"), out.stderr
+    assert "python -m resemote_lib " in out.stderr
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["-m", "resemote_lib.pipeline", "params/fer2013.yaml", "--set", "epochs=2"],
+     "error: resemote_lib.pipeline is not a command (run as a script it would do nothing); run: python -m "
+     "resemote_lib pipeline params/fer2013.yaml --set epochs=2"),
+    (["-X", "utf8", "-mresemote_lib.train", "params/smoke.yaml", "run_name=a b"],
+     "error: resemote_lib.train is not a command (run as a script it would do nothing); run: python -m "
+     "resemote_lib train params/smoke.yaml 'run_name=a b'"),
+    (["-m", "resemote_lib.kaggle.pull", "r1"],
+     "error: resemote_lib.kaggle.pull is not a command (run as a script it would do nothing); run: python -m "
+     "resemote_lib kaggle pull r1"),
+    (["-m", "resemote_lib.metrics"],
+     "error: resemote_lib.metrics is not a command (run as a script it would do nothing); import it in Python, or "
+     "run a command: python -m resemote_lib {train,evaluate,pipeline,predict,export,kaggle} (see python -m "
+     "resemote_lib --help)"),
+])
+def test_the_line_names_the_command_with_the_arguments_given(argv, line):
+    out = _run_module(*argv)
+    assert (out.returncode, out.stderr) == (2, line + "\n")
+
+
+def test_the_entry_point_still_runs():
+    out = _run_module("-m", "resemote_lib", "--help")
+    assert out.returncode == 0 and "exit codes:" in out.stdout

@@ -576,7 +576,7 @@ def test_an_unrelated_zip_leaves_the_folder_as_it_was(tmp_path):
     (tmp_path / "src" / "holiday.jpg").write_bytes(b"not a dataset")
     (tmp_path / "fer2013").mkdir()
     _zip(tmp_path / "src", tmp_path / "fer2013" / "photos.zip")
-    with pytest.raises(FileNotFoundError, match=r"no known layout .*Found there: \['photos\.zip'\]"):
+    with pytest.raises(ValueError, match=r"photos\.zip is not fer2013 .*: it holds 1 file\(s\), e\.g\. holiday\.jpg;"):
         detect_layout("fer2013", tmp_path / "fer2013")
     assert [p.name for p in (tmp_path / "fer2013").iterdir()] == ["photos.zip"]
 
@@ -709,3 +709,159 @@ def test_real_fer2013_test_images_relaid_as_class_folders_give_the_same_pixels_a
     by_id = {item.lower(): i for i, item in enumerate(folder.ids)}
     order = torch.tensor([by_id[item.lower()] for item in fer.ids])
     assert torch.equal(folder.labels[order], fer.labels) and torch.equal(folder.images[order], fer.images)
+
+
+# --- issue 31: detector threads, cache mtime, EXIF, folder oddities, archives ---------------------
+
+def test_the_face_detector_works_on_every_decoding_thread(tmp_path):
+    """Issue 31.1: in a fresh process (OpenCV not imported yet) the decoding threads each built a
+    Haar detector, importing cv2 at once; some saw a half-initialised module ("this OpenCV has no
+    Haar cascades") and their images were reported unreadable. Every image must be decoded."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from resemote_lib.data.synthetic import make_faces
+
+    faces, labels = make_faces(42, seed=1)
+    for i, (img, y) in enumerate(zip(faces, labels, strict=True)):
+        (tmp_path / "faces" / CLASS_NAMES[int(y)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(tmp_path / "faces" / CLASS_NAMES[int(y)] / f"{i}.png")
+    code = ("import sys, warnings; warnings.simplefilter('ignore'); from resemote_lib.data import open_dataset; "
+            "ds = open_dataset('folder', sys.argv[1], 'test', crop_faces=True, cache_dir=sys.argv[2]); "
+            "print([b['error'] for b in ds.report['bad_files']])")
+    for attempt in range(3):  # a race: three fresh processes
+        out = subprocess.run([sys.executable, "-c", code, tmp_path / "faces", tmp_path / f"c{attempt}"],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip() == "[]", out.stdout[-2000:]
+
+
+def test_a_detector_that_cannot_be_built_is_one_error_not_an_unreadable_image_each(tmp_path, monkeypatch):
+    from resemote_lib import predict
+
+    def no_cascade(spec):
+        raise RuntimeError("this OpenCV has no Haar cascades (opencv 5.x dropped them)")
+
+    root = _class_folders(tmp_path / "faces", {"happy": (3, 2)})
+    monkeypatch.setattr(predict, "make_detector", no_cascade)
+    with pytest.raises(ValueError, match=r"^crop_faces: the face detector cannot be built: this OpenCV has no Haar"):
+        open_dataset("folder", root, "test", crop_faces=True, cache_dir=tmp_path / "c")
+
+
+def test_cache_is_rebuilt_when_a_files_middle_changes_with_its_mtime(tmp_path):
+    """Issue 31.3: an edit in the middle of a large file (outside the first and last 4 KiB the
+    digest reads) that keeps the size but changes the mtime is seen (README: only an edit that
+    keeps size and mtime may go unseen)."""
+    import os
+
+    from PIL import Image
+
+    root = tmp_path / "faces" / "happy"
+    root.mkdir(parents=True)
+    bmp = root / "big.bmp"
+    Image.new("L", (160, 160), 40).save(bmp)  # uncompressed: 25 KiB, the middle is pixels
+    first = open_dataset("folder", root.parent, "test", image_size=48, cache_dir=tmp_path / "c")
+    st = bmp.stat()
+    data = bytearray(bmp.read_bytes())
+    data[st.st_size // 2 - 3000:st.st_size // 2 + 3000] = b"\xff" * 6000
+    bmp.write_bytes(bytes(data))
+    os.utime(bmp, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    second = open_dataset("folder", root.parent, "test", image_size=48, cache_dir=tmp_path / "c")
+    assert second.images.float().mean() > first.images.float().mean() + 20
+
+
+def test_folder_photos_are_turned_upright_by_their_exif_orientation_as_predict_does(tmp_path):
+    """Issue 31.4: evaluation and predict see a phone photo the same way (EXIF orientation)."""
+    from PIL import Image
+
+    from resemote_lib.data.base import to_gray_square
+    from resemote_lib.predict import to_rgb
+
+    root = tmp_path / "faces" / "happy"
+    root.mkdir(parents=True)
+    pixels = np.zeros((40, 60), dtype=np.uint8)
+    pixels[:, :20] = 255  # a white band on the left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to view"
+    Image.fromarray(pixels).save(root / "phone.jpg", exif=exif, quality=95)
+    ds = open_dataset("folder", root.parent, "test", image_size=32, cache_dir=tmp_path / "c")
+    expected = to_gray_square(Image.fromarray(to_rgb(root / "phone.jpg")), 32)
+    assert np.array_equal(ds.images[0, 0].numpy(), expected)
+    assert ds.images[0, 0, :8].float().mean() > 200 and ds.images[0, 0, -8:].float().mean() < 50  # band on top
+
+
+def test_a_linked_class_folder_counts_its_images_once(tmp_path):
+    """Issue 31.5: joy -> happy lists the same files twice; each file is counted once, with a warning."""
+    root = _class_folders(tmp_path / "faces", {"happy": (3, 3), "sad": (5, 2)})
+    (root / "joy").symlink_to(root / "happy", target_is_directory=True)
+    with pytest.warns(UserWarning, match=r"folder/test .*: 3 image\(s\) reached twice through links \(e\.g\. "
+                                         r"joy/happy_0\.png is happy/happy_0\.png\): counted once"):
+        ds = open_dataset("folder", root, "test", image_size=48, cache_dir=tmp_path / "c")
+    assert len(ds) == 5 and ds.counts()[3] == 3 and ds.report["duplicate_links"] == 3
+
+
+def test_a_class_folder_inside_another_class_folder_is_warned_about(tmp_path):
+    """Issue 31.5: happy/sad/x.png is labelled happy (its class folder); the nested name says sad: warn."""
+    root = _class_folders(tmp_path / "faces", {"happy": (3, 2), "sad": (5, 1)})
+    (root / "happy" / "sad").mkdir()
+    (root / "sad" / "sad_0.png").rename(root / "happy" / "sad" / "x.png")
+    with pytest.warns(UserWarning, match=r"folder/test .*: 1 image\(s\) in folders named after another class "
+                                         r"inside a class folder, labelled by the class folder: happy/sad/ \(1\)"):
+        ds = open_dataset("folder", root, "test", image_size=48, cache_dir=tmp_path / "c")
+    assert ds.labels[ds.ids.index("happy/sad/x.png")] == CLASS_NAMES.index("happy")
+
+
+def test_an_unreadable_class_folder_is_an_error_naming_it(tmp_path, monkeypatch):
+    """Issue 31.5: a class folder this process may not list is not "missing or empty" (tests run
+    as root, whom permission bits do not stop: the listing's PermissionError is injected)."""
+    import os
+
+    root = _class_folders(tmp_path / "faces", {"happy": (3, 2), "sad": (5, 2)})
+    real = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == root / "sad":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(PermissionError, match=r"cannot read the class folder .*faces/sad \(Permission denied\); "
+                                              r"its images would be left out"):
+        open_dataset("folder", root, "test", image_size=48, cache_dir=tmp_path / "c")
+
+
+def _zip_of(archive: Path, files: dict[str, bytes]) -> Path:
+    import zipfile
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return archive
+
+
+def test_a_zip_that_would_unpack_to_far_more_than_its_size_is_refused_before_unpacking(tmp_path):
+    """Issue 31.12: a 100 KB zip of a 60 MB CSV (a zip bomb, in small) is refused by its listing."""
+    archive = _zip_of(tmp_path / "fer2013" / "fer2013.zip",
+                      {"fer2013.csv": b"emotion,pixels,Usage\n0," + b"1" * 60_000_000 + b",Training\n"})
+    with pytest.raises(ValueError, match=r"fer2013: .*fer2013\.zip would unpack to 60 MB from 0\.1 MB \(\d+x\)"):
+        detect_layout("fer2013", tmp_path / "fer2013")
+    assert [p.name for p in archive.parent.iterdir()] == ["fer2013.zip"]
+
+
+def test_a_zip_that_is_not_the_dataset_says_so_and_what_it_holds(tmp_path):
+    """Issue 31.12: not "put the archive in DIR" when DIR holds it: what the zip holds instead."""
+    _zip_of(tmp_path / "fer2013" / "fer2013.zip", {f"junk/{i:05d}.txt": b"x" for i in range(300)})
+    with pytest.raises(ValueError, match=r"fer2013: .*fer2013\.zip is not fer2013 \(no fer2013\.csv .*\): it "
+                                                r"holds 300 file\(s\), e\.g\. junk/00000\.txt, junk/00001\.txt"):
+        detect_layout("fer2013", tmp_path / "fer2013")
+    assert [p.name for p in (tmp_path / "fer2013").iterdir()] == ["fer2013.zip"]
+
+
+def test_a_csv_field_over_the_csv_limit_names_the_file_and_line(tmp_path):
+    (tmp_path / "fer").mkdir()
+    (tmp_path / "fer" / "fer2013.csv").write_text("emotion,pixels,Usage\n0," + "7" * 200_000 + ",Training\n")
+    with pytest.raises(ValueError, match=r"fer2013\.csv, line 2: a field of more than 131072 characters"):
+        open_dataset("fer2013", tmp_path / "fer", "train", cache_dir=tmp_path / "c")

@@ -255,3 +255,61 @@ def test_a_checkpoint_evaluation_never_replaces_files_it_did_not_write(tmp_path)
     with pytest.raises(ValueError, match="not from an evaluation of this checkpoint"):
         check_checkpoint_out(out, "b" * 64, force=False)
     check_checkpoint_out(tmp_path / "new", "b" * 64, force=False)  # nothing there yet
+
+
+def test_a_checkpoint_evaluation_gives_predicts_probabilities_and_says_so(tmp_path):
+    """Issue 31.4: the same photo, the same probabilities from ``evaluate`` (predictions.csv) and
+    ``predict``: the calibration file's temperature, EXIF orientation applied; metrics.json says
+    which probabilities it holds. A run's own evaluation says its are uncalibrated."""
+    from PIL import Image
+
+    from resemote_lib.calibration import write_calibration
+    from resemote_lib.data.synthetic import make_faces
+    from resemote_lib.evaluate import evaluate_checkpoint
+    from resemote_lib.labels import CLASS_NAMES
+    from resemote_lib.predict import Predictor
+
+    checkpoint = _finished_run(tmp_path) / "best.pt"
+    write_calibration(checkpoint, 2.5)
+    faces, labels = make_faces(14, seed=5)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone photo stored sideways
+    for i, (img, y) in enumerate(zip(faces, labels, strict=True)):
+        (tmp_path / "faces" / CLASS_NAMES[int(y)]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).resize((64, 48)).save(tmp_path / "faces" / CLASS_NAMES[int(y)] / f"{i}.jpg", exif=exif)
+    evaluate_checkpoint(checkpoint, "folder", data_root=str(tmp_path / "faces"), out=tmp_path / "eval",
+                        device="cpu", progress=False)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["probabilities"]["temperature"] == 2.5 and metrics["probabilities"]["same_as_predict"]
+    rows = pd.read_csv(tmp_path / "eval" / "predictions.csv").set_index("id")
+    predictor = Predictor(checkpoint, detector=None, device="cpu")
+    for item in rows.index[:4]:
+        (face,) = predictor.predict(tmp_path / "faces" / item).faces
+        np.testing.assert_allclose([rows.loc[item, f"p_{c}"] for c in CLASS_NAMES], [face.probs[c] for c in CLASS_NAMES],
+                                   atol=2e-6)
+    assert not (tmp_path / "eval" / ".lock").exists()
+
+
+def test_a_run_evaluation_says_its_probabilities_are_uncalibrated(tmp_path):
+    from resemote_lib.evaluate import evaluate_run
+
+    run_dir = _finished_run(tmp_path)
+    evaluate_run(run_dir, progress=False)
+    probabilities = json.loads((run_dir / "metrics.json").read_text())["probabilities"]
+    assert probabilities["temperature"] == 1.0 and not probabilities["same_as_predict"]
+    assert "calibration" in probabilities["definition"] and not (run_dir / ".lock").exists()
+
+
+def test_a_split_with_no_image_is_an_error_not_an_accuracy_of_zero(tmp_path):
+    """Issue 31.1/31.11: every photo without a face, or an empty split: no metrics.json with n=0."""
+    from resemote_lib.evaluate import evaluate_checkpoint
+
+    checkpoint = _finished_run(tmp_path) / "best.pt"
+    for name in ("angry", "happy", "sad"):  # class folders, all empty
+        (tmp_path / "faces" / name).mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"^no images in .*faces \(the test split\): nothing to evaluate; no image "
+                                         r"files were found there$"):
+        evaluate_checkpoint(checkpoint, "folder", data_root=str(tmp_path / "faces"), out=tmp_path / "eval",
+                            device="cpu", progress=False)
+    assert not (tmp_path / "eval").exists()
+

@@ -117,31 +117,6 @@ def test_predict_image_accepts_read_only_arrays_without_a_warning(model):
 
 # --- which run, which network, and what the model gets wrong (issues 24.15, 22.5) ---------------
 
-def _finished_run(results, name: str, model: str, mtime: float) -> None:
-    import json
-    import os
-
-    from resemote_lib.params import resolve
-
-    run = results / name
-    run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps(resolve({"run_name": name, "model": model}).to_dict()))
-    os.utime(run / "config.json", (mtime, mtime))
-
-
-def test_pick_run_takes_the_newest_finished_run_and_says_which(tmp_path):
-    results = tmp_path / "results"
-    with pytest.raises(FileNotFoundError, match="no finished run in .* train one"):
-        explore.pick_run(results)
-    _finished_run(results, "older", "resemotenet", 1_000_000)
-    _finished_run(results, "newer", "cnn", 2_000_000)
-    choice = explore.pick_run(results)
-    assert choice.run_dir == results / "newer" and choice.cfg.model == "cnn"
-    assert "**newer**" in choice.sentence and "newest of the 2" in choice.sentence and "`older`" in choice.sentence
-    asked = explore.pick_run(results, "older")
-    assert asked.cfg.model == "resemotenet" and "as set by `run_name`" in asked.sentence
-
-
 @pytest.mark.parametrize("variant", ["cnn", "cnn_se", "cnn_res", "resemotenet"])
 def test_describe_variant_says_what_the_network_has(variant):
     from resemote_lib.model import build_model

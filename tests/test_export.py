@@ -104,3 +104,41 @@ def test_a_killed_exports_temporary_file_is_removed_by_the_next_export(tiny, tmp
         export(tiny, tmp_path / "m.onnx")
     assert f"removed 1 temporary file(s) left by an interrupted export: {killed.name}" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, running.name, "m.onnx"])
+
+
+def _with_temperature(monkeypatch, temperature: float) -> None:
+    """``load_model`` as export calls it, its model given ``temperature`` past every check."""
+    from resemote_lib import export as export_module
+
+    load = export_module.load_model
+
+    def load_with(path, *args, **kwargs):
+        model = load(path, *args, **kwargs)
+        model.temperature = temperature
+        return model
+
+    monkeypatch.setattr(export_module, "load_model", load_with)
+
+
+@pytest.mark.parametrize("suffix", [".onnx", ".pt"])
+def test_nan_probabilities_are_never_verified(tiny, tmp_path, monkeypatch, suffix):
+    """A temperature of 1e-300 makes every probability NaN, and "max |exported - PyTorch| = nan"
+    is no agreement: the export fails and writes nothing (issue 31.2)."""
+    _with_temperature(monkeypatch, 1e-300)
+    with pytest.raises(ValueError, match=r"tiny\.pt: the model's probabilities are not finite \(NaN or inf\) at "
+                                         r"temperature 1e-300; nothing was exported"):
+        export(tiny, tmp_path / f"m{suffix}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_that_disagrees_with_pytorch_fails(tiny, tmp_path, monkeypatch):
+    from resemote_lib import export as export_module
+    from resemote_lib.usage import WorkFailed
+
+    run = export_module.run_exported
+    for broken in (lambda p, x: run(p, x) + 0.01, lambda p, x: run(p, x) * float("nan")):
+        monkeypatch.setattr(export_module, "run_exported", broken)
+        with pytest.raises(WorkFailed, match=r"m\.onnx: the exported model's probabilities differ from PyTorch's by "
+                                             r"(0\.01|nan) \(more than 0\.0001\); nothing was exported"):
+            export(tiny, tmp_path / "m.onnx")
+        assert list(tmp_path.iterdir()) == []

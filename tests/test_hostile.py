@@ -773,7 +773,8 @@ def every_input_fails(ctx: Ctx) -> list[str]:
     (ctx.tmp / "preds.jsonl").write_text('{"source": "yesterday.png", "error": null, "faces": []}\n')
     ctx.keep(ctx.tmp / "preds.jsonl")
     (ctx.tmp / "broken.png").write_bytes(b"not a png at all")
-    return _predict_tiny(ctx, ctx.tmp / "broken.png", ctx.tmp / "missing.jpg", "--out", ctx.tmp / "preds.jsonl")
+    (ctx.tmp / "empty.jpg").write_bytes(b"")  # not missing: a missing input is refused before any work (issue 31.11)
+    return _predict_tiny(ctx, ctx.tmp / "broken.png", ctx.tmp / "empty.jpg", "--out", ctx.tmp / "preds.jsonl")
 
 
 def _no_partial_left(ctx: Ctx, out: Outcome) -> None:
@@ -937,6 +938,197 @@ def checkpoint_row(name: str, edit: Callable[[dict], None]) -> Callable[[Ctx], l
 
 
 
+# --- issue 31 setups: data, folder datasets, evaluate, archives, locks (helper A) ---
+
+def _evaluate_tiny(ctx: Ctx, dataset: str, root: Path, *extra: object) -> list[str]:
+    return py("resemote_lib", "evaluate", _tiny(ctx), "--dataset", dataset, "--data-root", root, "--out",
+              ctx.tmp / "eval", "--device", "cpu", *extra)
+
+
+def _faces_folder(ctx: Ctx, n: int = 12) -> Path:
+    faces, labels = make_faces(n, seed=3)
+    for i, (img, y) in enumerate(zip(faces, labels, strict=True)):
+        folder = ctx.tmp / "faces" / ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"][int(y)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i}.png")
+    return ctx.tmp / "faces"
+
+
+def _nothing_created(*names: str) -> Callable[[Ctx, Outcome], None]:
+    """A refused command leaves none of these below the row's folder (``eval``: its --out)."""
+    def check(ctx: Ctx, out: Outcome) -> None:
+        assert not [name for name in names if (ctx.tmp / name).exists()], sorted(p.name for p in ctx.tmp.iterdir())
+    return check
+
+
+def crop_faces_on_photos_without_faces(ctx: Ctx) -> list[str]:
+    for name in ("happy", "sad"):
+        (ctx.tmp / "photos" / name).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (160, 120), (90 + 40 * i, 120, 150)).save(ctx.tmp / "photos" / name / f"wall{i}.jpg")
+    return _evaluate_tiny(ctx, "folder", ctx.tmp / "photos", "--crop-faces")
+
+
+def folder_split_val(ctx: Ctx) -> list[str]:
+    return _evaluate_tiny(ctx, "folder", _faces_folder(ctx), "--split", "val")
+
+
+def all_class_folders_empty(ctx: Ctx) -> list[str]:
+    for name in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"):
+        (ctx.tmp / "faces" / name).mkdir(parents=True)
+    return _evaluate_tiny(ctx, "folder", ctx.tmp / "faces")
+
+
+def out_inside_a_class_folder(ctx: Ctx) -> list[str]:
+    root = _faces_folder(ctx)
+    ctx.keep(root)
+    return [*_evaluate_tiny(ctx, "folder", root)[:-4], "--out", root / "happy", "--device", "cpu"]
+
+
+def out_is_the_data_root(ctx: Ctx) -> list[str]:
+    root = _faces_folder(ctx)
+    ctx.keep(root)
+    return [*_evaluate_tiny(ctx, "folder", root)[:-4], "--out", root, "--device", "cpu"]
+
+
+def _dataset_untouched(ctx: Ctx, out: Outcome) -> None:
+    assert not [p for p in (ctx.tmp / "faces").rglob("*") if p.is_file() and p.suffix != ".png"]
+    assert not list((ctx.tmp / "faces").rglob(".lock"))
+
+
+def _folder_evaluated_no_lock(ctx: Ctx, out: Outcome) -> None:
+    assert (ctx.tmp / "eval" / "metrics.json").is_file() and not (ctx.tmp / "eval" / ".lock").exists()
+    metrics = json.loads((ctx.tmp / "eval" / "metrics.json").read_text())
+    assert metrics["probabilities"]["same_as_predict"] and metrics["probabilities"]["temperature"] == 1.0
+    assert metrics["copies_only"]["n"] == 0 and metrics["copies_only"]["accuracy"] is None
+
+
+def empty_data_root(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "faces").mkdir()
+    return _evaluate_tiny(ctx, "folder", ctx.tmp / "faces")
+
+
+def data_root_is_a_file(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "faces.txt").write_text("not a folder")
+    return _evaluate_tiny(ctx, "folder", ctx.tmp / "faces.txt")
+
+
+def train_on_a_folder_of_class_folders(ctx: Ctx) -> list[str]:
+    return _train(ctx, "run_name=folder", "dataset=folder", f"data_root={_faces_folder(ctx)}", *TINY)
+
+
+def predict_a_missing_file(ctx: Ctx) -> list[str]:
+    return py("resemote_lib", "predict", _tiny(ctx), ctx.tmp / "doesnotexist.jpg", "--detector", "none",
+              "--device", "cpu")
+
+
+def _zip_in(ctx: Ctx, files: dict[str, bytes]) -> Path:
+    import zipfile
+
+    (ctx.tmp / "fer2013").mkdir()
+    with zipfile.ZipFile(ctx.tmp / "fer2013" / "fer2013.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    ctx.keep(ctx.tmp / "fer2013" / "fer2013.zip")
+    return ctx.tmp / "fer2013"
+
+
+def zip_bomb_in_the_data_root(ctx: Ctx) -> list[str]:
+    return _evaluate_tiny(ctx, "fer2013", _zip_in(ctx, {"fer2013.csv": b"emotion,pixels,Usage\n0,"
+                                                         + b"1" * 300_000_000 + b",Training\n"}))
+
+
+def zip_of_junk_in_the_data_root(ctx: Ctx) -> list[str]:
+    return _evaluate_tiny(ctx, "fer2013", _zip_in(ctx, {f"junk/{i:05d}.bin": b"" for i in range(30_000)}))
+
+
+def _only_the_zip(ctx: Ctx, out: Outcome) -> None:
+    assert [p.name for p in (ctx.tmp / "fer2013").iterdir()] == ["fer2013.zip"] and not (ctx.tmp / "eval").exists()
+
+
+def csv_with_a_huge_field(ctx: Ctx) -> list[str]:
+    (ctx.tmp / "fer2013").mkdir()
+    (ctx.tmp / "fer2013" / "fer2013.csv").write_text("emotion,pixels,Usage\n0," + "7" * 300_000 + ",PrivateTest\n")
+    return _evaluate_tiny(ctx, "fer2013", ctx.tmp / "fer2013")
+
+
+
+# --- issue 31 setups: calibration, predict, export, device, CLI, params (helper B) ---
+
+def step_graph_off_in_yaml(ctx: Ctx) -> list[str]:
+    """``step_graph: off`` (YAML 1.1 reads False) is accepted: the one error is the key after it."""
+    return _train(ctx, params=str(_yaml(ctx, "sg.yaml", f"base: {SMOKE}\nstep_graph: off\ncolour: blue\n")))
+
+
+def predict_device_banana(ctx: Ctx) -> list[str]:
+    return py("resemote_lib", "predict", _tiny(ctx), ctx.face(), "--detector", "none", "--device", "banana",
+              "--annotate", ctx.tmp / "ann")
+
+
+def _no_annotate_folder(ctx: Ctx, out: Outcome) -> None:
+    assert not (ctx.tmp / "ann").exists()
+
+
+def evaluate_device_banana(ctx: Ctx) -> list[str]:
+    L.write_fer2013_folders(ctx.tmp / "fer2013")
+    return py("resemote_lib", "evaluate", _tiny(ctx), "--dataset", "fer2013", "--data-root", ctx.tmp / "fer2013",
+              "--out", ctx.tmp / "eval", "--device", "banana")
+
+
+def _no_eval_folder(ctx: Ctx, out: Outcome) -> None:
+    assert not (ctx.tmp / "eval").exists()
+
+
+def _calibrated_tiny(ctx: Ctx, temperature: object) -> Path:
+    """A link to the tiny checkpoint with a calibration file beside it: ``temperature``, its hash right."""
+    from resemote_lib.calibration import calibration_path
+    from resemote_lib.files import sha256_of
+
+    path = ctx.tmp / "tiny.pt"
+    os.link(_tiny(ctx), path)
+    calibration_path(path).write_text(json.dumps({"checkpoint_sha256": sha256_of(path), "temperature": temperature}))
+    return path
+
+
+def predict_with_temperature(temperature: object) -> Callable[[Ctx], list[str]]:
+    return lambda ctx: py("resemote_lib", "predict", _calibrated_tiny(ctx, temperature), ctx.face(), "--detector",
+                          "none", "--device", "cpu", "--out", "-")
+
+
+def _nothing_printed(ctx: Ctx, out: Outcome) -> None:
+    assert out.stdout == ""
+
+
+def calibration_folder(ctx: Ctx) -> list[str]:
+    path = _calibrated_tiny(ctx, 1.0)
+    (ctx.tmp / "tiny.calibration.json").unlink()
+    (ctx.tmp / "tiny.calibration.json").mkdir()
+    return py("resemote_lib", "predict", path, ctx.face(), "--detector", "none", "--device", "cpu", "--out", "-")
+
+
+def export_with_temperature_1e_300(ctx: Ctx) -> list[str]:
+    return py("resemote_lib", "export", _calibrated_tiny(ctx, 1e-300), ctx.tmp / "m.onnx")
+
+
+def _no_export(ctx: Ctx, out: Outcome) -> None:
+    assert sorted(p.name for p in ctx.tmp.iterdir()) == ["tiny.calibration.json", "tiny.pt"]
+
+
+def folder_with_a_video(ctx: Ctx) -> list[str]:
+    """A folder of media as a phone export holds it: a photo, and a clip one folder down."""
+    ctx.face("media/a.png")
+    (ctx.tmp / "media" / "sub").mkdir()
+    _clip(ctx).rename(ctx.tmp / "media" / "sub" / "clip.mp4")
+    return _predict_tiny(ctx, ctx.tmp / "media", "--out", ctx.tmp / "out" / "p.jsonl")
+
+
+def _folder_video_predicted(ctx: Ctx, out: Outcome) -> None:
+    assert re.search(r"sub/clip\.mp4: 3 frames -> .*clip_frames\.csv", out.stdout)
+    assert len((ctx.tmp / "out" / "p.jsonl").read_text().splitlines()) == 1
+    assert len((ctx.tmp / "out" / "clip_frames.csv").read_text().splitlines()) == 4  # header + 3 frames
+
+
+
 CASES = [
     # runs, locks, saves
     Case("two trainings, same run_name", lock_held_by_another_training, 3,
@@ -968,7 +1160,7 @@ CASES = [
          r"^error: .*model\.pt is not a PyTorch checkpoint at all: it starts with bytes"),
     Case("NaN weights", nan_weights, 2, r"^error: .*nan\.pt: tensor 'fc2\.weight' holds 1 NaN/inf value\(s\)"),
     Case("temperature 0", zero_temperature, 2,
-         r"^error: .*t0\.pt: the stored calibration: temperature must be a finite number > 0, got 0\.0",
+         r"^error: .*t0\.pt: the stored calibration: temperature must be a number in \[0\.05, 20\], got 0\.0",
          _no_results_file),
     # predict
     Case("16-bit PNG", sixteen_bit_png, 0, None, _twins_agree),
@@ -1101,6 +1293,74 @@ CASES = [
     Case("evaluate --dataset folder (class folders, contempt/)", labelled_folder, 0,
          r"UserWarning: folder/test .*: 3 image\(s\) in folders outside the seven classes excluded: contempt/ \(3\)",
          _folder_evaluated),
+    # issue 31: data, folder datasets, evaluate, archives, locks (helper A)
+    Case("evaluate --crop-faces, no face in any photo", crop_faces_on_photos_without_faces, 2,
+         r"^error: no images in .*photos \(the test split\) to evaluate: of its 4 image file\(s\), no face found "
+         r"in 4$", _nothing_created("eval")),
+    Case("evaluate --split val on a folder of class folders", folder_split_val, 2,
+         r"^error: no images in .*faces \(the val split\): nothing to evaluate; empty: a folder of class folders is "
+         r"an evaluation set", _nothing_created("eval")),
+    Case("every class folder empty", all_class_folders_empty, 2,
+         r"^error: no images in .*faces \(the test split\): nothing to evaluate; no image files were found there$",
+         _nothing_created("eval")),
+    Case("evaluate --out inside a class folder", out_inside_a_class_folder, 2,
+         r"^error: out folder .*faces/happy is inside the data root .*faces: metrics, predictions and provenance "
+         r"would be written into the dataset", _dataset_untouched),
+    Case("evaluate --out is the data root", out_is_the_data_root, 2,
+         r"^error: out folder .*faces is the data root .*faces: ", _dataset_untouched),
+    Case("evaluate a folder: --out holds no .lock after", lambda c: _evaluate_tiny(c, "folder", _faces_folder(c)), 0,
+         None, _folder_evaluated_no_lock),
+    Case("evaluate an empty data root: no --out made", empty_data_root, 2, r"^error: folder: no known layout at ",
+         _nothing_created("eval")),
+    Case("evaluate a missing data root: no --out made", lambda c: _evaluate_tiny(c, "folder", c.tmp / "nowhere"), 2,
+         r"^error: folder: folder .*nowhere does not exist", _nothing_created("eval", "nowhere")),
+    Case("evaluate a data root that is a file: no --out made", data_root_is_a_file, 2, r"^error: folder: ",
+         _nothing_created("eval")),
+    Case("train dataset=folder (an evaluation set): no run folder", train_on_a_folder_of_class_folders, 2,
+         r"^error: the training split of folder has 0 image\(s\)", _nothing_created("results")),
+    Case("train device=banana: no run folder", lambda c: _train(c, "run_name=banana", "device=banana", *TINY), 2,
+         r"^error: device 'banana'", _nothing_created("results")),
+    Case("predict a file that does not exist", predict_a_missing_file, 2,
+         r"^error: .*doesnotexist\.jpg: no such file"),
+    Case("fer2013.zip unpacking to 300 MB", zip_bomb_in_the_data_root, 2,
+         r"^error: fer2013: .*fer2013\.zip would unpack to 300 MB from 0\.\d MB \(\d+x\), far more than images",
+         _only_the_zip),
+    Case("fer2013.zip of 30,000 junk files", zip_of_junk_in_the_data_root, 2,
+         r"^error: fer2013: .*fer2013\.zip is not fer2013 \(no fer2013\.csv .*\): it holds 30000 file\(s\), e\.g\. "
+         r"junk/00000\.bin, junk/00001\.bin, junk/00002\.bin, \.\.\.;", _only_the_zip),
+    Case("fer2013.csv with a 300,000-character field", csv_with_a_huge_field, 2,
+         r"^error: .*fer2013\.csv, line 2: a field of more than 131072 characters", _nothing_created("eval")),
+    # issue 31: calibration, predict, export, device, CLI, params (helper B)
+    Case("step_graph: off in YAML (a boolean)", step_graph_off_in_yaml, 2, r"^error: .*sg\.yaml: unknown config key 'colour'",
+         _nothing_written),
+    Case("predict --device banana", predict_device_banana, 2,
+         r"^error: device 'banana' is not a device resemote runs on; use one of: auto, cpu, cuda, cuda:N, mps$",
+         _no_annotate_folder),
+    Case("evaluate --device banana", evaluate_device_banana, 2,
+         r"^error: device 'banana' is not a device resemote runs on; use one of: auto, cpu, cuda, cuda:N, mps$",
+         _no_eval_folder),
+    Case("train device=banana", lambda c: _train(c, "device=banana", *TINY), 2,
+         r"^error: device 'banana' is not a device resemote runs on; use one of: auto, cpu, cuda, cuda:N, mps$"),
+    Case("calibration temperature 1e-300, --out -", predict_with_temperature(1e-300), 2,
+         r"^error: .*tiny\.calibration\.json: temperature must be a number in \[0\.05, 20\], got 1e-300 ",
+         _nothing_printed),
+    Case("calibration temperature 1e308", predict_with_temperature(1e308), 2,
+         r"^error: .*tiny\.calibration\.json: temperature must be a number in \[0\.05, 20\], got 1e\+308 ",
+         _nothing_printed),
+    Case("calibration temperature true", predict_with_temperature(True), 2,
+         r"^error: .*tiny\.calibration\.json: temperature must be a number in \[0\.05, 20\], got True ",
+         _nothing_printed),
+    Case("calibration path is a folder", calibration_folder, 2,
+         r"^error: .*tiny\.calibration\.json is a folder, not a calibration record", _nothing_printed),
+    Case("export with calibration temperature 1e-300", export_with_temperature_1e_300, 2,
+         r"^error: .*tiny\.calibration\.json: temperature must be a number in \[0\.05, 20\], got 1e-300 ",
+         _no_export),
+    Case("predict FOLDER holding a video", folder_with_a_video, 0, None, _folder_video_predicted),
+    Case("python -m resemote_lib.pipeline PARAMS (the old form)",
+         lambda c: py("resemote_lib.pipeline", paths.PARAMS / "fer2013.yaml", "--results", c.tmp / "results"), 2,
+         r"^error: resemote_lib\.pipeline is not a command \(run as a script it would do nothing\); run: python -m "
+         r"resemote_lib pipeline .*fer2013\.yaml --results .*results$",
+         lambda c, o: None if not (c.tmp / "results").exists() else pytest.fail("something ran")),
 ]
 
 

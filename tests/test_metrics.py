@@ -33,10 +33,12 @@ def test_metrics_against_hand_computed_values():
     assert m.accuracy == pytest.approx(4 / 6)
     # recall per present class: 2/3, 1/2, 1 -> balanced accuracy = mean over present classes
     assert m.balanced_accuracy == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
-    # precision: class0 2/3, class1 1/2, class2 1; f1: 2/3, 1/2, 1; macro over all 7 labels
+    # precision: class0 2/3, class1 1/2, class2 1; f1: 2/3, 1/2, 1; macro over the present classes, as
+    # balanced accuracy (issue 31.5: one definition; the 4 classes with no test image have no F1)
     assert m.per_class.loc["angry", "precision"] == pytest.approx(2 / 3)
     assert m.per_class.loc["disgust", "f1"] == pytest.approx(0.5)
-    assert m.macro_f1 == pytest.approx((2 / 3 + 1 / 2 + 1) / 7)
+    assert m.macro_f1 == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)
+    assert m.to_dict()["averaged_over"] == ["angry", "disgust", "fear"]
     assert m.confusion[:3, :3].tolist() == [[2, 1, 0], [1, 1, 0], [0, 0, 1]]
     np.testing.assert_allclose(m.confusion_normalized[0, :2], [2 / 3, 1 / 3])
     # NLL: right items have p=0.7, wrong ones p=0.05
@@ -72,6 +74,34 @@ def test_balanced_accuracy_and_macro_f1_from_a_confusion_matrix_equal_scikit_lea
         m = compute_metrics(y, _onehot(pred))
         assert balanced_accuracy_of(m.confusion) == pytest.approx(m.balanced_accuracy, abs=1e-12)
         assert macro_f1_of(m.confusion) == pytest.approx(m.macro_f1, abs=1e-12)
+
+
+def test_macro_f1_and_balanced_accuracy_average_over_the_same_classes():
+    """Issue 31.5: a class absent from the truth counts in neither figure (it has no recall, and
+    its F1 would be 0 for no fault of the model); a wrong prediction of it still costs the class
+    it belonged to."""
+    y = np.array([0, 0, 1, 1])
+    pred = np.array([0, 0, 1, 6])  # class 6 never true: predicted once, wrongly
+    m = compute_metrics(y, _onehot(pred))
+    assert m.balanced_accuracy == pytest.approx((1 + 1 / 2) / 2)
+    assert m.macro_f1 == pytest.approx((1 + 2 / 3) / 2)  # f1 of class 1: precision 1, recall 1/2
+    assert macro_f1_of(m.confusion) == pytest.approx(m.macro_f1) and balanced_accuracy_of(m.confusion) == pytest.approx(
+        m.balanced_accuracy)
+    assert m.to_dict()["averaged_over"] == ["angry", "disgust"]
+
+
+def test_an_empty_subset_reports_null_not_zero():
+    """Issue 31.1: no test image has a copy in train or val: ``copies_only`` has n=0 and no accuracy
+    (null in metrics.json), never an accuracy of 0.0."""
+    y = np.array([0, 1, 2])
+    official = compute_metrics(y, _onehot(y))
+    official.extra["probs"] = _onehot(y)
+    dedup, copies = dedup_metrics(official, y, np.zeros(3, dtype=bool))
+    assert dedup["accuracy"] == 1.0 and copies["n"] == 0
+    assert copies["accuracy"] is None and copies["balanced_accuracy"] is None and copies["accuracy_ci95"] is None
+    empty = compute_metrics(np.zeros(0, dtype=int), np.zeros((0, 7))).to_dict()
+    assert {k: empty[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "nll", "ece")} == dict.fromkeys(
+        ("accuracy", "balanced_accuracy", "macro_f1", "nll", "ece"))
 
 
 def test_bootstrap_intervals_hold_the_estimate_and_narrow_with_more_items():

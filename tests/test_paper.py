@@ -152,3 +152,25 @@ def test_the_cpu_budget_protocol_is_its_own_kind_of_row_without_a_gap(tmp_path):
         warnings.simplefilter("ignore")
         assert run_kind(resolve(values)) == "trained here, CPU budget (not a paper protocol)"
         assert run_kind(resolve({"dataset": "fer2013", "protocol": "clean"})) == "trained here"
+
+
+def test_rows_the_paper_cannot_be_compared_with_show_its_figure_greyed_as_a_reference(tmp_path):
+    """Issue 31.15: 03_paper promises "published accuracy beside ours", but the cpu_budget row showed
+    no published figure anywhere. The paper's figure for the dataset now stands beside it, greyed and
+    in parentheses, labelled a reference (no gap); synthetic faces, which the paper never tested, get none."""
+    _run(tmp_path, "fer_cpu", {"dataset": "fer2013", "protocol": "cpu_budget"}, "fer2013-folders", 0.6, [0])
+    _run(tmp_path, "fer_clean", {"dataset": "fer2013", "protocol": "clean"}, "fer2013-folders", 0.6, [0])
+    _run(tmp_path, "demo", {"dataset": "synthetic", "protocol": "demo"}, "fer2013-csv", 0.9, [])
+    table = paper.table3(tmp_path)
+    rows = table.set_index("run")
+    assert rows.loc["fer_cpu", "reference"] == paper.PUBLISHED["fer2013"] and pd.isna(rows.loc["fer_cpu", "gap"])
+    assert pd.isna(rows.loc["fer_clean", "reference"]) and rows.loc["fer_clean", "published"] == 79.79
+    assert pd.isna(rows.loc["demo", "reference"]) and pd.isna(rows.loc["demo", "published"])
+    greyed = '<span style="color:gray">(79.79)</span>'
+    for text in (paper.notebook_markdown(table), paper.write_table3(table, tmp_path / "paper")["md"].read_text()):
+        lines = text.splitlines()
+        cpu = next(line for line in lines if "| fer_cpu " in line and "cpu_budget" in line)
+        clean = next(line for line in lines if "| fer_clean " in line and "clean" in line)
+        demo = next(line for line in lines if "| demo " in line and "synthetic" in line)
+        assert greyed in cpu and "79.79" in clean and greyed not in clean and "79.79" not in demo
+        assert "grey, in parentheses: the paper's figure for that dataset, a reference only" in text

@@ -215,3 +215,17 @@ def test_error_messages_echo_at_most_a_few_hundred_characters_of_a_value(values,
     with pytest.raises(ValueError, match=cut) as e:
         resolve(values)
     assert len(str(e.value)) < 1000
+
+
+@pytest.mark.parametrize(("text", "want"), [("off", "off"), ("on", "on"), ("no", "off"), ("true", "on"),
+                                            ("'off'", "off"), ("auto", "auto")])
+def test_on_off_keys_accept_the_booleans_yaml_makes_of_on_and_off(tmp_path, text, want):
+    """YAML 1.1 reads an unquoted on/off (yes/no, true/false) as a boolean, in a file and in
+    ``key=value`` overrides alike: for a key whose values are on/off, it means that."""
+    from resemote_lib.usage import parse_overrides
+
+    (tmp_path / "p.yaml").write_text(f"base: {paths.PARAMS / 'smoke.yaml'}\nstep_graph: {text}\n")
+    assert load_params(tmp_path / "p.yaml").step_graph == want
+    assert load_params(paths.PARAMS / "smoke.yaml", **parse_overrides([f"step_graph={text}"])).step_graph == want
+    with pytest.raises(ValueError, match=r"optimizer must be str, got True \(bool\)"):
+        resolve({"optimizer": True})  # not an on/off key: a boolean stays wrong

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -270,3 +271,86 @@ def test_demo_real_without_the_data_stops_in_one_line_saying_where_to_put_it(tmp
     assert "put the Kaggle msambare/fer2013 archive (the zip, or its content) in " in lines[0]
     assert str(tmp_path / "data" / "fer2013") in lines[0] and WHERE_CREDENTIALS_GO in lines[0]
     assert not (tmp_path / "results").exists()  # nothing written
+
+
+@pytest.mark.parametrize("name", pipeline.NOTEBOOKS)
+def test_every_parameter_says_what_it_is_and_its_default(name):
+    """Issue 31.16: `papermill --help-notebook` showed `(default None)` and no description for lr,
+    weight_decay, plateau_factor, synthetic_n_val... Every parameter has a description (the trailing
+    comment papermill shows), and one whose value is None ("not set") says what it then is: the
+    config's default (the smoke preset), or what None means."""
+    from resemote_lib.params import TrainConfig
+
+    declared = pipeline.declared_parameters(pipeline.notebook_path(name))
+    assert not [p for p, info in declared.items() if not info["help"].strip()], "parameters without a description"
+    for key, info in declared.items():
+        if info["default"] != "None":
+            continue
+        takes_config = "config_json" in declared and key != "run_name"  # 02/04's dataset, device: their own
+        default = getattr(TrainConfig, key, None) if takes_config else None
+        if default is None:
+            assert re.search(r"\bNone\b|\bdefault\b", info["help"]), f"{key}: what None means: {info['help']!r}"
+        else:
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+            assert f"default {shown}" in info["help"], f"{key}: no 'default {shown}' in {info['help']!r}"
+
+
+# Issue 31.13: the pipeline's notebooks hold each value in the injected cell and the whole config in
+# config_json, which won: an edited value in an executed copy was silently ignored. The two agree as
+# papermill wrote them; where they differ, the notebook stops in one line.
+CONFLICT = ("epochs=3 conflicts with config_json's epochs=1: delete the config_json line of the injected cell to "
+            "use your values")
+SMALL_RUN = {"model": "cnn", "image_size": 32, "max_train_items": 32, "batch_size": 8, "device": "cpu"}
+
+
+def test_a_value_edited_beside_config_json_stops_in_one_line(tmp_path):
+    from resemote_lib.params import ParameterConflict, from_notebook, load_params
+
+    _, per_notebook = pipeline.notebook_parameters(paths.PARAMS / "smoke.yaml", results_dir=str(tmp_path), **SMALL_RUN)
+    injected = per_notebook["01_train"]
+    cfg, _ = from_notebook(injected)  # as papermill injected them: the config, no conflict
+    assert cfg == load_params(paths.PARAMS / "smoke.yaml", results_dir=str(tmp_path), **SMALL_RUN)
+    assert from_notebook({**injected, "lr": 3e-4, "label_smoothing": 0})[0] == cfg  # the same values, spelt otherwise
+    with pytest.raises(ParameterConflict) as e:
+        from_notebook({**injected, "epochs": 3})
+    assert str(e.value) == CONFLICT
+    with pytest.raises(ParameterConflict, match=r"^max_train_items=None, epochs=3 conflict with config_json's "
+                                                r"max_train_items=32, epochs=1: delete the config_json line"):
+        from_notebook({**injected, "epochs": 3, "max_train_items": None})  # None: an edit too, never ignored
+    assert e.value._render_traceback_() == [f"ParameterConflict: {CONFLICT}"]  # one line in a notebook
+
+
+@pytest.mark.slow
+def test_editing_a_parameter_of_an_executed_notebook_takes_effect_or_stops_in_one_line(tmp_path):
+    """Through real kernels: papermill executes 01_train with the pipeline's values; rerun as it is,
+    it finds its run finished; with epochs edited in the injected cell, it stops in one line (no
+    traceback); with the config_json line deleted (and a new run_name), the edit trains."""
+    from nbclient import NotebookClient
+
+    results = tmp_path / "results"
+    _, per_notebook = pipeline.notebook_parameters(paths.PARAMS / "smoke.yaml", results_dir=str(results),
+                                                   run_name="piped", **SMALL_RUN)
+    executed = pipeline.execute("01_train", tmp_path / "01_train.ipynb", per_notebook["01_train"], progress=False)
+
+    def rerun(*edits: tuple[str, str]) -> list[dict]:
+        nb = nbformat.read(executed, as_version=4)
+        cell = next(c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", []))
+        for pattern, replacement in edits:
+            cell.source, n = re.subn(pattern, replacement, cell.source, flags=re.MULTILINE)
+            assert n == 1, (pattern, cell.source)
+        NotebookClient(nb, kernel_name=pipeline.KERNEL, allow_errors=True,
+                       resources={"metadata": {"path": str(paths.ROOT)}}).execute()
+        return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+    def text(outputs: list[dict]) -> str:
+        return "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+
+    outputs = rerun()
+    assert not [o for o in outputs if o.output_type == "error"] and "was already finished" in text(outputs)
+    first = next(o for o in rerun((r"^epochs = 1$", "epochs = 3")) if o.output_type == "error")  # then NameErrors
+    assert (first.ename, first.evalue, first.traceback) == ("ParameterConflict", CONFLICT,
+                                                            [f"ParameterConflict: {CONFLICT}"])
+    outputs = rerun((r"^config_json = .*\n", ""), (r"^epochs = 1$", "epochs = 2"), (r'^run_name = "piped"$',
+                                                                                      'run_name = "mine"'))
+    assert not [o for o in outputs if o.output_type == "error"] and "finished: 2 epoch(s) trained now" in text(outputs)
+    assert json.loads((results / "mine" / "config.json").read_text())["epochs"] == 2

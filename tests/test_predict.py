@@ -295,11 +295,11 @@ def test_video_without_out_prints_its_frames_and_writes_nothing_in_the_working_d
     assert list(work.iterdir()) == []
 
 
-@pytest.mark.parametrize("temperature", [0, -1, float("nan"), float("inf")])
-def test_predictor_refuses_a_temperature_that_is_not_positive_and_finite(checkpoint, temperature):
+@pytest.mark.parametrize("temperature", [0, -1, float("nan"), float("inf"), 1e-300, 1e308])
+def test_predictor_refuses_a_temperature_outside_the_sane_range(checkpoint, temperature):
     model = ResEmoteNet()
     model.class_names = tuple("abcdefg")
-    with pytest.raises(ValueError, match=r"Predictor: temperature must be a finite number > 0"):
+    with pytest.raises(ValueError, match=r"Predictor: temperature must be a number in \[0\.05, 20\]"):
         Predictor(model, detector=None, device="cpu", temperature=temperature)
 
 
@@ -372,3 +372,36 @@ def test_predict_on_real_test_images_agrees_with_evaluate(real_fer2013, tmp_path
     diff = max(abs(r.faces[0].probs[name] - float(p[k])) for r, p in zip(got, probs, strict=True)
                for k, name in enumerate(test.class_names))
     assert diff < 1e-4
+
+
+def test_probabilities_that_are_not_finite_are_refused_never_written(tmp_path, capsys):
+    """A model whose logits overflow gives NaN probabilities: predicting is an error naming the
+    cause, and no writer prints bare NaN (invalid JSON) for ``--out -`` (issue 31.2)."""
+    from resemote_lib.model import build_model
+    from resemote_lib.predict import Face, Result, ResultWriter
+
+    model = build_model("cnn")
+    with torch.no_grad():
+        model.fc4.bias.fill_(float("inf"))
+    model.class_names, model.image_size = tuple("abcdefg"), 32
+    predictor = Predictor(model, detector=None, device="cpu")
+    with pytest.raises(ValueError, match=r"the model's probabilities for 1 face\(s\) are not finite \(NaN or inf\)"):
+        predictor.predict(np.zeros((32, 32), np.uint8))
+    nan = Result("x.png", [Face((0, 0, 4, 4), dict.fromkeys("abcdefg", float("nan")), "a", 1.0)])
+    with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+        ResultWriter("-", tuple("abcdefg")).write(nan)
+    assert "NaN" not in capsys.readouterr().out
+
+
+def test_videos_in_a_folder_are_named_by_the_image_iterator_never_skipped_without_a_word(tmp_path, caplog):
+    """``iter_image_files`` yields images; the videos of a folder are counted in one warning
+    (``predict_command`` reads them, as predict does a video given directly: issue 31.6)."""
+    from resemote_lib.predict import iter_image_files
+
+    faces = _faces(tmp_path / "faces", ["x.png"])
+    for name in ("clip.mp4", "sub/b.MOV", "._clip.mp4"):
+        (faces / name).parent.mkdir(exist_ok=True)
+        (faces / name).write_bytes(b"")
+    with caplog.at_level("WARNING", logger="resemote_lib.predict"):
+        assert list(iter_image_files([faces])) == [faces / "x.png"]
+    assert f"{faces}: 2 video(s) skipped (predict_video reads videos; the predict command reads them too)" in caplog.text

@@ -592,3 +592,32 @@ def test_a_few_bf16_steps_track_the_same_fp32_steps_closely():
     (l32, g32, m32), (l16, g16, m16) = runs_["fp32"], runs_["bf16"]
     assert max(abs(a - b) for a, b in zip(l32, l16, strict=True)) < 0.01
     assert F.cosine_similarity(g32, g16, dim=0) > 0.9 and F.cosine_similarity(m32, m16, dim=0) > 0.85
+
+
+def test_class_balance_weights_are_inverse_frequencies_to_a_power_averaging_one_per_image():
+    labels = torch.tensor([0] * 10 + [1] * 1 + [3] * 40)  # angry 10, disgust 1, happy 40, the rest absent
+    assert train.class_weights(labels, "none") is None
+    inverse = train.class_weights(labels, "inverse")  # 51/n_c, scaled so the mean over images is 1
+    torch.testing.assert_close(inverse, torch.tensor([1.7, 17.0, 0.0, 0.425, 0.0, 0.0, 0.0]))
+    sqrt = train.class_weights(labels, "sqrt")
+    torch.testing.assert_close(sqrt[1] / sqrt[0], torch.tensor(10**0.5))  # sqrt(10 / 1)
+    for w in (inverse, sqrt):
+        assert w[labels].mean().item() == pytest.approx(1.0)
+
+
+def test_a_class_balanced_run_weights_its_loss_and_records_the_weights(tmp_path, monkeypatch):
+    from resemote_lib import step as step_module
+
+    seen, real = [], F.cross_entropy
+
+    def spy(logits, y, weight=None, **kw):
+        if "label_smoothing" in kw:  # the training step's loss (validation sums an unweighted one)
+            seen.append(weight)
+        return real(logits, y, weight=weight, **kw)
+    monkeypatch.setattr(step_module.F, "cross_entropy", spy)
+    result = fit(_cfg(tmp_path, epochs=1, class_balance="sqrt"))
+    split = runs.open_training_splits(_cfg(tmp_path, epochs=1, class_balance="sqrt"))["train"]
+    expected = train.class_weights(split.labels, "sqrt")
+    assert seen and all(w is not None and torch.equal(w, expected) for w in seen)
+    prov = json.loads((result.run_dir / "provenance.json").read_text())
+    assert prov["training"]["class_weights"] == pytest.approx(expected.tolist())

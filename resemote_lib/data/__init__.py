@@ -23,6 +23,7 @@ import os
 import shutil
 import tempfile
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +73,9 @@ def detect_layout(name: str, root: str | os.PathLike, *, quiet: bool = False) ->
     since picking one would be a guess. When nothing is found and ``root`` holds a single
     zip archive (the Kaggle download, put there by hand), it is unpacked in place (the zip
     kept) if it holds the layout, and detection runs again; a read-only Kaggle mount is
-    never written to. Raises ``FileNotFoundError`` listing the layouts looked for and what
-    was found.
+    never written to, and an archive that is not the dataset, or would unpack to far more
+    than it should, is a ``ValueError`` saying so. Raises ``FileNotFoundError`` listing the
+    layouts looked for and what was found.
     """
     family = FAMILIES[name]
     root = Path(root).expanduser()
@@ -124,11 +126,13 @@ def _find_layout(name: str, root: Path, *, quiet: bool) -> tuple[str, Path] | No
 def _unpack_single_zip(name: str, root: Path) -> bool:
     """Unpack the one zip archive ``root`` holds, beside it, when it holds ``name``'s layout.
 
-    Returns whether it did. The archive is unpacked into a hidden temporary folder first
-    and its entries moved up only when they hold the layout (an unrelated zip leaves
-    nothing behind), never over a file of the same name; the zip is kept. A read-only
-    Kaggle mount (or any folder this process may not write) is an error saying where to
-    unpack it instead.
+    Returns whether it did. The archive's listing is checked first (``_check_archive``: file
+    count, unpacked size against the disk and against its packed size). It is unpacked into
+    a hidden temporary folder and its entries moved up only when they hold the layout, never
+    over a file of the same name; the zip is kept. An archive without the layout leaves
+    nothing behind and is a ``ValueError`` saying it is not the dataset and what it holds. A
+    read-only Kaggle mount (or any folder this process may not write) is an error saying
+    where to unpack it instead.
     """
     entries = [p for p in root.iterdir() if not is_hidden(p)] if root.is_dir() else []
     if len(entries) != 1 or entries[0].suffix.lower() != ".zip" or not entries[0].is_file():
@@ -138,20 +142,57 @@ def _unpack_single_zip(name: str, root: Path) -> bool:
         raise FileNotFoundError(f"{name}: {root} holds only the archive {archive.name}, and is read-only (a Kaggle "
                                 f"mount?): unzip it into a writable folder (unzip {archive} -d data/{name}) and pass "
                                 "that folder as the data root")
+    members = _check_archive(name, archive, root)
     log.warning("%s: %s holds no dataset but the archive %s: unpacking it there (once; the zip is kept)",
                 name, root, archive.name)
     staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=root))
     try:
         shutil.unpack_archive(archive, staging)
         if _find_layout(name, staging, quiet=True) is None:
-            log.warning("%s: %s holds no %s layout; leaving %s as it was", name, archive, name, root)
-            return False
+            examples = ", ".join(members[:3]) + (", ..." if len(members) > 3 else "")
+            raise ValueError(f"{name}: {archive} is not {name} (no " + " nor ".join(FAMILIES[name].LAYOUTS.values())
+                             + f" in it): it holds {len(members)} file(s), e.g. {examples or 'nothing'}; put the "
+                             f"{name} archive there instead, or pass the folder that holds the dataset")
         for entry in sorted(staging.iterdir()):
             if not is_hidden(entry):
                 entry.rename(root / entry.name)  # entries is [archive]: nothing of that name exists
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return True
+
+
+# What a dataset archive can hold: far more files than any release (AffectNet's ~450,000), or
+# more than this many bytes unpacked per byte packed (images are already compressed and a CSV of
+# pixel values deflates ~4x; a zip bomb deflates ~1000x) is refused before anything is unpacked.
+MAX_ARCHIVE_FILES = 2_000_000
+MAX_ARCHIVE_RATIO = 50
+
+
+def _check_archive(name: str, archive: Path, root: Path) -> list[str]:
+    """The files ``archive`` holds (sorted names), after checking from its listing alone that
+    unpacking it is sane: a readable zip, not too many files, an unpacked size that fits the
+    disk and is not far larger than images and CSVs compress to. ``ValueError`` otherwise."""
+    try:
+        with zipfile.ZipFile(archive) as z:
+            infos = [i for i in z.infolist() if not i.is_dir()]
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"{name}: {archive} is not a readable zip archive ({e}); download it again") from None
+    total, packed = sum(i.file_size for i in infos), archive.stat().st_size
+    ratio = total / max(packed, 1)
+    unzip = f"if it is the dataset, unzip it yourself (unzip {archive} -d {root})"
+    if len(infos) > MAX_ARCHIVE_FILES:
+        raise ValueError(f"{name}: {archive} holds {len(infos):,} files, more than any dataset release "
+                         f"({MAX_ARCHIVE_FILES:,} at most): not unpacked; {unzip}")
+    if total > 10 * 2**20 and ratio > MAX_ARCHIVE_RATIO:
+        raise ValueError(f"{name}: {archive} would unpack to {total / 1e6:.0f} MB from {packed / 1e6:.1f} MB "
+                         f"({ratio:.0f}x), far more than images or a CSV of pixels compress (a zip bomb?): not "
+                         f"unpacked; {unzip}")
+    free = shutil.disk_usage(root).free
+    if total > free:
+        raise ValueError(f"{name}: {archive} would unpack to {total / 1e6:.0f} MB and {root} has "
+                         f"{free / 1e6:.0f} MB free: not unpacked; free some space, or unzip it elsewhere and pass "
+                         "that folder as the data root")
+    return sorted(i.filename for i in infos)
 
 
 def _within(path: Path, folder: Path) -> bool:
@@ -165,10 +206,12 @@ def _within(path: Path, folder: Path) -> bool:
 def unpack_archives(folder: str | os.PathLike, *, keep: bool = False) -> list[Path]:
     """Unpack every ``*.zip`` in ``folder`` into it (what a Kaggle download leaves there).
 
-    Returns the archives unpacked; ``keep=False`` deletes each once unpacked.
+    Returns the archives unpacked; ``keep=False`` deletes each once unpacked. Each archive's
+    listing is checked first, as a zip in a data root is (``_check_archive``).
     """
     archives = sorted(Path(folder).glob("*.zip"))
     for archive in archives:
+        _check_archive(archive.stem, archive, Path(folder))
         log.info("unpacking %s", archive)
         shutil.unpack_archive(archive, folder)
         if not keep:

@@ -5,9 +5,11 @@ canonical labels, and where the pixels are (a file, with an optional face box, o
 in-memory pixels from a CSV). This module decodes them once to grayscale uint8 at the
 target size, caches that tensor on disk under a key made of the items (ids, labels, files,
 face boxes), and wraps it as ``FaceDataset``. Each cache entry records a digest of what
-its pixels came from (every file's size with its first and last 4 KiB, or the in-memory
-pixels): an entry whose files changed, even keeping size and mtime (``cp -p``, ``rsync
--a``, unzip), or whose tensor has the wrong shape, or that is damaged, is rebuilt.
+its pixels came from (every file's size and mtime with its first and last 4 KiB, or the
+in-memory pixels): an entry whose files changed, even keeping size and mtime (``cp -p``,
+``rsync -a``, unzip) unless only in the middle of a large file, or whose tensor has the
+wrong shape, or that is damaged, is rebuilt. Files are decoded as ``predict`` reads a
+photo (``upright``: EXIF orientation applied, then ``to_8bit``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import Tensor
 
 from .. import paths
@@ -37,7 +39,7 @@ from ..progress import tqdm
 from .transforms import EVAL, TRAIN, Preset
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # bump when decoding changes, so old caches are not reused
+CACHE_VERSION = 3  # bump when decoding changes, so old caches are not reused (3: EXIF orientation)
 Box = tuple[int, int, int, int]  # (x, y, w, h)
 
 
@@ -136,7 +138,8 @@ def read_csv_rows(path: Path, header: list[str]) -> Iterator[tuple[str, list[str
 
     Reads UTF-8, with or without the byte-order mark that Excel's "CSV UTF-8" writes.
     A file in another encoding (UTF-16, latin-1/Windows-1252) is one ``ValueError``
-    naming the file, the line and the encoding to save it as.
+    naming the file, the line and the encoding to save it as; so is a row the csv module
+    refuses (a field over its 131,072-character limit: not a dataset's CSV).
 
     Yields ``(where, row)`` with ``where`` = ``"<file>, line <n>"`` for error messages.
     """
@@ -154,6 +157,11 @@ def read_csv_rows(path: Path, header: list[str]) -> Iterator[tuple[str, list[str
                 yield where, row
         except UnicodeDecodeError:
             raise ValueError(_not_utf8(path)) from None
+        except csv.Error as e:  # e.g. "field larger than field limit (131072)", which names neither
+            limit = csv.field_size_limit()
+            what = f"a field of more than {limit} characters" if "field limit" in str(e) else "not CSV"
+            raise ValueError(f"{path}, line {reader.line_num}: {what} ({e}); expected rows of "
+                             f"{','.join(header)}: is this the right file?") from None
 
 
 _SAVE_AS_UTF8 = ("save it as UTF-8 (Excel: File > Save As > 'CSV UTF-8 (Comma delimited)'; a text editor: "
@@ -222,8 +230,10 @@ _EDGE = 4096  # bytes read from each end of a file for its digest
 
 
 def file_digest(path: Path) -> bytes:
-    """A file's size with its first and last 4 KiB: the whole file below 8 KiB (a FER2013
-    JPEG is ~1.5 KB), and for larger ones what a re-encode or a different image changes.
+    """A file's size and mtime with its first and last 4 KiB: the whole file below 8 KiB (a
+    FER2013 JPEG is ~1.5 KB), and for larger ones what a re-encode or a different image
+    changes; an edit in the middle shows in the mtime (only one that keeps size and mtime
+    stays unseen).
 
     Plain ``os`` calls, one thread: on FER2013's 28,709 training files this costs what the
     ``stat`` of each file did (about 0.6 s warm); a thread pool was 5x slower.
@@ -233,13 +243,14 @@ def file_digest(path: Path) -> bytes:
     except OSError:
         return b"missing"
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        size = st.st_size
         data = os.read(fd, 2 * _EDGE) if size <= 2 * _EDGE else os.read(fd, _EDGE) + os.pread(fd, _EDGE, size - _EDGE)
     except OSError:
         return b"unreadable"
     finally:
         os.close(fd)
-    return size.to_bytes(8, "little") + data
+    return size.to_bytes(8, "little") + st.st_mtime_ns.to_bytes(16, "little", signed=True) + data
 
 
 def content_digest(items: Items) -> str:
@@ -290,6 +301,14 @@ def to_8bit(img: Image.Image, source: str | os.PathLike | None = None) -> Image.
     what = {"F": "32-bit floating point", "LAB": "CIE L*a*b*", "HSV": "hue/saturation/value"}.get(mode, "unsupported")
     raise ValueError(f"{name}: PIL mode {mode!r} ({what} pixels) cannot be read as a photograph; save it as 8- or "
                      "16-bit grayscale or RGB (PNG, JPEG)")
+
+
+def upright(img: Image.Image, source: str | os.PathLike | None = None) -> Image.Image:
+    """A photo as viewers show it, 8-bit (``to_8bit``): turned by its EXIF orientation
+    (``ImageOps.exif_transpose``), since a phone stores a portrait photo sideways with a tag
+    saying so and the model must see the face upright. The one reading of a photo that
+    evaluation (every image file without a face box) and ``predict`` share."""
+    return to_8bit(ImageOps.exif_transpose(img), source)
 
 
 def to_gray_square(img: Image.Image, size: int, box: tuple[int, int, int, int] | None = None,
@@ -372,11 +391,13 @@ def image_files(folder: Path, skipped: Skipped) -> list[Path]:
 
 
 def _decode_file(args: tuple[Path, int, Box | None]) -> np.ndarray | str:
+    """A file made gray and square: upright (EXIF) when whole, as stored when cropped to a box
+    (the box is given in the stored pixels' coordinates)."""
     path, size, box = args
     try:
         with Image.open(path) as img:
             img.load()
-            return to_gray_square(img, size, box, source=path)
+            return to_gray_square(img if box is not None else upright(img, path), size, box, source=path)
     except Exception as e:  # PIL raises many types on corrupt data; we report, not crash
         return f"{type(e).__name__}: {e}"
 
@@ -391,7 +412,7 @@ def _decode_face(args: tuple[Path, int, FaceLocator]) -> np.ndarray | str | None
     try:
         with Image.open(path) as img:
             img.load()
-            rgb = np.asarray(to_8bit(img, path).convert("RGB"))
+            rgb = np.asarray(upright(img, path).convert("RGB"))
         box = locate(rgb)
         if box is None:
             return NO_FACE
@@ -535,4 +556,4 @@ def build_dataset(
 
 __all__ = ["IMAGE_SUFFIXES", "Decoded", "FaceDataset", "FaceLocator", "Items", "Skipped", "build_dataset",
            "content_digest", "decode_items", "file_digest", "image_files", "is_hidden", "missing_classes",
-           "read_csv_rows", "stratified_split", "to_8bit", "to_gray_square"]
+           "read_csv_rows", "stratified_split", "to_8bit", "to_gray_square", "upright"]

@@ -4,7 +4,10 @@
 our seven classes through ``labels.CLASS_SYNONYMS`` (anger/angry, happiness/joy, ...; any
 case); folders of other classes (contempt, for instance) are excluded and counted in
 ``report["excluded_classes"]``, with one warning. Images are found at any depth below a
-class folder; hidden files are skipped and counted.
+class folder; hidden files are skipped and counted. A file reached twice (a linked class
+folder, ``joy -> happy``) is counted once, with a warning; an image in a folder named after
+another class inside a class folder (``happy/sad/x.jpg``) is labelled by its class folder,
+with a warning; a folder that cannot be listed is an error naming it.
 
 Splits. Such a folder is an evaluation set: ``test`` is every image, and ``train`` and
 ``val`` are empty (so the data-quality audit, which opens all three, finds no copies
@@ -22,6 +25,7 @@ excluded and counted (``report["no_face"]``).
 from __future__ import annotations
 
 import inspect
+import os
 import threading
 import warnings
 from collections import Counter
@@ -57,18 +61,32 @@ def detect(folder: Path) -> str | None:
 
 def _list(folder: Path, where: str) -> tuple[list[str], list[int], list[Path], dict]:
     """Every image below ``folder``'s class folders: ids (``<class folder>/<path>``), labels,
-    files, and the report (excluded classes, skipped files, missing classes)."""
+    files, and the report (excluded classes, skipped files, missing classes, images reached
+    twice through links, images in folders named after another class)."""
     ids, labels, files = [], [], []
     excluded: Counter[str] = Counter()
+    nested: Counter[str] = Counter()
     skipped = Skipped()
-    for cls_dir in _class_folders(folder):
+    first_id: dict[Path, str] = {}  # each file's resolved path -> the id it was counted under
+    twice: list[tuple[str, str]] = []  # (id, the id of the same file counted before)
+    # Real folders before linked ones: a file reached both ways counts under its own folder.
+    for cls_dir in sorted(_class_folders(folder), key=lambda p: (p.is_symlink(), p.name)):
         k = class_of_folder(cls_dir.name)
         images = _images_below(cls_dir, skipped)
         if k is None:
             excluded[cls_dir.name] += len(images)
             continue
         for f in images:
-            ids.append(f"{cls_dir.name}/{f.relative_to(cls_dir).as_posix()}")
+            item = f"{cls_dir.name}/{f.relative_to(cls_dir).as_posix()}"
+            real = f.resolve()
+            if real in first_id:  # a linked class folder (joy -> happy) or file: the same image again
+                twice.append((item, first_id[real]))
+                continue
+            first_id[real] = item
+            other = [part for part in f.relative_to(cls_dir).parts[:-1] if class_of_folder(part) not in (None, k)]
+            if other:
+                nested[f"{cls_dir.name}/{other[0]}/"] += 1
+            ids.append(item)
             labels.append(k)
             files.append(f)
     for p in sorted(folder.iterdir()):
@@ -79,28 +97,48 @@ def _list(folder: Path, where: str) -> tuple[list[str], list[int], list[Path], d
         warnings.warn(f"{where}: {sum(excluded.values())} image(s) in folders outside the seven classes excluded: "
                       + ", ".join(f"{name}/ ({n})" for name, n in sorted(excluded.items()))
                       + "; dataset.report['excluded_classes'] counts them", stacklevel=4)
+    if twice:
+        warnings.warn(f"{where}: {len(twice)} image(s) reached twice through links (e.g. {twice[0][0]} is "
+                      f"{twice[0][1]}): counted once; dataset.report['duplicate_links'] counts them", stacklevel=4)
+    if nested:
+        warnings.warn(f"{where}: {sum(nested.values())} image(s) in folders named after another class inside a class "
+                      "folder, labelled by the class folder: " + ", ".join(f"{name} ({n})" for name, n in
+                                                                          sorted(nested.items()))
+                      + "; move them if that is not their class", stacklevel=4)
     report = {"excluded_classes": dict(sorted(excluded.items())), "skipped": skipped.report(),
+              "duplicate_links": len(twice), "nested_class_folders": dict(sorted(nested.items())),
               "missing_classes": missing_classes(labels, where)}
     return ids, labels, files, report
 
 
 def _images_below(folder: Path, skipped: Skipped) -> list[Path]:
-    """Image files at any depth below ``folder``, sorted; hidden ones (and hidden folders'
-    contents) and other files are added to ``skipped``."""
+    """Image files at any depth below ``folder``, sorted; hidden ones (a hidden folder counted
+    as one) and other files are added to ``skipped``. Linked folders inside are not followed
+    (a link loop would never end). A folder that cannot be listed is an error naming it: its
+    images would otherwise be dropped without a word."""
     out = []
-    for f in sorted(folder.rglob("*")):
-        rel = f.relative_to(folder).parts
-        if any(is_hidden(Path(part)) for part in rel[:-1]):
-            continue  # inside a hidden folder (__MACOSX, .ipynb_checkpoints): counted as that folder
-        if f.is_dir():
-            if is_hidden(f):
-                skipped.add(f)
-            continue
-        if not is_hidden(f) and f.suffix.lower() in IMAGE_SUFFIXES:
-            out.append(f)
-        else:
-            skipped.add(f)
-    return out
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        try:
+            with os.scandir(current) as listing:
+                entries = list(listing)
+        except OSError as e:
+            what = "class folder" if current == folder else "folder"
+            raise PermissionError(e.errno, f"cannot read the {what} {current} ({e.strerror}); its images would be "
+                                  "left out: make it readable (chmod -R a+rX) or move it out of the data root") from None
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir():  # follows links, as a class folder may be one
+                if is_hidden(path):
+                    skipped.add(path)  # __MACOSX, .ipynb_checkpoints: counted as that folder
+                elif not entry.is_symlink():
+                    pending.append(path)
+            elif not is_hidden(path) and path.suffix.lower() in IMAGE_SUFFIXES:
+                out.append(path)
+            else:
+                skipped.add(path)
+    return sorted(out)
 
 
 def list_items(root: Path, layout: str, split: str, *, val_fraction: float = 0.1, seed: int = 0,
@@ -134,16 +172,25 @@ class FaceCrop:
     """The face ``predict`` would classify in a photo: the Predictor's default detector
     (Haar cascade) and margin, the largest face when there are several; None: no face.
 
-    One detector per thread: images are decoded on a thread pool.
+    One detector per thread: images are decoded on a thread pool. The first is built here, on
+    the thread that lists the items, before any worker starts: building it imports OpenCV, and
+    threads importing cv2 at the same moment can see a half-initialised module (no
+    ``cv2.data``: "this OpenCV has no Haar cascades"), which failed most images of a split.
+    A detector that cannot be built is then one error, not an unreadable image per file.
     """
 
     def __init__(self) -> None:
-        from ..predict import Predictor  # the predictor's own defaults, so the two crops cannot drift apart
+        # the predictor's own defaults, so the two crops cannot drift apart
+        from ..predict import Predictor, make_detector
 
         defaults = inspect.signature(Predictor).parameters
         self.detector, self.margin = defaults["detector"].default, float(defaults["margin"].default)
         self.key = f"{self.detector}+margin{self.margin}"
         self._local = threading.local()
+        try:
+            self._local.detector = make_detector(self.detector)
+        except RuntimeError as e:  # no cascade in this OpenCV: one error (exit 2), before any image is read
+            raise ValueError(f"crop_faces: the face detector cannot be built: {e}") from None
 
     def __call__(self, rgb: np.ndarray) -> Box | None:
         from ..predict import expand_box, make_detector
