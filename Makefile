@@ -40,7 +40,7 @@ demo: $(STAMP)
 demo-real: $(STAMP)
 	@echo "make demo-real: 15 epochs of lean ResEmoteNet on the real FER2013, in bf16 where the CPU has native bf16" \
 	      "(AVX512_BF16/AMX), else fp32 (training prints which). Expected on 2 cores: about 55 minutes of training with" \
-	      "AVX512_BF16, about 2 hours on an AVX2-only CPU (README, 'A ResEmoteNet trained on a CPU')"
+	      "AVX512_BF16, about 2 hours on an AVX2-only CPU (docs/cpu_training.md)"
 	$(PY) -m resemote_lib pipeline params/fer2013_cpu.yaml
 
 # Copy what README shows from the runs' own files into docs/: the demo's Table III and figures

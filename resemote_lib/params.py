@@ -116,7 +116,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
     # Ours, not a paper protocol: ResEmoteNet trained on a 2-core CPU in under an hour, on the
     # clean protocol's deduplicated data. The recipe (48 px, batch 64, AdamW with a one-cycle
     # schedule, label smoothing 0.1, the paper's flip, square-root class balance) came from measured
-    # sweeps on the real FER2013 (benchmarks/sweep_cpu.py, README "A ResEmoteNet trained on a CPU");
+    # sweeps on the real FER2013 (benchmarks/sweep_cpu.py, docs/cpu_training.md);
     # 15 epochs fit the hour in bf16 on an AVX512_BF16 CPU (amp auto; an AVX2-only CPU trains the
     # same 15 epochs in fp32, about twice as long: the epoch count never depends on the machine).
     "cpu_budget": dict(model="resemotenet_lean", max_train_items=None, batch_size=64, epochs=15, optimizer="adamw",
