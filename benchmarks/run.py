@@ -53,9 +53,10 @@ from resemote_lib.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TRAIN
 from resemote_lib.device import cpu_bf16_instructions, resolve_device
 from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.model import ResEmoteNet, build_model
+from resemote_lib.optim import build_optimizer
 from resemote_lib.params import load_params, resolve
 from resemote_lib.runs import select
-from resemote_lib.train import build_optimizer, fit
+from resemote_lib.train import fit
 
 PAPER_TRAIN_SIZES = {"fer2013": 28_709, "rafdb": 12_271 * 9 // 10, "affectnet": 283_901 * 9 // 10}
 

@@ -58,6 +58,7 @@ from .files import atomic_torch_save, atomic_write_text, tensor_bytes
 from .inference import loss_and_correct, predict_logits
 from .labels import CLASS_NAMES
 from .model import build_model, describe
+from .optim import build_optimizer, build_scheduler, class_weights
 from .params import TrainConfig, protocol_deviations
 from .progress import tqdm
 from .runs import RunLock, open_training_splits, run_dir_for, selected_checkpoint
@@ -72,7 +73,7 @@ MONITOR_EVERY = 5.0  # seconds between on_epoch calls (a notebook's redraw took 
 SAVE_SHARE = 0.05  # on CUDA, last.pt is written every as many epochs as keep its writes under this share
 # The modules whose code decides what a run computes: resuming a last.pt that other versions
 # of these wrote would mix two versions in one run (an edit to predict.py does not count).
-TRAINING_CODE = ("train.py", "model.py", "params.py", "runs.py", "inference.py", "device.py", "distributed.py",
+TRAINING_CODE = ("train.py", "optim.py", "model.py", "params.py", "runs.py", "inference.py", "device.py", "distributed.py",
                  "checkpoint.py", "data")
 # Config keys that may change between a run and its resumption without changing its result.
 _RESUMABLE_CHANGES = ("results_dir", "eval_batch_size", "tta_flip", "checkpoint_every", "resume_other_code",
@@ -434,19 +435,6 @@ def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[
         removed_temp_files=[p.name for p in removed], code_sha256=provenance.code_hash(parts=TRAINING_CODE))
 
 
-def class_weights(labels: torch.Tensor, balance: str, num_classes: int = len(CLASS_NAMES)) -> torch.Tensor | None:
-    """Per-class loss weights for ``class_balance``: ``(1 / frequency)^p`` with p = 1/2 (sqrt) or 1
-    (inverse), scaled so that the average weight over the training images is 1 (the loss keeps its
-    size, so the learning rate means the same); None for ``none``. A class absent from the split
-    gets weight 0 (it has no frequency to invert)."""
-    if balance == "none":
-        return None
-    counts = torch.bincount(labels.cpu().long(), minlength=num_classes).double()
-    power = {"sqrt": 0.5, "inverse": 1.0}[balance]
-    weights = torch.where(counts > 0, (counts.sum() / counts.clamp(min=1)) ** power, torch.zeros_like(counts))
-    return (weights * counts.sum() / (weights * counts).sum()).float()
-
-
 def use_step_graph(cfg: TrainConfig, device: torch.device, *, scaler: bool, distributed: bool) -> bool:
     """Whether each step is captured as one CUDA graph (``step_graph``: auto, on, off)."""
     why_not = graph_possible(device, scaler=scaler, distributed=distributed, compiled=cfg.compile)
@@ -528,32 +516,6 @@ def epoch_plan(n: int, epoch: int, seed: int, device: torch.device, augment: Pre
     order = torch.randperm(n, generator=g, device=device)
     flips = torch.rand(n, generator=g, device=device) < augment.flip
     return EpochPlan(order, flips, augment.draw_warps(n, g, device) if augment.warps else None)
-
-
-def build_optimizer(cfg: TrainConfig, model: nn.Module, device: torch.device, *,
-                    implementation: str | None = None) -> torch.optim.Optimizer:
-    """SGD or AdamW; by default on CUDA and CPU the ``fused`` implementation (one kernel for all
-    parameters; ``make bench`` times it against ``foreach`` on the CPU-budget recipe)."""
-    implementation = implementation or ("fused" if device.type in ("cuda", "cpu") else None)
-    if implementation not in (None, "fused", "foreach"):
-        raise ValueError(f"optimizer implementation {implementation!r}: expected 'fused' or 'foreach'")
-    kwargs = {implementation: True} if implementation else {}
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                               **kwargs)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, **kwargs)
-
-
-def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int = 1):
-    """``plateau``: x ``plateau_factor`` when validation accuracy stalls (stepped per epoch);
-    ``onecycle``: Smith & Topin's one-cycle policy over the whole run, peaking at ``lr``
-    (stepped per batch; torch's defaults: 30% warm-up from lr/25, cosine down to lr/25e4)."""
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max", factor=cfg.plateau_factor, patience=cfg.plateau_patience)
-    if cfg.scheduler == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
-    return None
 
 
 def check_disk_space(run_dir: Path, model: nn.Module, cfg: TrainConfig) -> None:
@@ -750,8 +712,6 @@ __all__ = [
     "TrainState",
     "TrainingDiverged",
     "TrainingInterrupted",
-    "build_optimizer",
-    "build_scheduler",
     "decide",
     "epoch_plan",
     "finish",
@@ -761,6 +721,5 @@ __all__ = [
     "seed_everything",
     "set_up",
     "train_one_epoch",
-
     "validate",
 ]

@@ -26,9 +26,10 @@ from resemote_lib.device import FP32, Precision, choose_precision
 from resemote_lib.distributed import DistInfo
 from resemote_lib.evaluate import evaluate
 from resemote_lib.model import ResEmoteNet, build_model
+from resemote_lib.optim import build_optimizer, build_scheduler, class_weights
 from resemote_lib.params import resolve as make_config
 from resemote_lib.runs import RunBusy, RunLock
-from resemote_lib.train import TrainingDiverged, build_scheduler, fit
+from resemote_lib.train import TrainingDiverged, fit
 
 from .conftest import read_only_command
 
@@ -557,11 +558,11 @@ def test_history_records_each_epochs_learning_rate_when_the_rate_is_a_tensor():
 def test_the_optimiser_is_fused_on_the_cpu_unless_another_implementation_is_asked_for():
     model = torch.nn.Linear(3, 2)
     cfg = make_config({"optimizer": "adamw", "lr": 1e-3})
-    assert train.build_optimizer(cfg, model, torch.device("cpu")).defaults["fused"] is True
-    foreach = train.build_optimizer(cfg, model, torch.device("cpu"), implementation="foreach")
+    assert build_optimizer(cfg, model, torch.device("cpu")).defaults["fused"] is True
+    foreach = build_optimizer(cfg, model, torch.device("cpu"), implementation="foreach")
     assert foreach.defaults["foreach"] is True and not foreach.defaults["fused"]
     with pytest.raises(ValueError, match="'magic': expected 'fused' or 'foreach'"):
-        train.build_optimizer(cfg, model, torch.device("cpu"), implementation="magic")
+        build_optimizer(cfg, model, torch.device("cpu"), implementation="magic")
 
 
 def test_a_few_bf16_steps_track_the_same_fp32_steps_closely():
@@ -580,7 +581,7 @@ def test_a_few_bf16_steps_track_the_same_fp32_steps_closely():
         torch.manual_seed(0)  # the same initial weights and dropout masks
         model = build_model(cfg.model, image_size=48).train()
         start = torch.cat([p.detach().flatten() for p in model.parameters()])
-        opt = train.build_optimizer(cfg, model, torch.device("cpu"))
+        opt = build_optimizer(cfg, model, torch.device("cpu"))
         losses, first_grad = [], None
         for xb, yb in zip(x, y, strict=True):
             with precision.autocast(torch.device("cpu")):
@@ -600,10 +601,10 @@ def test_a_few_bf16_steps_track_the_same_fp32_steps_closely():
 
 def test_class_balance_weights_are_inverse_frequencies_to_a_power_averaging_one_per_image():
     labels = torch.tensor([0] * 10 + [1] * 1 + [3] * 40)  # angry 10, disgust 1, happy 40, the rest absent
-    assert train.class_weights(labels, "none") is None
-    inverse = train.class_weights(labels, "inverse")  # 51/n_c, scaled so the mean over images is 1
+    assert class_weights(labels, "none") is None
+    inverse = class_weights(labels, "inverse")  # 51/n_c, scaled so the mean over images is 1
     torch.testing.assert_close(inverse, torch.tensor([1.7, 17.0, 0.0, 0.425, 0.0, 0.0, 0.0]))
-    sqrt = train.class_weights(labels, "sqrt")
+    sqrt = class_weights(labels, "sqrt")
     torch.testing.assert_close(sqrt[1] / sqrt[0], torch.tensor(10**0.5))  # sqrt(10 / 1)
     for w in (inverse, sqrt):
         assert w[labels].mean().item() == pytest.approx(1.0)
@@ -621,7 +622,7 @@ def test_a_class_balanced_run_weights_its_loss_and_records_the_weights(tmp_path,
     monkeypatch.setattr(step_module.F, "cross_entropy", spy)
     result = fit(_cfg(tmp_path, epochs=1, class_balance="sqrt"))
     split = runs.open_training_splits(_cfg(tmp_path, epochs=1, class_balance="sqrt"))["train"]
-    expected = train.class_weights(split.labels, "sqrt")
+    expected = class_weights(split.labels, "sqrt")
     assert seen and all(w is not None and torch.equal(w, expected) for w in seen)
     prov = json.loads((result.run_dir / "provenance.json").read_text())
     assert prov["training"]["class_weights"] == pytest.approx(expected.tolist())
