@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS := dev,export
 
-.PHONY: env demo demo-real docs docs-ablation test test-fast test-real lint format paper bench bench-gpu lock clean-cache
+.PHONY: env demo demo-real ablation-real docs docs-ablation test test-fast test-real lint format paper bench bench-gpu lock clean-cache
 
 # Create or update .venv with the exact locked set, and nothing else.
 # The locked set (numpy 2.4, pandas 3.1, ipython 9, torch 2.14.1) needs Python 3.11 or newer.
@@ -42,6 +42,14 @@ demo-real: $(STAMP)
 	      "(AVX512_BF16/AMX), else fp32 (training prints which). Expected on 2 cores: about 55 minutes of training with" \
 	      "AVX512_BF16, about 2 hours on an AVX2-only CPU (docs/cpu_training.md)"
 	$(PY) -m resemote_lib pipeline params/fer2013_cpu.yaml
+
+# The paper's thesis on real faces (params/ablation_fer2013_cpu.yaml through 05_ablation): ResEmoteNet
+# against itself without SE, without residual blocks, and ResNet-18, each trained as make demo-real
+# trains, 2 seeds, into results/ablation_fer2013_cpu_budget/; resumes where it stopped.
+ablation-real: $(STAMP)
+	@echo "make ablation-real: 10 runs of the make demo-real recipe on the real FER2013 (about 7 hours on 2 cores" \
+	      "with AVX512_BF16). Stop it at any time: run it again to resume; finished runs are skipped"
+	$(PY) -m resemote_lib pipeline params/ablation_fer2013_cpu.yaml
 
 # Copy what README shows from the runs' own files into docs/: the demo's Table III and figures
 # (after make demo) into docs/demo/, and the CPU-budget run's (after make demo-real) into

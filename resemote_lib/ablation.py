@@ -48,30 +48,42 @@ def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int]
             is evaluated (10 runs of the full network hold about 12 GB).
     """
     base = run_dir_for(cfg) / "runs"
-    rows, trained = [], 0
+    rows, trained, speeds = [], 0, {}
     bar = tqdm(total=len(variants) * len(seeds), desc="ablation", unit="run", disable=not progress)
     try:
-        for variant in variants:
-            bar.set_description(f"ablation: {variant}, measuring speed")
-            speed = _speeds(cfg, variant)
-            for seed in seeds:
-                with warnings.catch_warnings():  # the variant is the ablation's subject, not a deviation to warn of
-                    warnings.filterwarnings("ignore", message=r".*overrides the .* protocol's \{'model'")
-                    run_cfg = resolve({**cfg.to_dict(), "model": variant, "seed": seed, "results_dir": str(base),
-                                       "run_name": f"{variant}_s{seed}"}, where=f"ablation {variant} seed {seed}")
-                run_dir = run_dir_for(run_cfg)
+        for seed in seeds:  # seeds outer: an ablation stopped half-way has every variant at least once
+            for variant in variants:
+                if variant not in speeds:
+                    bar.set_description(f"ablation: {variant}, measuring speed")
+                    speeds[variant] = _speeds(cfg, variant)
+                run_dir = _run_dir(cfg, base, variant, seed)
                 if (run_dir / "metrics.json").is_file():
                     bar.set_description(f"ablation: {variant} seed {seed} already done")
                 else:
-                    _train_and_test(run_cfg, bar, progress, keep_checkpoints)
+                    _train_and_test(_run_config(cfg, base, variant, seed), bar, progress, keep_checkpoints)
                     trained += 1
-                rows.append({"variant": variant, "seed": seed, **speed, **_metrics(run_dir),
+                rows.append({"variant": variant, "seed": seed, **speeds[variant], **_metrics(run_dir),
                              "run": run_dir.relative_to(base.parent).as_posix()})  # beside ablation.csv
                 bar.update(1)
         bar.set_description(f"ablation: done, {trained} trained now, {len(rows) - trained} already done")
     finally:
         bar.close()
-    return pd.DataFrame(rows, columns=COLUMNS)
+    order = {name: k for k, name in enumerate(variants)}
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    return table.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c,
+                             kind="stable", ignore_index=True)
+
+
+def _run_config(cfg: TrainConfig, base: Path, variant: str, seed: int) -> TrainConfig:
+    """The ablation's run of ``variant`` and ``seed``: ``cfg`` with only those (and its folder) changed."""
+    with warnings.catch_warnings():  # the variant is the ablation's subject, not a deviation to warn of
+        warnings.filterwarnings("ignore", message=r".*overrides the .* protocol's \{'model'")
+        return resolve({**cfg.to_dict(), "model": variant, "seed": seed, "results_dir": str(base),
+                        "run_name": f"{variant}_s{seed}"}, where=f"ablation {variant} seed {seed}")
+
+
+def _run_dir(cfg: TrainConfig, base: Path, variant: str, seed: int) -> Path:
+    return run_dir_for(_run_config(cfg, base, variant, seed))
 
 
 def _train_and_test(run_cfg: TrainConfig, bar: tqdm, progress: bool, keep_checkpoints: bool) -> None:

@@ -185,24 +185,31 @@ class ResEmoteNet(nn.Module):
 
 # The ablation's variants: one builder, named arguments (timm's model_args), never copied
 # classes. `cnn` is our stem and head (not the reference repository's separate 5-conv
-# baseline). `resemotenet_lean` is the same function as `resemotenet` at a given input size,
-# with the convolution taps that only ever multiply zero padding removed.
+# baseline). A `_lean` variant is the same function as its full form at a given input size,
+# with the convolution taps that only ever multiply zero padding removed (same cost per image
+# as `resemotenet_lean`, so the ablation compares at equal cost). `resnet18` is not ResEmoteNet:
+# torchvision's ResNet-18 with a stem for 48 px faces (resnet.py), the baseline to beat.
 VARIANTS: dict[str, dict[str, Any]] = {
     "resemotenet": dict(se=True, res_blocks=3),
     "resemotenet_lean": dict(se=True, res_blocks=3, lean=True),
     "cnn": dict(se=False, res_blocks=0),
     "cnn_se": dict(se=True, res_blocks=0),
     "cnn_res": dict(se=False, res_blocks=3),
+    "cnn_res_lean": dict(se=False, res_blocks=3, lean=True),
+    "resnet18": dict(baseline="resnet18"),
 }
 
 
 def build_model(name: str = "resemotenet", *, num_classes: int = NUM_CLASSES, in_channels: int = 3,
-                image_size: int = 64) -> ResEmoteNet:
+                image_size: int = 64) -> nn.Module:
     """A freshly initialised variant ``name`` (``VARIANTS``); ``image_size`` matters only to
-    ``resemotenet_lean``, whose pruned convolutions are exact at that size only."""
+    the ``_lean`` variants, whose pruned convolutions are exact at that size only."""
     if name not in VARIANTS:
         raise ValueError(f"unknown model {name!r}; available: {sorted(VARIANTS)}")
     args = dict(VARIANTS[name])
+    if args.get("baseline") == "resnet18":
+        from .resnet import ResNet18  # torchvision's network: imported only by who builds it
+        return ResNet18(num_classes=num_classes, in_channels=in_channels)
     lean = args.pop("lean", False)
     model = ResEmoteNet(num_classes=num_classes, in_channels=in_channels, **args)
     return make_lean(model, image_size) if lean else model
@@ -270,6 +277,10 @@ def describe(name: str, image_size: int) -> str:
     """The network a config trains, in words (provenance, Table III)."""
     if name == "resemotenet_lean":
         return f"ResEmoteNet (lean form, exact at {image_size} px)"
+    if name == "resnet18":
+        return "torchvision ResNet-18 from scratch, 3x3 stride-1 stem (a baseline, not the paper's network)"
+    if name.endswith("_lean"):
+        return f"ablation variant {name!r} (lean form, exact at {image_size} px; not the paper's network)"
     return "ResEmoteNet" if name == "resemotenet" else f"ablation variant {name!r} (not the paper's network)"
 
 
@@ -291,7 +302,7 @@ def _cropped(conv: nn.Conv2d, in_size: int, out_size: int) -> nn.Conv2d:
 
 def resemotenet(*, num_classes: int = NUM_CLASSES, in_channels: int = 3) -> ResEmoteNet:
     """Build a freshly initialised ResEmoteNet (the reference network)."""
-    return build_model("resemotenet", num_classes=num_classes, in_channels=in_channels)
+    return ResEmoteNet(num_classes=num_classes, in_channels=in_channels)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -31,7 +31,9 @@ def test_progress_names_the_variant_and_seed_at_work_and_skips_finished_runs(tmp
 
     table = ablation.run_ablation(cfg, ["cnn", "cnn_se"], [0, 1])
     err = capsys.readouterr().err
-    assert trained == [("cnn", 1), ("cnn_se", 0), ("cnn_se", 1)]
+    assert trained == [("cnn_se", 0), ("cnn", 1), ("cnn_se", 1)]  # seeds outer: every variant once first
     assert "cnn seed 0 already done" in err and "training cnn seed 1" in err and "training cnn_se seed 0" in err
     assert "3 trained now, 1 already done" in err
     assert isinstance(table, pd.DataFrame) and len(table) == 4
+    assert list(zip(table["variant"], table["seed"], strict=True)) == [("cnn", 0), ("cnn", 1), ("cnn_se", 0),
+                                                                       ("cnn_se", 1)]
