@@ -72,7 +72,7 @@ from resemote_lib.files import atomic_write_text
 from resemote_lib.model import count_parameters
 from resemote_lib.params import PROTOCOLS, TrainConfig, load_params, protocol_deviations
 from resemote_lib.runs import audit_report, open_split, open_training_splits
-from resemote_lib.step import graph_possible
+from resemote_lib.train_step import graph_possible
 
 SMOKE = os.environ.get("SMOKE") == "1"
 PARAMS = paths.PARAMS / "fer2013.yaml"

@@ -1,6 +1,6 @@
-"""``python -m resemote_lib COMMAND``: see ``resemote_lib.cli``."""
+"""``python -m resemote_lib COMMAND``: see ``resemote_lib.commands.cli``."""
 
-from .cli import main
+from .commands.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

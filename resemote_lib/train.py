@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from . import provenance
+from .background_save import BackgroundSaver
 from .checkpoint import CheckpointError, checkpoint_payload, read_checkpoint, unwrap
 from .data import FaceDataset
 from .data.transforms import AUGMENTATIONS, Preset
@@ -62,8 +63,7 @@ from .optim import build_optimizer, build_scheduler, class_weights
 from .params import TrainConfig, protocol_deviations
 from .progress import tqdm
 from .runs import RunLock, open_training_splits, run_dir_for, selected_checkpoint
-from .saving import BackgroundSaver
-from .step import TrainStep, graph_possible
+from .train_step import TrainStep, graph_possible
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_images", "dropped", "val_loss", "val_acc",

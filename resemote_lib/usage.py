@@ -51,7 +51,7 @@ def module_run_refusal(orig_argv: Sequence[str], argv: Sequence[str]) -> str | N
     line runs no module of the package, or one of ``ENTRY_POINTS``.
 
     Run as a script, a library module defines its functions and exits 0 having done nothing: a
-    user's ``python -m resemote_lib.pipeline params/fer2013.yaml`` (the form README documented
+    user's ``python -m resemote_lib.commands.pipeline params/fer2013.yaml`` (the form README documented
     before the CLI moved) "succeeded" with no run. ``orig_argv`` and ``argv`` are
     ``sys.orig_argv`` and ``sys.argv`` while ``python -m`` imports the package to find the
     module: ``argv[0]`` is ``"-m"`` then, and the module's name is the word of ``orig_argv``

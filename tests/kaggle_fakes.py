@@ -139,7 +139,7 @@ def fake_run_output(run="r1", commit="c0ffee", code="abc", metrics=True):
 
 @pytest.fixture
 def regenerated(monkeypatch):
-    from resemote_lib import pipeline
+    from resemote_lib.commands import pipeline
 
     calls = []
 

@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 
-from resemote_lib import ablation
 from resemote_lib.params import resolve
+from resemote_lib.reports import ablation
 
 
 def test_progress_names_the_variant_and_seed_at_work_and_skips_finished_runs(tmp_path, monkeypatch, capsys):

@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from resemote_lib import plots
 from resemote_lib.data import audit, open_splits
 from resemote_lib.data.audit import (
     AUDIT_SIZE,
@@ -30,6 +29,7 @@ from resemote_lib.data.audit import (
 )
 from resemote_lib.data.base import FaceDataset
 from resemote_lib.data.synthetic import make_faces
+from resemote_lib.reports import plots
 
 
 def _ds(images: np.ndarray, split: str, labels: list[int] | None = None, name: str = "synthetic") -> FaceDataset:

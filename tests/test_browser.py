@@ -38,7 +38,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from resemote_lib import paths, pipeline
+from resemote_lib import paths
+from resemote_lib.commands import pipeline
 
 pytestmark = pytest.mark.slow
 

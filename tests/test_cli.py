@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from resemote_lib import cli
+from resemote_lib.commands import cli
 from resemote_lib.usage import ENTRY_POINTS
 
 PACKAGE = Path(cli.__file__).parent
@@ -18,7 +18,7 @@ TOPS = {PACKAGE / "cli.py", PACKAGE / "__main__.py"}
 
 def imports_of(path: Path) -> set[str]:
     """The package modules ``path`` imports, as dotted names relative to ``resemote_lib``
-    (``from .cli import x`` and ``from resemote_lib.cli import x`` are both ``cli``;
+    (``from .cli import x`` and ``from resemote_lib.commands.cli import x`` are both ``cli``;
     ``from . import cli`` too), wherever in the file the import stands."""
     package = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]  # ("resemote_lib", "data")
     found = set()
@@ -44,7 +44,7 @@ def test_no_module_below_the_cli_imports_it():
 @pytest.mark.parametrize("where, source, expected", [
     ("mod.py", "from .cli import main", {"cli", "cli.main"}),
     ("mod.py", "from . import cli", {"cli"}),
-    ("data/mod.py", "from resemote_lib.cli import run", {"cli", "cli.run"}),
+    ("data/mod.py", "from resemote_lib.commands.cli import run", {"cli", "cli.run"}),
     ("data/mod.py", "def f():\n    from ..cli import x", {"cli", "cli.x"}),  # in a function, one level up
     ("data/mod.py", "from .cli import x", set()),  # data/cli.py: another module
 ])
@@ -104,7 +104,7 @@ def test_the_entry_points_are_the_modules_that_run_something_as_a_script():
 
 @pytest.mark.parametrize("module", [m for m in MODULES if m not in ENTRY_POINTS])
 def test_a_library_module_run_as_a_script_says_the_command_and_exits_2(module):
-    """``python -m resemote_lib.pipeline params/fer2013.yaml`` (the form README documented
+    """``python -m resemote_lib.commands.pipeline params/fer2013.yaml`` (the form README documented
     before the CLI moved) exited 0 having run nothing: every module now says, in one line on
     stderr, the command to run instead, and exits 2."""
     out = _run_module("-m", module, "params/fer2013.yaml")
@@ -114,8 +114,8 @@ def test_a_library_module_run_as_a_script_says_the_command_and_exits_2(module):
 
 
 @pytest.mark.parametrize(("argv", "line"), [
-    (["-m", "resemote_lib.pipeline", "params/fer2013.yaml", "--set", "epochs=2"],
-     "error: resemote_lib.pipeline is not a command (run as a script it would do nothing); run: python -m "
+    (["-m", "resemote_lib.commands.pipeline", "params/fer2013.yaml", "--set", "epochs=2"],
+     "error: resemote_lib.commands.pipeline is not a command (run as a script it would do nothing); run: python -m "
      "resemote_lib pipeline params/fer2013.yaml --set epochs=2"),
     (["-X", "utf8", "-mresemote_lib.train", "params/smoke.yaml", "run_name=a b"],
      "error: resemote_lib.train is not a command (run as a script it would do nothing); run: python -m "

@@ -131,9 +131,10 @@ def test_a_reference_format_file_evaluates_like_its_canonical_original(tmp_path,
     import subprocess
     import sys
 
-    from resemote_lib import files, paper, paths, weights
+    from resemote_lib import files, paths, weights
     from resemote_lib.checkpoint import load_model
     from resemote_lib.evaluate import evaluate_checkpoint
+    from resemote_lib.reports import paper
 
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "resemote_lib", *map(str, args)], capture_output=True, text=True,

@@ -8,13 +8,13 @@ import torch
 from matplotlib.colors import to_rgba
 from PIL import Image
 
-from resemote_lib import plots
 from resemote_lib.data.base import FaceDataset
-from resemote_lib.explain import layer_cam, se_gates
-from resemote_lib.gradients import gradient_flow_table
 from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.metrics import compute_metrics, reliability
 from resemote_lib.model import ResEmoteNet
+from resemote_lib.reports import plots
+from resemote_lib.reports.explain import layer_cam, se_gates
+from resemote_lib.reports.gradients import gradient_flow_table
 
 
 def _ds(n=28, size=32):

@@ -17,9 +17,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from resemote_lib import explore
 from resemote_lib.data.base import FaceDataset
 from resemote_lib.labels import CLASS_NAMES
+from resemote_lib.reports import explore
 
 pytestmark = pytest.mark.filterwarnings("error")  # a warning would show in red in the notebook
 
@@ -129,8 +129,8 @@ def test_describe_variant_says_what_the_network_has(variant):
 
 def test_layer_cam_on_faces_works_without_an_se_block(ds):
     """Issue 24.15: 04_explore crashed on cnn and cnn_res runs; LayerCAM reads the stem's output."""
-    from resemote_lib.explain import has_se, se_gates
     from resemote_lib.model import build_model
+    from resemote_lib.reports.explain import has_se, se_gates
 
     torch.manual_seed(0)
     cnn = build_model("cnn").eval()
@@ -168,7 +168,7 @@ def test_confused_pairs_are_the_largest_off_diagonal_cells_with_their_shares():
 
 
 def test_gallery_figures_render_and_handle_nothing_to_show(model, ds):
-    from resemote_lib import plots
+    from resemote_lib.reports import plots
 
     preds = explore.predictions(model, ds)
     grid = plots.prediction_grid(ds, explore.sample_faces(preds, per_class=2), title="t", cols=4)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from resemote_lib.gradients import gradient_flow, gradient_flow_table, summary
 from resemote_lib.model import ResEmoteNet, unreached_parameters
+from resemote_lib.reports.gradients import gradient_flow, gradient_flow_table, summary
 
 
 class _OneConv(nn.Module):

@@ -150,7 +150,7 @@ def test_dest_inside_the_mount_is_never_written(tmp_path, no_credentials, monkey
 @pytest.mark.realdata
 def test_real_fer2013_from_a_read_only_kaggle_mount(real_fer2013, tmp_path, monkeypatch, read_only):
     """00_data with download=True, no credentials, FER2013 attached read-only: used in place."""
-    from resemote_lib import pipeline
+    from resemote_lib.commands import pipeline
 
     kaggle_root = tmp_path / "kaggle"
     mount = kaggle_root / "input" / "fer2013"

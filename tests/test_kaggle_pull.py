@@ -68,7 +68,7 @@ def test_pull_refuses_output_from_another_commit(tmp_path, regenerated, capsys):
 
 
 def test_pull_reports_a_table3_failure(tmp_path, monkeypatch, capsys):
-    from resemote_lib import pipeline
+    from resemote_lib.commands import pipeline
 
     def broken(*a, **k):
         raise RuntimeError("03_paper failed in cell 3: KeyError: 'accuracy'")

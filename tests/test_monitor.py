@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from IPython.display import Image, Markdown
 
-from resemote_lib import monitor
 from resemote_lib.evaluate import compute_metrics
 from resemote_lib.params import TrainConfig, resolve
+from resemote_lib.reports import monitor
 
 HISTORY = pd.DataFrame({"epoch": [1, 2], "lr": [3e-4, 3e-4], "train_loss": [1.9, 1.7], "train_acc": [0.2, 0.3],
                         "val_loss": [1.95, 1.8], "val_acc": [0.242857, 0.3], "seconds": [2.04, 1.96]})

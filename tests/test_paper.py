@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from resemote_lib import paper
 from resemote_lib.data import open_splits
 from resemote_lib.data.base import FaceDataset
 from resemote_lib.evaluate import add_dedup_metrics, compute_metrics, describe_test_set, write_metrics
 from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.params import resolve
+from resemote_lib.reports import paper
 
 # FER2013's official per-class counts (shared/data/README.md; angry ... surprise).
 FER2013_COUNTS = {"train": [3995, 436, 4097, 7215, 4965, 4830, 3171],

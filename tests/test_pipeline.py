@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from resemote_lib import cli, paths, pipeline
+from resemote_lib import paths
+from resemote_lib.commands import cli, pipeline
 from resemote_lib.params import FIELDS, NOTEBOOK_KEYS, read_yaml, resolved_values
 
 PARAM_FILES = sorted(paths.PARAMS.glob("*.yaml"))
@@ -219,7 +220,7 @@ ORDERS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("order", ORDERS, ids=list(ORDERS))
 def test_each_notebooks_defaults_work_after_any_other(order, tmp_path):
-    from resemote_lib import paper
+    from resemote_lib.reports import paper
 
     from . import layouts as L
 

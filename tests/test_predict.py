@@ -197,7 +197,7 @@ def test_batch_prediction_equals_one_by_one(predictor, tmp_path):
 # --- the predict command: every output checked first, written as it comes, nothing replaced -----------
 
 def _predict(*argv) -> int:
-    from resemote_lib.cli import build_parser
+    from resemote_lib.commands.cli import build_parser
 
     args = build_parser().parse_args(["predict", *map(str, argv)])
     from resemote_lib.predict import predict_command

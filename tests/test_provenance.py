@@ -8,7 +8,7 @@ from importlib.metadata import version
 
 from resemote_lib import paths, provenance
 
-# What each CLI command imports (resemote_lib.cli loads them lazily, per command).
+# What each CLI command imports (resemote_lib.commands.cli loads them lazily, per command).
 COMMAND_MODULES = ("cli", "train", "evaluate", "predict", "export", "pipeline", "kaggle.cli", "provenance")
 
 

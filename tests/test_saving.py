@@ -7,8 +7,8 @@ import threading
 import pytest
 import torch
 
+from resemote_lib.background_save import BackgroundSaver, snapshot
 from resemote_lib.files import atomic_torch_save
-from resemote_lib.saving import BackgroundSaver, snapshot
 
 
 def test_a_snapshot_is_a_copy_taken_when_submitted(tmp_path):

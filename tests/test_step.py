@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from resemote_lib.data.transforms import AUGMENTATIONS
 from resemote_lib.device import FP32
 from resemote_lib.model import build_model
-from resemote_lib.step import TrainStep, graph_possible, lr_on_device
 from resemote_lib.train import epoch_plan
+from resemote_lib.train_step import TrainStep, graph_possible, lr_on_device
 
 CPU = torch.device("cpu")
 AUGMENT = AUGMENTATIONS["affine"]

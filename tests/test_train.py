@@ -331,7 +331,7 @@ def test_evaluation_and_prediction_never_import_training():
         imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
         imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not {"train", ".train", "resemote_lib.train"} & imported, module
-    code = "import sys, resemote_lib.evaluate, resemote_lib.predict, resemote_lib.explore; " \
+    code = "import sys, resemote_lib.evaluate, resemote_lib.predict, resemote_lib.reports.explore; " \
            "sys.exit('resemote_lib.train' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
@@ -538,7 +538,7 @@ def test_history_records_each_epochs_learning_rate_when_the_rate_is_a_tensor():
     each history row must keep the number of its own epoch, not the live tensor."""
     from types import SimpleNamespace
 
-    from resemote_lib.step import lr_on_device
+    from resemote_lib.train_step import lr_on_device
 
     weight = torch.nn.Parameter(torch.zeros(2))
     optimizer = torch.optim.SGD([weight], lr=0.1)
@@ -611,7 +611,7 @@ def test_class_balance_weights_are_inverse_frequencies_to_a_power_averaging_one_
 
 
 def test_a_class_balanced_run_weights_its_loss_and_records_the_weights(tmp_path, monkeypatch):
-    from resemote_lib import step as step_module
+    from resemote_lib import train_step as step_module
 
     seen, real = [], F.cross_entropy
 

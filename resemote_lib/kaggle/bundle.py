@@ -122,7 +122,8 @@ def build_bundle(params_file: str | os.PathLike, overrides: dict[str, Any] | Non
     resolved there (its ``base:`` chain included) and validated against the notebooks, and
     the code hash is computed there exactly as ``provenance.code_hash`` will on Kaggle.
     """
-    from .. import params, pipeline, provenance
+    from .. import params, provenance
+    from ..commands import pipeline
 
     repo = Path(repo or paths.ROOT).resolve()
     overrides = dict(overrides or {})

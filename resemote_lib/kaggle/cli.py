@@ -51,7 +51,7 @@ from .kernels import KernelClient
 from .pull import pull
 from .push import ACCELERATORS, push
 
-EXIT_CODES = {WorkFailed: 1, UsageError: 2, RunBusy: 3}  # as resemote_lib.cli.EXIT_CODES
+EXIT_CODES = {WorkFailed: 1, UsageError: 2, RunBusy: 3}  # as resemote_lib.commands.cli.EXIT_CODES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -150,7 +150,7 @@ def pull(run_name: str, *, timeout: float, poll: float, results_dir: str | os.Pa
     failed a check, Table III failed) or ``RunBusy`` (still running after ``timeout``
     seconds, or a local process holds the run).
     """
-    from .. import pipeline
+    from ..commands import pipeline
 
     results = Path(results_dir).resolve() if results_dir is not None else paths.RESULTS
     try:

@@ -136,7 +136,7 @@ def push(params_file: str | os.PathLike, *, overrides: dict[str, Any], accelerat
     params or ``--dry-run``, a dirty tree, no credentials) and ``WorkFailed`` when Kaggle
     refused the push.
     """
-    from ..pipeline import PipelineError
+    from ..commands.pipeline import PipelineError
 
     folder = kernel_folder(dry_run) if dry_run is not None else None
     if accelerator == "gpu-p100":

@@ -33,12 +33,12 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from ..data.base import FaceDataset, to_gray_square
+from ..data.transforms import EVAL
+from ..inference import predict_logits
+from ..model import VARIANTS
 from . import plots
-from .data.base import FaceDataset, to_gray_square
-from .data.transforms import EVAL
 from .explain import has_se, layer_cam
-from .inference import predict_logits
-from .model import VARIANTS
 
 FACE_PIXELS = 144  # faces are shown enlarged to this side (nearest neighbour: the pixels the model sees)
 

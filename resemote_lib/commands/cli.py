@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .usage import UsageError, WorkFailed, parse_overrides
+from ..usage import UsageError, WorkFailed, parse_overrides
 
 EXIT_CODES = {
     0: "success",
@@ -35,11 +35,11 @@ def exit_code(error: BaseException) -> int:
     """The ``EXIT_CODES`` entry of an exception a command raised (None: a bug)."""
     import errno
 
-    from .checkpoint import CheckpointError
-    from .device import DeviceError
+    from ..checkpoint import CheckpointError
+    from ..device import DeviceError
+    from ..runs import RunBusy
+    from ..train import TrainingDiverged, TrainingInterrupted
     from .pipeline import NotebookFailed
-    from .runs import RunBusy
-    from .train import TrainingDiverged, TrainingInterrupted
 
     if isinstance(error, RunBusy):
         return 3
@@ -71,7 +71,7 @@ def run(command: Callable[[], int]) -> int:
 # --- commands --------------------------------------------------------------------------
 
 def cmd_train(argv: list[str]) -> int:
-    from .params import load_params
+    from ..params import load_params
 
     parser = argparse.ArgumentParser(prog="python -m resemote_lib train",
                                      description="Train one experiment (resumes when its run directory has last.pt).")
@@ -79,11 +79,11 @@ def cmd_train(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value (YAML values), e.g. epochs=3 lr=1e-3")
     args = parser.parse_args(argv)
     cfg = load_params(args.params, **parse_overrides(args.overrides))  # a bad file fails before any data loads
-    from .device import resolve_device
+    from ..device import resolve_device
 
     resolve_device(cfg.device)  # so does a device that is not one (device=banana): no run folder is made
-    from .distributed import shutdown
-    from .train import fit
+    from ..distributed import shutdown
+    from ..train import fit
 
     logging.getLogger("resemote_lib").setLevel(logging.INFO)
     try:
@@ -96,8 +96,8 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .device import resolve_device
-    from .evaluate import evaluate_checkpoint, evaluate_run
+    from ..device import resolve_device
+    from ..evaluate import evaluate_checkpoint, evaluate_run
 
     resolve_device(args.device)  # --device banana: refused before --out or a lock is made
     target = Path(args.target)
@@ -123,7 +123,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export
+    from ..export import export
 
     report = export(args.checkpoint, args.output, overwrite=args.force)
     print(f"exported {report['path']} ({report['input']}); max |exported - PyTorch| = {report['max_abs_diff']:.2e}")
@@ -131,7 +131,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .predict import predict_command
+    from ..predict import predict_command
 
     return predict_command(args)
 
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
             from .pipeline import pipeline_command
 
             return run(lambda: pipeline_command(rest))
-        from .kaggle.cli import main as kaggle_main
+        from ..kaggle.cli import main as kaggle_main
 
         return run(lambda: kaggle_main(rest))
     args = build_parser().parse_args(argv)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
-from .data.base import FaceDataset
+from .. import paths
+from ..data.base import FaceDataset
 
 # Table III of the paper (accuracy, %). The abstract gives 72.39 for AffectNet, Table III
 # 72.93; we compare with Table III and say so.

@@ -22,13 +22,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from .device import choose_precision, resolve_device
-from .evaluate import evaluate_run
-from .inference import predict_logits
-from .model import build_model, count_parameters
-from .params import TrainConfig, resolve
-from .runs import open_split, run_dir_for
-from .train import fit
+from ..device import choose_precision, resolve_device
+from ..evaluate import evaluate_run
+from ..inference import predict_logits
+from ..model import build_model, count_parameters
+from ..params import TrainConfig, resolve
+from ..runs import open_split, run_dir_for
+from ..train import fit
 
 METRICS = ["accuracy", "dedup_accuracy", "nll", "ece", "balanced_accuracy"]
 COLUMNS = ["variant", "seed", "params", "gflops", "train_img_s", "infer_img_s", *METRICS, "best_epoch", "run"]

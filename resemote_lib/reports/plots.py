@@ -17,9 +17,9 @@ import seaborn as sns
 from matplotlib.figure import Figure, SubFigure
 from matplotlib.ticker import MaxNLocator
 
-from . import paths
-from .data.audit import QualityReport
-from .data.base import FaceDataset
+from .. import paths
+from ..data.audit import QualityReport
+from ..data.base import FaceDataset
 
 
 def save(fig: Figure, name: str, out_dir: str | os.PathLike | None = None, *, dpi: int = 120,

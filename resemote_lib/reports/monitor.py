@@ -19,8 +19,8 @@ from typing import Any
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
+from ..params import TrainConfig, protocol_deviations
 from . import plots
-from .params import TrainConfig, protocol_deviations
 
 WAITING = "waiting for the first epoch..."
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .model import ResEmoteNet
+from ..model import ResEmoteNet
 
 
 def has_se(model: ResEmoteNet) -> bool:

@@ -20,10 +20,10 @@ from typing import Any
 
 import yaml
 
-from . import paths
-from .params import FIELDS, absolute_path, resolved_values
-from .progress import TEXT_PROGRESS
-from .runs import RunLock
+from .. import paths
+from ..params import FIELDS, absolute_path, resolved_values
+from ..progress import TEXT_PROGRESS
+from ..runs import RunLock
 
 log = logging.getLogger(__name__)
 EXPERIMENT_NOTEBOOKS = ("00_data", "01_train", "02_evaluate", "04_explore")  # the default `notebooks`
@@ -159,7 +159,7 @@ def regenerate_paper(results_dir: str | os.PathLike | None = None, *, progress: 
 
 def data_present(params_file: str | os.PathLike, **overrides: Any) -> bool:
     """Whether the dataset of ``params_file`` is already on disk (for ``make paper``)."""
-    from .data import default_root, detect_layout
+    from ..data import default_root, detect_layout
 
     values = resolved_values(params_file, **overrides)
     if values["dataset"] == "synthetic":
@@ -175,9 +175,9 @@ def require_data(params_file: str | os.PathLike, **overrides: Any) -> None:
     """Stop before any notebook starts, in one line saying where to put the data, when the
     dataset of ``params_file`` is not on disk and cannot be downloaded (no Kaggle credentials,
     or ``download: false``)."""
-    from .data import KAGGLE_SLUGS, default_root
-    from .kaggle import credential_sources
-    from .kaggle.credentials import WHERE_CREDENTIALS_GO
+    from ..data import KAGGLE_SLUGS, default_root
+    from ..kaggle import credential_sources
+    from ..kaggle.credentials import WHERE_CREDENTIALS_GO
 
     values = resolved_values(params_file, **overrides)
     name = values["dataset"]
@@ -194,7 +194,7 @@ def require_data(params_file: str | os.PathLike, **overrides: Any) -> None:
 
 def pipeline_command(argv: list[str]) -> int:
     """The CLI's ``pipeline`` command (errors are raised; ``cli.run`` maps them to exit codes)."""
-    from .usage import UsageError, parse_overrides
+    from ..usage import UsageError, parse_overrides
 
     parser = argparse.ArgumentParser(prog="python -m resemote_lib pipeline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .model import build_model
+from ..model import build_model
 
 COLUMNS = ["variant", "image_size", "layer", "params", "zero_grad_params", "zero_grad_share", "grad_norm"]
 

@@ -1,0 +1,1 @@
+"""The commands: the CLI (`python -m resemote_lib ...`) and the notebook pipeline it runs."""
