@@ -1,7 +1,20 @@
 """resemote: ResEmoteNet facial emotion recognition, reproduced and measured.
 
-Public API (the rest lives in the submodules: ``data``, ``train``, ``evaluate``,
-``plots``, ``provenance``, ``pipeline``, ``kaggle``):
+The core, in reading order (each a module named after its idea):
+
+1. ``model.py``: the network (stem, SE block, residual blocks, head), its lean form and the
+   ablation variants (``resnet.py``: the ResNet-18 baseline).
+2. ``data/``: the datasets (FER2013, RAF-DB, AffectNet, folders, synthetic faces), one label
+   order (``labels.py``), the duplicate audit and the clean protocol's exclusions.
+3. ``train.py``: ``fit``, the loop over epochs; ``train_step.py``: one optimisation step;
+   ``optim.py``, ``resume.py``, ``interrupt.py`` around them; ``params.py``: every setting.
+4. ``evaluate.py``: a run or checkpoint tested (``metrics.py``, ``calibration.py``,
+   ``inference.py``); ``checkpoint.py`` and ``runs.py``: what training writes and reads back.
+
+The tools use the core and are never imported by it: ``predict/`` (faces in photos and videos,
+export), ``reports/`` (figures, the paper's tables, exploration, the ablation), ``commands/``
+(the command line and the notebook pipeline), ``kaggle/`` (kernels and datasets).
+Public API (the rest lives in the modules above):
 """
 
 from .usage import refuse_module_run

@@ -7,6 +7,7 @@ shown comparable (same split membership hash, same config, same code).
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import platform
@@ -21,10 +22,18 @@ import torch
 
 from . import paths
 
-# The kernel's runner is standard-library only and pushed as one file, so it owns these:
-# SOURCE_RECORD, the file in which a source bundle without .git (the Kaggle kernel's copy of
-# a commit) carries its git state; installed_version, a distribution's version or None.
-from .kaggle.runner import SOURCE_RECORD, installed_version
+# The file in which a source bundle without .git (the Kaggle kernel's copy of a commit) carries
+# its git state. kaggle/runner.py (standard library only: pasted into the kernel) spells the
+# same name; tests/test_provenance.py checks that the two agree.
+SOURCE_RECORD = "resemote_source.json"
+
+
+def installed_version(name: str) -> str | None:
+    """A distribution's version, or None when it is not installed."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def code_hash(root: Path = paths.ROOT, parts: tuple[str, ...] | None = None) -> str:

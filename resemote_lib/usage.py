@@ -41,9 +41,11 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 # ``python -m NAME`` for these runs a command; any other module of the package, run so, is refused.
 ENTRY_POINTS = frozenset({"resemote_lib", "resemote_lib.__main__"})
 # The command a module serves (by its name below resemote_lib, else its package's): what to run instead.
-_COMMAND_OF = {"cli": "", "train": "train", "evaluate": "evaluate", "pipeline": "pipeline", "predict": "predict",
-               "export": "export", "kaggle": "kaggle", "kaggle.push": "kaggle push", "kaggle.pull": "kaggle pull",
-               "kaggle.runner": "kaggle push"}
+# Old top-level names (cli, pipeline, export) stay: a user may type the form an older README showed.
+_COMMAND_OF = {"cli": "", "commands": "", "commands.cli": "", "train": "train", "evaluate": "evaluate",
+               "pipeline": "pipeline", "commands.pipeline": "pipeline", "predict": "predict", "export": "export",
+               "predict.export": "export", "kaggle": "kaggle", "kaggle.push": "kaggle push",
+               "kaggle.pull": "kaggle pull", "kaggle.runner": "kaggle push"}
 
 
 def module_run_refusal(orig_argv: Sequence[str], argv: Sequence[str]) -> str | None:
@@ -51,7 +53,7 @@ def module_run_refusal(orig_argv: Sequence[str], argv: Sequence[str]) -> str | N
     line runs no module of the package, or one of ``ENTRY_POINTS``.
 
     Run as a script, a library module defines its functions and exits 0 having done nothing: a
-    user's ``python -m resemote_lib.commands.pipeline params/fer2013.yaml`` (the form README documented
+    user's ``python -m resemote_lib.pipeline params/fer2013.yaml`` (the form README documented
     before the CLI moved) "succeeded" with no run. ``orig_argv`` and ``argv`` are
     ``sys.orig_argv`` and ``sys.argv`` while ``python -m`` imports the package to find the
     module: ``argv[0]`` is ``"-m"`` then, and the module's name is the word of ``orig_argv``

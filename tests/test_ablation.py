@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from resemote_lib.params import resolve
 from resemote_lib.reports import ablation
@@ -37,3 +38,74 @@ def test_progress_names_the_variant_and_seed_at_work_and_skips_finished_runs(tmp
     assert isinstance(table, pd.DataFrame) and len(table) == 4
     assert list(zip(table["variant"], table["seed"], strict=True)) == [("cnn", 0), ("cnn", 1), ("cnn_se", 0),
                                                                        ("cnn_se", 1)]
+
+
+def _fake_run(root, name, true, predicted, duplicate_of, recall=None):
+    """A run folder with what the ablation reads: predictions.csv and metrics.json."""
+    run = root / "runs" / name
+    run.mkdir(parents=True)
+    pd.DataFrame({"id": [f"img{k}.jpg" for k in range(len(true))], "true": true, "predicted": predicted,
+                  "duplicate_of": duplicate_of}).to_csv(run / "predictions.csv", index=False)
+    correct = [t == p for t, p in zip(true, predicted, strict=True)]
+    kept = [c for c, d in zip(correct, duplicate_of, strict=True) if not d]
+    per_class = [{"class": c, "recall": (recall or {}).get(c, 0.5), "support": 1} for c in ("happy", "angry")]
+    (run / "metrics.json").write_text(json.dumps({
+        "accuracy": sum(correct) / len(correct), "accuracy_ci95": [0.1, 0.9], "per_class": per_class,
+        "dedup": {"accuracy": sum(kept) / len(kept), "accuracy_ci95": [0.2, 0.8]}}))
+    return f"runs/{name}"
+
+
+def test_paired_differences_match_a_hand_count_per_seed_and_pooled(tmp_path):
+    """Seed s of a variant is paired with seed s of the reference, image by image (by id, whatever
+    the row order), on both test sets; the pooled row counts all seed-matched pairs together."""
+    true = ["happy"] * 6
+    dup = ["", "", "", "", "x.jpg", "y.jpg"]  # the last two images have a copy in train: not in dedup
+    rows = [
+        ("resemotenet_lean", 0, _fake_run(tmp_path, "ref0", true, ["happy", "happy", "sad", "sad", "happy", "sad"], dup)),
+        ("resemotenet_lean", 1, _fake_run(tmp_path, "ref1", true, ["happy"] * 6, dup)),
+        ("cnn", 0, _fake_run(tmp_path, "cnn0", true, ["happy", "sad", "happy", "happy", "sad", "sad"], dup)),
+        ("cnn", 1, _fake_run(tmp_path, "cnn1", true, ["sad", "happy", "happy", "happy", "happy", "happy"], dup)),
+    ]
+    table = pd.DataFrame(rows, columns=["variant", "seed", "run"])
+    ref0 = tmp_path / "runs" / "ref0" / "predictions.csv"
+    pd.read_csv(ref0, keep_default_na=False).iloc[::-1].to_csv(ref0, index=False)  # another row order, same images
+    paired = ablation.paired_differences(table, tmp_path)
+    got = {(r.test_set, r.seed): (r.n, r.variant_only, r.reference_only) for r in paired.itertuples()}
+    # seed 0: cnn right on 0, 2, 3 and ref right on 0, 1, 4: cnn-only {2, 3}, ref-only {1, 4} (dedup: {1})
+    # seed 1: cnn right on all but 0, ref right on all: cnn-only {}, ref-only {0}
+    assert got == {("official", 0): (6, 2, 2), ("official", 1): (6, 0, 1), ("official", "pooled"): (12, 2, 3),
+                   ("dedup", 0): (4, 2, 1), ("dedup", 1): (4, 0, 1), ("dedup", "pooled"): (8, 2, 2)}
+    pooled = paired[(paired["test_set"] == "official") & (paired["seed"] == "pooled")].iloc[0]
+    assert pooled["difference"] == pytest.approx((2 - 3) / 12)
+    assert pooled["accuracy"] == pytest.approx(8 / 12) and pooled["reference_accuracy"] == pytest.approx(9 / 12)
+    assert set(paired["variant"]) == {"cnn"} and set(paired["reference"]) == {"resemotenet_lean"}
+
+
+def test_runs_tested_on_different_images_are_not_paired(tmp_path):
+    table = pd.DataFrame([("resemotenet_lean", 0, _fake_run(tmp_path, "ref0", ["happy"] * 3, ["happy"] * 3, [""] * 3)),
+                          ("cnn", 0, _fake_run(tmp_path, "cnn0", ["happy"] * 4, ["happy"] * 4, [""] * 4))],
+                         columns=["variant", "seed", "run"])
+    with pytest.raises(ValueError, match="different images"):
+        ablation.paired_differences(table, tmp_path)
+
+
+def test_the_written_table_has_every_metric_and_the_paired_section(tmp_path):
+    true, dup = ["happy", "angry", "happy", "angry"], ["", "", "", "a.jpg"]
+    runs = [("resemotenet_lean", 0, _fake_run(tmp_path, "ref0", true, ["happy", "angry", "angry", "angry"], dup,
+                                              {"happy": 0.5, "angry": 1.0})),
+            ("cnn", 0, _fake_run(tmp_path, "cnn0", true, ["happy", "happy", "happy", "angry"], dup,
+                                 {"happy": 1.0, "angry": 0.5}))]
+    table = pd.DataFrame([{"variant": v, "seed": s, "run": r, "params": 10, "gflops": 0.1, "train_img_s": 5.0,
+                           "infer_img_s": 9.0, "accuracy": 0.75, "dedup_accuracy": 0.7, "balanced_accuracy": 0.7,
+                           "macro_f1": 0.6, "nll": 1.0, "ece": 0.1, "best_epoch": 1} for v, s, r in runs])
+    files = ablation.write(table, pd.DataFrame(columns=["variant"]), tmp_path, note="a note")
+    md = files["md"].read_text()
+    assert "macro-F1 %" in md and "## Each variant against `resemotenet_lean`" in md and "McNemar p" in md
+    assert "a note" in md
+    recall = pd.read_csv(files["recall"])
+    assert list(recall["class"][:2]) == ["angry", "happy"]  # canonical order, not the file's
+    assert recall.set_index(["variant", "class"])["recall"].to_dict() == {
+        ("resemotenet_lean", "angry"): 1.0, ("resemotenet_lean", "happy"): 0.5, ("cnn", "angry"): 0.5,
+        ("cnn", "happy"): 1.0}
+    intervals = ablation.accuracy_intervals(table, tmp_path)
+    assert len(intervals) == 4 and set(intervals["test_set"]) == {"official", "dedup"}

@@ -127,7 +127,7 @@ def test_every_variant_builds_and_trains_a_step(name):
     loss.backward()
     opt.step()
     assert torch.isfinite(loss) and model(x).shape == (4, 7)
-    assert (model.se is None) == (name in ("cnn", "cnn_res"))
+    assert (getattr(model, "se", None) is None) == (name in ("cnn", "cnn_res", "cnn_res_lean", "resnet18"))
 
 
 def test_variants_share_the_reference_names():
@@ -244,3 +244,21 @@ def test_small_map_convolution_is_the_same_function_as_conv2d(cin, cout, k, stri
     with torch.no_grad():  # traced (export) it records the plain convolution
         traced = torch.jit.trace(small, x.detach())
     assert "unfold" not in str(traced.graph) and "im2col" not in str(traced.graph)
+
+
+@pytest.mark.parametrize("size", [48, 64])
+def test_lean_cnn_res_equals_the_full_one_at_its_input_size(size):
+    """The ablation's ``cnn_res_lean`` trains at the lean ResEmoteNet's cost per image; it must be the
+    same function as ``cnn_res`` (stem + residual blocks + head, no SE) at its size."""
+    import copy
+
+    torch.manual_seed(0)
+    full = build_model("cnn_res").eval()
+    lean = make_lean(copy.deepcopy(full), size).eval()
+    assert lean.se is None and lean.res_block3.conv2.kernel_size == (1, 1)
+    assert dict(VARIANTS["cnn_res_lean"]) == {**VARIANTS["cnn_res"], "lean": True}
+    built = build_model("cnn_res_lean", image_size=size)
+    assert [tuple(p.shape) for p in built.parameters()] == [tuple(p.shape) for p in lean.parameters()]
+    x = torch.randn(4, 3, size, size)
+    with torch.no_grad():
+        torch.testing.assert_close(full(x), lean(x), rtol=1e-5, atol=1e-5)

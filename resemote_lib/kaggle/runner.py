@@ -51,7 +51,7 @@ from typing import Any
 
 log = logging.getLogger("resemote_kernel")
 
-SOURCE_RECORD = "resemote_source.json"  # resemote_lib.provenance imports it from here
+SOURCE_RECORD = "resemote_source.json"  # as resemote_lib.provenance.SOURCE_RECORD (a test checks)
 # Kaggle's own builds match its GPUs and CUDA driver: never replaced, only pinned.
 NEVER_INSTALLED = ("torch", "torchvision")
 # Also pinned when installed: the image's compiled packages (scipy, opencv, ...) are built

@@ -7,6 +7,13 @@ inference speed; ``summarize`` gives mean and spread over seeds. Runs live under
 ``results/<run_name>/runs/<variant>_s<seed>/`` and are skipped when already evaluated,
 so an interrupted ablation resumes. A progress bar over the runs says which variant and
 seed is training (and which are done or skipped), above each run's own epoch bar.
+
+``paired_differences`` answers the ablation's question on the same test images: each variant
+against ``REFERENCE`` (the paper's network in its lean form), seed-matched (seed s of the variant
+against seed s of the reference), with the paired difference's 95% interval and the exact McNemar
+p-value (``comparison``), per seed and pooled over seeds (all seed-matched pairs together: the
+interval then covers the test images' sampling, not the training's seed-to-seed spread, which the
+per-seed rows and the summary's spread show). ``per_class_recall`` gives each run's recall per class.
 """
 
 from __future__ import annotations
@@ -22,15 +29,21 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+from ..comparison import paired_difference
 from ..device import choose_precision, resolve_device
 from ..evaluate import evaluate_run
 from ..inference import predict_logits
+from ..labels import CLASS_NAMES
 from ..model import build_model, count_parameters
 from ..params import TrainConfig, resolve
 from ..runs import open_split, run_dir_for
 from ..train import fit
 
-METRICS = ["accuracy", "dedup_accuracy", "nll", "ece", "balanced_accuracy"]
+METRICS = ["accuracy", "dedup_accuracy", "balanced_accuracy", "macro_f1", "nll", "ece"]
+REFERENCE = "resemotenet_lean"  # what every ablated variant is compared with
+TEST_SETS = ("official", "dedup")  # every test image; only those with no copy in train or val
+PAIRED_COLUMNS = ["variant", "reference", "test_set", "seed", "n", "accuracy", "reference_accuracy", "difference",
+                  "low", "high", "variant_only", "reference_only", "mcnemar_p"]
 COLUMNS = ["variant", "seed", "params", "gflops", "train_img_s", "infer_img_s", *METRICS, "best_epoch", "run"]
 
 
@@ -98,31 +111,63 @@ def _train_and_test(run_cfg: TrainConfig, bar: tqdm, progress: bool, keep_checkp
             (run_dir / name).unlink(missing_ok=True)
 
 
-def write(table: pd.DataFrame, flow: pd.DataFrame, out_dir: Path, note: str = "") -> dict[str, Path]:
-    """``ablation.csv`` (per run), ``ablation_summary.csv``, ``gradient_flow.csv`` and
-    ``ablation.md`` (the summary as mean ± spread over seeds, and ``note``) in ``out_dir``."""
+def write(table: pd.DataFrame, flow: pd.DataFrame, out_dir: Path, note: str = "",
+          reference: str = REFERENCE) -> dict[str, Path]:
+    """The ablation's files in ``out_dir``: ``ablation.csv`` (per run), ``ablation_summary.csv``,
+    ``paired.csv`` (``paired_differences`` against ``reference``), ``recall.csv``
+    (``per_class_recall``), ``gradient_flow.csv`` and ``ablation.md`` (the summary as mean ±
+    spread over seeds, the paired differences, how seeds are combined, and ``note``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(table)
+    summary, paired = summarize(table), paired_differences(table, out_dir, reference)
     files = {"runs": out_dir / "ablation.csv", "summary": out_dir / "ablation_summary.csv",
+             "paired": out_dir / "paired.csv", "recall": out_dir / "recall.csv",
              "flow": out_dir / "gradient_flow.csv", "md": out_dir / "ablation.md"}
     table.to_csv(files["runs"], index=False)
     summary.to_csv(files["summary"], index=False)
+    paired.to_csv(files["paired"], index=False)
+    per_class_recall(table, out_dir).to_csv(files["recall"], index=False)
     flow.to_csv(files["flow"], index=False)
+    files["md"].write_text("# Ablation: what the SE block and the residual blocks buy\n\n"
+                           + _summary_markdown(summary) + "\n\nMean ± standard deviation over seeds (± 0.00: one "
+                           "seed). Test accuracy: the official test set; dedup: only its images with no copy in "
+                           "train or val. Train img/s: measured during each run, whatever else the machine ran.\n\n"
+                           + _paired_markdown(paired, reference) + "\n\n" + note + "\n")
+    return files
+
+
+def _summary_markdown(summary: pd.DataFrame) -> str:
+    percent = (("test acc %", "accuracy"), ("dedup acc %", "dedup_accuracy"), ("balanced acc %", "balanced_accuracy"),
+               ("macro-F1 %", "macro_f1"))
     shown = pd.DataFrame({
         "variant": summary["variant"], "params (M)": (summary["params"] / 1e6).round(2),
         "GFLOPs/img": summary["gflops"].round(3), "train img/s": summary["train_img_s"].round(1),
         "infer img/s": summary["infer_img_s"].round(1), "seeds": summary["seeds"],
         **{name: [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(summary[f"{key}_mean"], summary[f"{key}_std"],
-                                                                      strict=True)]
-           for name, key in (("test acc %", "accuracy"), ("dedup acc %", "dedup_accuracy"),
-                             ("balanced acc %", "balanced_accuracy"))},
+                                                                      strict=True)] for name, key in percent},
         "NLL": [f"{m:.3f} ± {s:.3f}" for m, s in zip(summary["nll_mean"], summary["nll_std"], strict=True)],
         "ECE": [f"{m:.3f} ± {s:.3f}" for m, s in zip(summary["ece_mean"], summary["ece_std"], strict=True)],
     })
-    files["md"].write_text("# Ablation: what the SE block and the residual blocks buy\n\n"
-                           + shown.to_markdown(index=False) + "\n\nMean ± standard deviation over seeds. "
-                           + note + "\n")
-    return files
+    return shown.to_markdown(index=False)
+
+
+def _paired_markdown(paired: pd.DataFrame, reference: str) -> str:
+    if paired.empty:
+        return f"No paired comparison: no run of `{reference}` to compare with."
+    shown = pd.DataFrame({
+        "variant": paired["variant"], "test set": paired["test_set"], "seed": paired["seed"].astype(str),
+        "n": paired["n"], "acc %": (100 * paired["accuracy"]).round(2),
+        f"{reference} acc %": (100 * paired["reference_accuracy"]).round(2),
+        "difference (pp)": [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+                            for d, lo, hi in zip(paired["difference"], paired["low"], paired["high"], strict=True)],
+        "only variant right": paired["variant_only"], f"only {reference} right": paired["reference_only"],
+        "McNemar p": [f"{p:.2g}" for p in paired["mcnemar_p"]],
+    })
+    return (f"## Each variant against `{reference}`, on the same test images\n\n" + shown.to_markdown(index=False)
+            + f"\n\nDifference: the variant's accuracy minus `{reference}`'s on the same images, in percentage "
+            "points, with its 95% interval (Wald, for paired proportions); McNemar p: exact two-sided test on the "
+            "images only one of the two gets right. Seeds are matched (seed s against seed s); `pooled` puts all "
+            "seed-matched pairs together, so its interval covers the test set's sampling, not the spread between "
+            "training seeds (the per-seed rows and the table above show that).")
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -167,7 +212,79 @@ def _metrics(run_dir: Path) -> dict[str, float]:
     history = pd.read_csv(run_dir / "history.csv")
     return {"train_img_s": float(history["train_images"].sum() / history["train_seconds"].sum()),
             "accuracy": m["accuracy"], "dedup_accuracy": (m.get("dedup") or {}).get("accuracy"), "nll": m["nll"],
-            "ece": m["ece"], "balanced_accuracy": m["balanced_accuracy"], "best_epoch": m.get("checkpoint_epoch")}
+            "ece": m["ece"], "balanced_accuracy": m["balanced_accuracy"], "macro_f1": m.get("macro_f1"),
+            "best_epoch": m.get("checkpoint_epoch")}
 
 
-__all__ = ["COLUMNS", "METRICS", "flops_per_image", "run_ablation", "summarize", "write"]
+def paired_differences(table: pd.DataFrame, out_dir: Path, reference: str = REFERENCE) -> pd.DataFrame:
+    """Each variant of ``table`` (``run_ablation``'s) minus ``reference`` on the same test images
+    (``PAIRED_COLUMNS``): per test set, one row per seed both have, then a pooled row (seed
+    ``"pooled"``) when there are several. ``out_dir``: the ablation's folder (``table["run"]``
+    is relative to it). Empty when ``reference`` has no run."""
+    runs = {(r.variant, r.seed): Path(out_dir) / r.run for r in table.itertuples()}
+    rows = []
+    for variant in dict.fromkeys(table["variant"]):
+        seeds = [s for (v, s) in runs if v == variant and (reference, s) in runs]
+        if variant == reference or not seeds:
+            continue
+        for test_set in TEST_SETS:
+            pairs = {seed: _paired_correctness(runs[variant, seed], runs[reference, seed], test_set) for seed in seeds}
+            for seed, (mine, theirs) in pairs.items():
+                rows.append(_paired_row(variant, reference, test_set, seed, mine, theirs))
+            if len(pairs) > 1:
+                mine, theirs = (pd.concat([p[k] for p in pairs.values()], ignore_index=True) for k in (0, 1))
+                rows.append(_paired_row(variant, reference, test_set, "pooled", mine, theirs))
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def per_class_recall(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """Recall of each class (canonical order) in each run: columns variant, seed, class, recall, support."""
+    rows = []
+    for r in table.itertuples():
+        per_class = {c["class"]: c for c in json.loads((Path(out_dir) / r.run / "metrics.json").read_text())["per_class"]}
+        rows += [{"variant": r.variant, "seed": r.seed, "class": name, "recall": per_class[name]["recall"],
+                  "support": per_class[name]["support"]} for name in CLASS_NAMES if name in per_class]
+    return pd.DataFrame(rows, columns=["variant", "seed", "class", "recall", "support"])
+
+
+def accuracy_intervals(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """Each run's accuracy on each test set with its 95% interval (as ``metrics.json`` gives it):
+    columns variant, seed, test_set, accuracy, low, high."""
+    rows = []
+    for r in table.itertuples():
+        m = json.loads((Path(out_dir) / r.run / "metrics.json").read_text())
+        for test_set, part in (("official", m), ("dedup", m.get("dedup") or {})):
+            if part.get("accuracy") is not None:
+                low, high = part["accuracy_ci95"]
+                rows.append({"variant": r.variant, "seed": r.seed, "test_set": test_set, "accuracy": part["accuracy"],
+                             "low": low, "high": high})
+    return pd.DataFrame(rows, columns=["variant", "seed", "test_set", "accuracy", "low", "high"])
+
+
+def _paired_row(variant: str, reference: str, test_set: str, seed: int | str, mine: pd.Series,
+                theirs: pd.Series) -> dict:
+    d = paired_difference(mine.to_numpy(), theirs.to_numpy())
+    return {"variant": variant, "reference": reference, "test_set": test_set, "seed": seed, "n": d.n,
+            "accuracy": d.accuracy_a, "reference_accuracy": d.accuracy_b, "difference": d.difference, "low": d.low,
+            "high": d.high, "variant_only": d.a_only, "reference_only": d.b_only, "mcnemar_p": d.mcnemar_p}
+
+
+def _paired_correctness(run: Path, reference_run: Path, test_set: str) -> tuple[pd.Series, pd.Series]:
+    """Per test image (aligned by id), whether each of two runs classified it right."""
+    mine, theirs = (_correctness(r, test_set) for r in (run, reference_run))
+    if set(mine.index) != set(theirs.index):
+        raise ValueError(f"{run} and {reference_run} were tested on different images ({test_set}: "
+                         f"{len(mine)} and {len(theirs)}, {len(set(mine.index) ^ set(theirs.index))} not shared): "
+                         "a paired comparison needs the same test set")
+    return mine, theirs.loc[mine.index]
+
+
+def _correctness(run: Path, test_set: str) -> pd.Series:
+    predictions = pd.read_csv(run / "predictions.csv", keep_default_na=False, dtype=str)
+    if test_set == "dedup":
+        predictions = predictions[predictions["duplicate_of"] == ""]
+    return (predictions["true"] == predictions["predicted"]).set_axis(predictions["id"]).sort_index()
+
+
+__all__ = ["COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals", "flops_per_image",
+           "paired_differences", "per_class_recall", "run_ablation", "summarize", "write"]
