@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EXTRAS := dev,export
 
-.PHONY: env demo demo-real ablation-real docs docs-ablation test test-fast test-real lint format paper bench bench-gpu lock clean-cache
+.PHONY: env demo demo-real ablation-real docs docs-ablation test test-fast test-real lint format paper bench bench-ablation bench-gpu lock clean-cache
 
 # Create or update .venv with the exact locked set, and nothing else.
 # The locked set (numpy 2.4, pandas 3.1, ipython 9, torch 2.14.1) needs Python 3.11 or newer.
@@ -67,12 +67,15 @@ docs: $(STAMP)
 	  $(PY) -c 'import pandas as pd; t = pd.read_csv("results/paper/table3.csv", keep_default_na=False); t[t["run"] == "fer2013_cpu"].to_csv("docs/fer2013_cpu/table3_row.csv", index=False); open("docs/fer2013_cpu/table3_row.md", "w").write(t[t["run"] == "fer2013_cpu"].T.to_markdown(headers=["Table III row", "fer2013_cpu"]) + "\n")'; fi
 	if [ -f results/sweep_cpu/sweep.md ]; then mkdir -p docs/fer2013_cpu && cp results/sweep_cpu/sweep.md results/sweep_cpu/sweep.csv docs/fer2013_cpu/; fi
 
-# Copy an ablation's tables and figures (results/$(RUN)/, as 05_ablation wrote them) into docs/$(RUN)/
+# Copy an ablation's tables and figures (results/$(RUN)/, as 05_ablation wrote them) into docs/$(RUN)/,
+# with the ablation's resolved params and, when measured, its quiet speed table (make bench-ablation).
 docs-ablation:
 	test -n "$(RUN)" -a -f results/$(RUN)/ablation.md || { echo "make docs-ablation RUN=<run>: no results/$(RUN)/ablation.md" >&2; exit 2; }
 	mkdir -p docs/$(RUN)
 	cp results/$(RUN)/ablation.md results/$(RUN)/ablation.csv results/$(RUN)/ablation_summary.csv results/$(RUN)/gradient_flow.csv results/$(RUN)/figures/ablation.png results/$(RUN)/figures/gradient_flow.png docs/$(RUN)/
-	test ! -f results/$(RUN)/params.yaml || cp results/$(RUN)/params.yaml docs/$(RUN)/
+	for f in paired.csv recall.csv figures/ablation_accuracy.png figures/ablation_recall.png params.yaml; do \
+	  test ! -f results/$(RUN)/$$f || cp results/$(RUN)/$$f docs/$(RUN)/; done
+	test ! -f results/bench/ablation_speed.md || cp results/bench/ablation_speed.md results/bench/ablation_speed.csv docs/$(RUN)/
 
 # The whole suite: unit tests, slow tests and every notebook under nbval.
 test: $(STAMP)
@@ -99,6 +102,12 @@ paper: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# Training and inference speed of each ablation variant under the CPU-budget recipe, measured alone
+# (a few steps each, interleaved) into results/bench/ablation_speed.{md,csv}: the ablation's own
+# runs share the machine with whatever else runs, so their img/s column is not a benchmark.
+bench-ablation: $(STAMP)
+	$(PY) benchmarks/ablation_speed.py
 
 # The paper's FER2013 run timed on one GPU in under 10 minutes (benchmarks/gpu.py): make bench-gpu
 # DATA=<folder holding fer2013.zip or Kaggle's train/ and test/> [OUT=results/bench/gpu]. Needs only

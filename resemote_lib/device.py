@@ -71,7 +71,7 @@ def check_cuda_arch(device: torch.device) -> None:
             "Fix: install a torch build that supports it, e.g. "
             "pip install torch torchvision --index-url https://download.pytorch.org/whl/cu126 "
             "(CUDA 12.6 builds still include sm_60/sm_70); on Kaggle keep the preinstalled torch and "
-            "install this project with: pip install --no-deps -e . (see README, 'Kaggle'). "
+            "install this project with: pip install --no-deps -e . (see docs/reproducing.md, 'On Kaggle'). "
             "Or run on CPU with device='cpu'."
         )
 

@@ -124,7 +124,7 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
                        plateau_factor=0.1, early_stopping_patience=None, selection="best_val", image_size=48,
                        amp=None, label_smoothing=0.1, augment="flip", class_balance="sqrt", keep_last=True),
     # The synthetic demo: not a paper protocol. AdamW learns this task in a few thousand
-    # images on a CPU, where SGD at lr 1e-3 needs far more (measured: see README).
+    # images on a CPU, where SGD at lr 1e-3 needs far more (measured: docs/data.md, "The synthetic faces").
     "demo": dict(max_train_items=None, batch_size=32, epochs=6, optimizer="adamw", lr=3e-4, momentum=0.9,
                  weight_decay=1e-4, scheduler="none", plateau_patience=5, plateau_factor=0.1,
                  early_stopping_patience=None, selection="best_val", image_size=48, amp=None, label_smoothing=0.0,

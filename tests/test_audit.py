@@ -1,108 +1,30 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import logging
-import warnings
 from collections import defaultdict
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from PIL import Image
 
-from resemote_lib.data import audit, open_splits
+from resemote_lib.data import audit, duplicates, open_splits
 from resemote_lib.data.audit import (
     AUDIT_SIZE,
     CLEAN_COLUMNS,
     EXCLUDED_COLUMNS,
     GROUP_COLUMNS,
-    PAIR_COLUMNS,
     QualityReport,
-    find_duplicates,
-    phash,
     quality_report,
-    summarize,
 )
 from resemote_lib.data.base import FaceDataset
+from resemote_lib.data.duplicates import BLANK_COLUMNS, BLANK_REASONS, PAIR_COLUMNS
 from resemote_lib.data.synthetic import make_faces
 from resemote_lib.reports import plots
 
-
-def _ds(images: np.ndarray, split: str, labels: list[int] | None = None, name: str = "synthetic") -> FaceDataset:
-    """A split of in-memory images; ``synthetic`` takes that dataset's audit settings."""
-    t = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
-    y = torch.tensor(labels if labels is not None else [0] * len(t), dtype=torch.int64)
-    return FaceDataset(t, y, [f"{split}{i}" for i in range(len(t))], name=name, split=split, layout="x", root=None)
-
-
-def _reencode(img: np.ndarray, quality: int = 60) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
-    return np.asarray(Image.open(buf).convert("L"))
-
-
-def _brighter(img: np.ndarray) -> np.ndarray:
-    return (img.astype(float) * 0.8 + 20).round().astype(np.uint8)
-
-
-def _found(report_pairs: pd.DataFrame) -> dict[tuple, str]:
-    return {(r.split_a, r.index_a, r.split_b, r.index_b): r.kind for r in report_pairs.itertuples()}
-
-
-# ---------------------------------------------------------------- find_duplicates (first version's API)
-
-
-def test_finds_every_planted_copy_and_no_false_pairs():
-    # 300 distinct faces; all 7 classes, so many look alike (same expression, similar pose).
-    faces, _ = make_faces(300, seed=11)
-    train, test = faces[:240].copy(), faces[240:].copy()
-    planted = {
-        0: ("exact", test[0]),
-        1: ("flipped", test[1][:, ::-1]),
-        2: ("near", np.clip(test[2].astype(int) + 35, 0, 255).astype(np.uint8)),  # brighter
-        3: ("near", np.clip((test[3].astype(float) - 128) * 0.7 + 128, 0, 255).astype(np.uint8)),  # contrast
-        4: ("near", _reencode(test[4], 50)),  # re-encoded JPEG
-        5: ("flipped", _reencode(np.clip(test[5].astype(int) - 20, 0, 255).astype(np.uint8)[:, ::-1], 70)),
-    }
-    slots = [10, 40, 80, 120, 160, 200]
-    for slot, (_, (_, img)) in zip(slots, planted.items(), strict=True):
-        train[slot] = np.ascontiguousarray(img)
-    pairs = find_duplicates({"train": _ds(train, "train"), "test": _ds(test, "test")})
-    found = {(r.index_a, r.index_b): r.kind for r in pairs.itertuples()}
-    expected = {(slot, k): kind for slot, (k, (kind, _)) in zip(slots, planted.items(), strict=True)}
-    assert found == expected, pairs
-    assert list(pairs.columns) == audit.COLUMNS
-    table = summarize(pairs)
-    assert table["pairs"].sum() == 6
-
-
-def test_no_pairs_among_distinct_images():
-    faces, _ = make_faces(400, seed=12)
-    pairs = find_duplicates({"train": _ds(faces[:300], "train"), "val": _ds(faces[300:], "val")})
-    assert pairs.empty, pairs
-    assert summarize(pairs).empty
-
-
-def test_phash_ignores_brightness_and_contrast():
-    faces, _ = make_faces(5, seed=1)
-    x = faces.astype(np.float64)
-    small = torch.nn.functional.interpolate(torch.from_numpy(x)[:, None], size=(32, 32), mode="area")[:, 0].numpy()
-    assert (phash(small) == phash(small * 0.6 + 40)).all()
-
-
-def test_find_duplicates_works_at_any_size():
-    faces, _ = make_faces(40, seed=4)
-    big = torch.nn.functional.interpolate(torch.from_numpy(faces).float()[:, None], size=(64, 64),
-                                          mode="bilinear").round().clamp(0, 255).to(torch.uint8)[:, 0].numpy()
-    train, test = big[:30].copy(), big[30:].copy()
-    train[3] = test[1]
-    pairs = find_duplicates({"train": _ds(train, "train"), "test": _ds(test, "test")})
-    assert _found(pairs) == {("train", 3, "test", 1): "exact"}
-
+from .planted import brighter, found, split
 
 # ---------------------------------------------------------------- the quality report
 
@@ -114,7 +36,7 @@ def _hand_built() -> dict[str, FaceDataset]:
     y_train, y_val, y_test = [0] * 10, [0] * 5, [0] * 5
     test[0] = train[1]  # exact, train/test
     test[1] = val[0][:, ::-1]  # mirror image, val/test
-    test[2] = _brighter(train[3])  # near, train/test...
+    test[2] = brighter(train[3])  # near, train/test...
     val[1] = test[2]  # ...and its exact copy in val: group {train3, val1, test2}
     val[2] = train[5]  # exact, train/val, with another label: a conflict
     y_val[2] = 3
@@ -123,14 +45,14 @@ def _hand_built() -> dict[str, FaceDataset]:
     train[9] = 0  # blanks: black, black, grey
     val[4] = 0
     test[4] = 128
-    return {"train": _ds(train, "train", y_train), "val": _ds(val, "val", y_val), "test": _ds(test, "test", y_test)}
+    return {"train": split(train, "train", y_train), "val": split(val, "val", y_val), "test": split(test, "test", y_test)}
 
 
 def test_report_on_hand_built_case(tmp_path):
     splits = _hand_built()
     report = quality_report(splits, cache_dir=tmp_path)
     assert list(report.pairs.columns) == PAIR_COLUMNS
-    assert _found(report.pairs) == {
+    assert found(report.pairs) == {
         ("train", 1, "test", 0): "exact",
         ("train", 3, "val", 1): "near",
         ("train", 3, "test", 2): "near",
@@ -187,65 +109,6 @@ def test_test_excluded_and_clean_exclusions_exact():
     pd.testing.assert_frame_equal(clean, expected, check_dtype=False)
 
 
-def test_blanks_found_and_never_paired():
-    faces, _ = make_faces(30, seed=5)
-    train, val = faces[:20].copy(), faces[20:].copy()
-    black, grey = np.zeros((48, 48), np.uint8), np.full((48, 48), 200, np.uint8)
-    speck = black.copy()
-    speck[20:26, 20:26] = 255  # 1.6% of the pixels: near-constant
-    page = np.full((48, 48), 255, np.uint8)
-    page[5:40:5, 4:44] = 200  # light lines of "text" on white: 15% of the pixels
-    page[6:41:5, 4:44:3] = 200
-    for k in (0, 1, 2):
-        train[k] = black  # identical blanks pair with each other trivially
-    train[3], train[4], train[5] = grey, speck, page
-    train[6] = speck  # a second, identical near-constant image
-    val[0], val[1] = black, page
-    splits = {"train": _ds(train, "train"), "val": _ds(val, "val")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no division by zero on constant images
-        report = quality_report(splits, use_cache=False)
-    reasons = dict(zip(zip(report.blanks["split"], report.blanks["index"], strict=True), report.blanks["reason"],
-                       strict=True))
-    assert reasons == {("train", 0): "blank", ("train", 1): "blank", ("train", 2): "blank", ("train", 3): "blank",
-                       ("train", 4): "near-constant", ("train", 5): "text-placeholder",
-                       ("train", 6): "near-constant", ("val", 0): "blank", ("val", 1): "text-placeholder"}
-    assert report.pairs.empty, report.pairs
-    assert report.blanks.loc[report.blanks["reason"] == "blank", "std"].max() < 1
-
-
-def test_constant_images_never_match_when_blank_detection_is_off():
-    faces, _ = make_faces(10, seed=6)
-    faces[0] = faces[1] = 0
-    faces[2] = 90
-    faces[4] = faces[3]  # a real copy: the pair search runs, and finds it
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        report = quality_report({"train": _ds(faces, "train")}, use_cache=False, blank_std=0,
-                                near_constant_flat=2, text_min_flat=2)
-    assert report.blanks.empty
-    # correlation with a constant image is undefined: never a match, though their hashes are equal
-    assert _found(report.pairs) == {("train", 3, "train", 4): "exact"}, report.pairs
-    assert report.pairs["correlation"].tolist() == [pytest.approx(1.0, abs=1e-5)]
-
-
-def test_within_and_cross_split_planted_kinds():
-    faces, _ = make_faces(200, seed=7)
-    train, val, test = faces[:140].copy(), faces[140:170].copy(), faces[170:].copy()
-    train[20] = train[4][:, ::-1]  # within train, mirror image
-    train[30] = _reencode(train[9], 50)  # within train, re-encoded
-    val[7] = val[2]  # within val, exact
-    test[5] = _brighter(test[1])  # within test, brighter
-    test[9] = _reencode(train[50][:, ::-1], 70)  # train/test, mirrored and re-encoded
-    val[11] = _brighter(train[60])  # train/val, brighter
-    splits = {"train": _ds(train, "train"), "val": _ds(val, "val"), "test": _ds(test, "test")}
-    report = quality_report(splits, use_cache=False)
-    assert _found(report.pairs) == {
-        ("train", 4, "train", 20): "flipped", ("train", 9, "train", 30): "near", ("val", 2, "val", 7): "exact",
-        ("test", 1, "test", 5): "near", ("train", 50, "test", 9): "flipped", ("train", 60, "val", 11): "near",
-    }, report.pairs
-    within = report.summary().query("split_a == split_b and pairs > 0")
-    assert len(within) == 4
 
 
 # ---------------------------------------------------------------- cache, size, settings
@@ -308,13 +171,13 @@ def test_save_load_round_trip(tmp_path):
 def test_wrong_size_is_a_clear_error():
     faces, _ = make_faces(6, seed=8)
     big = np.repeat(np.repeat(faces, 2, axis=1), 2, axis=2)[:, :64, :64]  # 64x64
-    splits = {"train": _ds(faces, "train"), "test": _ds(big, "test")}
+    splits = {"train": split(faces, "train"), "test": split(big, "test")}
     with pytest.raises(ValueError, match=r"split 'test' is decoded at 64x64.*AUDIT_SIZE=48.*image_size=48"):
         quality_report(splits, use_cache=False)
 
 
 def test_unknown_or_bad_setting_is_an_error():
-    splits = {"train": _ds(make_faces(4, seed=9)[0], "train")}
+    splits = {"train": split(make_faces(4, seed=9)[0], "train")}
     with pytest.raises(ValueError, match="unknown audit setting.*min_corr"):
         quality_report(splits, use_cache=False, min_corr=0.9)
     with pytest.raises(ValueError, match="min_correlation=2"):
@@ -323,11 +186,11 @@ def test_unknown_or_bad_setting_is_an_error():
 
 def test_settings_keyed_and_dataset_preset():
     faces, _ = make_faces(4, seed=9)
-    report = quality_report({"train": _ds(faces, "train")}, use_cache=False)
+    report = quality_report({"train": split(faces, "train")}, use_cache=False)
     assert report.settings["audit_size"] == AUDIT_SIZE and report.settings["version"] == audit.VERSION
-    assert report.settings["min_correlation"] == audit.DATASET_SETTINGS["synthetic"]["min_correlation"]
-    photo = quality_report({"train": _ds(faces, "train", name="fer2013")}, use_cache=False)
-    assert photo.settings["min_correlation"] == audit.DEFAULTS["min_correlation"]
+    assert report.settings["min_correlation"] == duplicates.DATASET_SETTINGS["synthetic"]["min_correlation"]
+    photo = quality_report({"train": split(faces, "train", dataset="fer2013")}, use_cache=False)
+    assert photo.settings["min_correlation"] == duplicates.DEFAULTS["min_correlation"]
 
 
 # ---------------------------------------------------------------- the figure
@@ -345,7 +208,7 @@ def test_quality_examples_figure_covers_every_combination():
     assert {s.get_suptitle().split(":")[0] for s in fig.subfigs} == {
         "duplicate pairs", "label conflicts", "blank images"}
     plt.close(fig)
-    empty = QualityReport(pd.DataFrame(columns=PAIR_COLUMNS), pd.DataFrame(columns=audit.BLANK_COLUMNS),
+    empty = QualityReport(pd.DataFrame(columns=PAIR_COLUMNS), pd.DataFrame(columns=BLANK_COLUMNS),
                           {}, {}, 0.0)
     plt.close(plots.quality_examples(empty, {}))
 
@@ -386,4 +249,4 @@ def test_real_fer2013_finds_every_byte_identical_copy(real_fer2013, tmp_path):
     assert len(truth - searchable) < len(truth) / 20
     excluded = report.test_excluded()
     assert 0 < len(excluded) < len(splits["test"])
-    assert set(report.blanks["reason"]) <= set(audit.BLANK_REASONS)
+    assert set(report.blanks["reason"]) <= set(BLANK_REASONS)

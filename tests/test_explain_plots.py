@@ -111,6 +111,21 @@ def test_table3_series_have_distinct_colours_and_only_drawn_series_are_in_the_le
     plt.close(fig)
 
 
+def test_table3_chart_greys_the_papers_figure_where_a_run_is_not_comparable():
+    """Table III shows the paper's figure greyed, in parentheses, beside a run on another protocol or
+    test set (``reference``); the chart drew no bar for it at all."""
+    fig = plots.paper_comparison(TABLE3.assign(published=[None, None], reference=[79.79, None]))
+    ax, colours = fig.axes[0], _legend_colours(fig)
+    assert "published (paper)" not in colours  # not comparable: no published bar, no gap
+    grey = colours["paper's figure (reference only)"]
+    assert grey[0] == grey[1] == grey[2] > to_rgba(plots.PUBLISHED_COLOR)[0], "a grey lighter than the published bar"
+    greyed = [p for p in ax.patches if to_rgba(p.get_facecolor()) == grey]
+    assert [(p.get_x() + p.get_width() / 2, p.get_height()) for p in greyed] == [(pytest.approx(-0.27), 79.79)]
+    assert "(79.8)" in [t.get_text() for t in ax.texts]  # in parentheses, as in the table
+    assert not _legend_clear_of_bars(fig)
+    plt.close(fig)
+
+
 def test_ablation_legend_covers_no_bar():
     fig = plots.ablation(ABLATION)
     assert not _legend_clear_of_bars(fig)

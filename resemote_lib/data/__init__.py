@@ -29,7 +29,8 @@ from typing import Any
 
 from .. import paths
 from . import affectnet, fer2013, folder, rafdb, synthetic
-from .base import FaceDataset, build_dataset, is_hidden, stratified_split
+from .base import FaceDataset, is_hidden, stratified_split
+from .cache import build_dataset
 
 log = logging.getLogger(__name__)
 

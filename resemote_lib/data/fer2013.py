@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import FER2013_CODES, FER2013_FOLDERS
-from .base import Items, Skipped, file_digest, image_files, is_hidden, missing_classes, read_csv_rows
+from .base import Items, Skipped, image_files, is_hidden, missing_classes, read_csv_rows
+from .cache import file_digest
 
 CSV_HEADER = ["emotion", "pixels", "Usage"]
 USAGE = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}

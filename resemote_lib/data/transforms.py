@@ -5,7 +5,7 @@ ToTensor -> Normalize(ImageNet mean/std). The reference also flips at *test* tim
 random: a bug (predictions change from run to run), which we do not copy: evaluation uses
 no flip; flip test-time augmentation is a separate, deterministic, reported option.
 
-Images are decoded once to uint8 grayscale at the target size (see ``base.py``), so what
+Images are decoded once to uint8 grayscale at the target size (see ``cache.py``), so what
 remains is cheap tensor work: flip, an optional random affine warp (rotation, scale, shift:
 our CPU-budget recipe, not the paper's) and normalise, done per batch on the training device.
 """

@@ -1,7 +1,8 @@
 """Every figure of the project, each a function returning a matplotlib Figure.
 
-Notebooks call these and ``save``; nothing is drawn anywhere else, so every figure in
-results/ is produced by code a test runs.
+Notebooks call these and ``save``; nothing is drawn anywhere else (a figure with many
+parts draws them through its own module beside this one: ``audit_figure``), so every
+figure in results/ is produced by code a test runs.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import matplotlib.pyplot as plt  # headless, matplotlib falls back to Agg by its
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.figure import Figure, SubFigure
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .. import paths
 from ..data.audit import QualityReport
 from ..data.base import FaceDataset
+from . import audit_figure
 
 
 def save(fig: Figure, name: str, out_dir: str | os.PathLike | None = None, *, dpi: int = 120,
@@ -185,13 +187,6 @@ def image_pairs(pairs: list[tuple[np.ndarray, np.ndarray, str]], title: str = ""
     return fig
 
 
-def duplicate_pairs(pairs: pd.DataFrame, splits: dict[str, FaceDataset], max_pairs: int = 12) -> Figure:
-    """The leakage audit's pairs as images (from ``data.audit.find_duplicates``)."""
-    items = [(splits[r.split_a].images[r.index_a, 0].numpy(), splits[r.split_b].images[r.index_b, 0].numpy(),
-              f"{r.split_a}/{r.split_b} {r.kind} r={r.correlation:.2f}") for r in pairs.head(max_pairs).itertuples()]
-    return image_pairs(items, title=f"cross-split duplicates: {len(pairs)} pair(s)", max_pairs=max_pairs)
-
-
 def confused_examples(ds: FaceDataset, probs: np.ndarray, confusion: np.ndarray, top: int = 3,
                       per_pair: int = 4) -> Figure:
     """For the ``top`` most-confused (true, predicted) pairs, the most confident mistakes."""
@@ -251,6 +246,7 @@ def cam_overlay(image: np.ndarray, cam: np.ndarray, title: str = "") -> Figure:
 
 # Series colours of the comparison figures: one hue each, never a cycle colour shared with another series.
 PUBLISHED_COLOR, OFFICIAL_COLOR, DEDUP_COLOR = "#9a9a9a", "#1f5fa8", "#3a9a3a"
+REFERENCE_COLOR = "#d6d6d6"  # the paper's figure where it is not comparable: greyed, as in Table III
 
 
 def _legend_above(ax: plt.Axes, ncol: int) -> None:
@@ -262,8 +258,9 @@ def _legend_above(ax: plt.Axes, ncol: int) -> None:
 def paper_comparison(table: pd.DataFrame) -> Figure:
     """Per run (from ``paper.table3``): the published accuracy where the test set is the
     paper's, ours on the official test set and on the deduplicated one, each with its 95%
-    interval. Each series has its own colour; the legend sits above the bars and lists only
-    the series drawn."""
+    interval; where the run cannot be compared with the paper, the paper's figure greyed (as
+    Table III shows it). Each series has its own colour; the legend sits above the bars and
+    lists only the series drawn."""
     fig, ax = plt.subplots(figsize=(max(5, 1.9 * len(table) + 2), 4.0))
     if table.empty:
         ax.text(0.5, 0.5, "no evaluated runs yet", ha="center")
@@ -271,10 +268,7 @@ def paper_comparison(table: pd.DataFrame) -> Figure:
         return fig
     labels = [f"{r.dataset}\n{r.protocol}\n{r.run}" for r in table.itertuples()]
     x = np.arange(len(table))
-    published = table["published"].astype(float)
-    if published.notna().any():
-        ax.bar(x[published.notna()] - 0.27, published[published.notna()], width=0.27, label="published (paper)",
-               color=PUBLISHED_COLOR, hatch="//", edgecolor="white")
+    _paper_bars(ax, x, table)
     for offset, column, label, color in ((0.0, "official", "ours, official test", OFFICIAL_COLOR),
                                          (0.27, "dedup", "ours, without copies of train/val", DEDUP_COLOR)):
         values = table[column].astype(float)
@@ -290,9 +284,24 @@ def paper_comparison(table: pd.DataFrame) -> Figure:
     ax.set_xlim(-0.8, len(table) - 0.2)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 110)
-    _legend_above(ax, ncol=3)
+    _legend_above(ax, ncol=3 if len(table) > 1 else 2)  # one run: a narrow figure
     fig.tight_layout()
     return fig
+
+
+def _paper_bars(ax: plt.Axes, x: np.ndarray, table: pd.DataFrame) -> None:
+    """The paper's figure left of each run's bars: grey where the test set is the paper's
+    (``published``); light grey, its value in parentheses, where the protocol or test set is
+    not (``reference``, greyed in Table III too): a reference, not a target."""
+    for column, label, color in (("published", "published (paper)", PUBLISHED_COLOR),
+                                 ("reference", "paper's figure (reference only)", REFERENCE_COLOR)):
+        values = table[column].astype(float) if column in table else pd.Series(np.nan, index=table.index)
+        shown = values.notna().to_numpy()
+        if shown.any():
+            ax.bar(x[shown] - 0.27, values[shown], width=0.27, label=label, color=color, hatch="//", edgecolor="white")
+        if column == "reference":
+            for xi, v in zip(x[shown], values[shown], strict=True):
+                ax.text(xi - 0.27, v + 1.5, f"({v:.1f})", ha="center", fontsize=7, color=PUBLISHED_COLOR)
 
 
 def _interval(ci: object, value: float) -> tuple[float, float]:
@@ -426,36 +435,6 @@ def confused_pairs(pairs: pd.DataFrame, title: str = "most confused class pairs"
     return fig
 
 
-def _short_id(item_id: str) -> str:
-    """``angry/Training_10118481.jpg`` -> ``Training_10118481``: captions stay one line."""
-    return Path(str(item_id)).stem
-
-
-def _spread(frame: pd.DataFrame, n: int, by: str | None = None) -> pd.DataFrame:
-    """``n`` rows evenly spread over ``frame`` (sorted by ``by``, ascending): the weakest
-    and the strongest, not only the first found."""
-    if by is not None:
-        frame = frame.sort_values(by, kind="stable")
-    if len(frame) <= n:
-        return frame
-    return frame.iloc[np.unique(np.linspace(0, len(frame) - 1, n).round().astype(int))]
-
-
-def _image_grid(fig: SubFigure, items: list[tuple[list[np.ndarray], str]], title: str, cols: int) -> None:
-    """Tiles of one or two images with a caption, ``cols`` tiles per row, in a subfigure."""
-    width = max(len(imgs) for imgs, _ in items)
-    rows = (len(items) + cols - 1) // cols
-    axes = fig.subplots(rows, cols * width, squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for k, (imgs, caption) in enumerate(items):
-        r, c = divmod(k, cols)
-        for j, img in enumerate(imgs):
-            axes[r][c * width + j].imshow(img, cmap="gray", vmin=0, vmax=255)
-        axes[r][c * width].set_title(caption, fontsize=6.5, loc="left")
-    fig.suptitle(title, fontsize=10, x=0.01, ha="left")
-
-
 def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_kind: int = 2, conflicts: int = 4,
                      blanks: int = 8, cols: int = 4) -> Figure:
     """Examples from a ``data.audit.QualityReport``: ``per_kind`` pairs of every (split pair,
@@ -463,60 +442,24 @@ def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_
     ``conflicts`` label-conflict groups and ``blanks`` blank images covering every reason.
 
     Each pair is captioned with its splits, kind and correlation, then each image's label
-    and file stem. ``splits`` must be the audited splits (the indices are theirs).
+    and file stem. ``splits`` must be the audited splits (the indices are theirs). The
+    parts (which examples, their captions, the tile grids) are in ``audit_figure``.
     """
-    def image(split: str, index: int) -> np.ndarray:
-        return splits[split].images[int(index), 0].numpy()
-
-    pair_items = []
-    by_combo = dict(iter(report.pairs.groupby(["split_a", "split_b", "kind"], sort=False)))
-    for a, b, kind in report.summary()[["split_a", "split_b", "kind"]].itertuples(index=False):
-        if (a, b, kind) not in by_combo:  # summary lists every combination in order, zeros too
-            continue
-        for r in _spread(by_combo[(a, b, kind)], per_kind, by="correlation").itertuples():
-            pair_items.append(([image(a, r.index_a), image(b, r.index_b)],
-                               f"{a}/{b} {kind} r={r.correlation:.3f}\n{r.label_a} | {r.label_b}\n"
-                               f"{_short_id(r.id_a)} | {_short_id(r.id_b)}"))
-    conflict_items = []
-    table = report.conflicts()
-    for g in _spread(table[["group"]].drop_duplicates(), conflicts)["group"]:
-        members = table[table["group"] == g]
-        first = members.iloc[0]
-        other = members[members["label"] != first["label"]].iloc[0]
-        conflict_items.append(([image(first["split"], first["index"]), image(other["split"], other["index"])],
-                               f"group {g} ({len(members)} images)\n{first['split']} {first['label']} | "
-                               f"{other['split']} {other['label']}\n{_short_id(first['id'])} | "
-                               f"{_short_id(other['id'])}"))
-    blank_items = []
-    by_reason = [sub for _, sub in report.blanks.groupby("reason", sort=True)]
-    for k in range(max((len(s) for s in by_reason), default=0)):  # round-robin: every reason shows
-        for sub in by_reason:
-            if k < len(sub) and len(blank_items) < blanks:
-                r = sub.iloc[k]
-                blank_items.append(([image(r["split"], r["index"])],
-                                    f"{r['reason']} std={r['std']:.1f}\n{r['split']} {r['label']}\n"
-                                    f"{_short_id(r['id'])}"))
-    sections = [(items, title, n_cols) for items, title, n_cols in (
-        (pair_items, f"duplicate pairs: {len(report.pairs):,} in all, {per_kind} per split pair and kind "
-                     "(spread over correlation)", cols),
-        (conflict_items, f"label conflicts: {table['group'].nunique() if len(table) else 0} group(s) "
-                         "holding more than one label", cols),
-        (blank_items, f"blank images: {len(report.blanks)} (kept out of the pair search)", cols * 2),
-    ) if items]
-    if not sections:
+    parts = audit_figure.sections(report, splits, per_kind=per_kind, conflicts=conflicts, blanks=blanks, cols=cols)
+    if not parts:
         fig, ax = plt.subplots(figsize=(4, 1))
         ax.axis("off")
         ax.text(0, 0.5, "no duplicates, conflicts or blanks found", fontsize=11)
         return fig
-    heights = [(len(items) + n - 1) // n * 1.25 + 0.35 for items, _, n in sections]
+    heights = [part.height for part in parts]
     fig = plt.figure(figsize=(cols * 2.7, sum(heights)), layout="constrained")
-    subfigs = fig.subfigures(len(sections), 1, height_ratios=heights, squeeze=False)[:, 0]
-    for sub, (items, title, n_cols) in zip(subfigs, sections, strict=True):
-        _image_grid(sub, items, title, n_cols)
+    subfigs = fig.subfigures(len(parts), 1, height_ratios=heights, squeeze=False)[:, 0]
+    for sub, part in zip(subfigs, parts, strict=True):
+        part.draw(sub)
     return fig
 
 
 __all__ = ["ablation", "cam_grid", "cam_overlay", "class_distribution", "confused_examples", "confused_pairs",
-           "confusion_matrix", "duplicate_pairs", "example_grid", "gradient_flow", "image_pairs",
-           "paper_comparison", "png", "prediction_grid", "probability_bars", "quality_examples", "reliability_diagram", "save", "se_gates",
-           "show", "training_curves"]
+           "confusion_matrix", "example_grid", "gradient_flow", "image_pairs", "paper_comparison", "png",
+           "prediction_grid", "probability_bars", "quality_examples", "reliability_diagram", "save", "se_gates", "show",
+           "training_curves"]
