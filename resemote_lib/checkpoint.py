@@ -188,8 +188,8 @@ def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str,
         raise CheckpointError(f"{path} is empty (0 bytes): an interrupted copy or download? Copy it again")
     if kind == "torchscript":
         raise CheckpointError(f"{path} is a TorchScript export, not a checkpoint: run it with "
-                              "resemote_lib.export.run_exported (or torch.jit.load); predict and export need the "
-                              "checkpoint it was exported from")
+                              "resemote_lib.predict.export.run_exported (or torch.jit.load); predict and export "
+                              "need the checkpoint it was exported from")
     if kind == "other":
         with open(path, "rb") as f:
             head = f.read(8)

@@ -96,7 +96,7 @@ def test_the_predictor_applies_the_calibration_files_temperature(tiny):
 
 
 def test_export_applies_the_calibration_files_temperature(tiny, tmp_path):
-    from resemote_lib.export import export, run_exported
+    from resemote_lib.predict.export import export, run_exported
 
     write_calibration(tiny, 3.0)
     report = export(tiny, tmp_path / "m.pt")

@@ -170,11 +170,11 @@ def test_corrupt_image_is_excluded_reported_and_warned(tmp_path):
 
 
 def test_cache_is_reused_and_rebuilt_on_change(tmp_path, monkeypatch):
-    from resemote_lib.data import base
+    from resemote_lib.data import cache
     root = L.write_fer2013_folders(tmp_path / "fer")
     calls = []
-    real = base.decode_items
-    monkeypatch.setattr(base, "decode_items", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = cache.decode_items
+    monkeypatch.setattr(cache, "decode_items", lambda *a, **k: calls.append(1) or real(*a, **k))
     open_dataset("fer2013", root, "val", image_size=48, cache_dir=tmp_path / "c")
     first = open_dataset("fer2013", root, "val", image_size=48, cache_dir=tmp_path / "c")
     assert len(calls) == 1
@@ -275,7 +275,8 @@ _MODE_FILES = {"1": "png", "L": "png", "P": "png", "LA": "png", "PA": "tiff", "R
 def test_every_photo_mode_decodes_to_its_gray_level(tmp_path, mode):
     from PIL import Image
 
-    from resemote_lib.data.base import _decode_file, to_gray_square
+    from resemote_lib.data.base import to_gray_square
+    from resemote_lib.data.cache import _decode_file
     from resemote_lib.predict import to_rgb
 
     path = _write_mode(tmp_path / f"img.{_MODE_FILES[mode]}", mode)
@@ -293,7 +294,7 @@ def test_sixteen_bit_png_scales_instead_of_clipping(tmp_path):
     """PIL's convert("L") clips 16-bit values: a dark 16-bit face would turn white."""
     from PIL import Image
 
-    from resemote_lib.data.base import _decode_file
+    from resemote_lib.data.cache import _decode_file
 
     ramp = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0..65520
     Image.fromarray(ramp).save(tmp_path / "ramp16.png")
@@ -307,7 +308,7 @@ def test_sixteen_bit_png_scales_instead_of_clipping(tmp_path):
     ("LAB", "tiff", r"img\.tiff: PIL mode 'LAB'"),
 ])
 def test_modes_that_are_not_photographs_are_refused_by_name(tmp_path, mode, suffix, message):
-    from resemote_lib.data.base import _decode_file
+    from resemote_lib.data.cache import _decode_file
     from resemote_lib.predict import to_rgb
 
     path = _write_mode(tmp_path / f"img.{suffix}", mode)
@@ -657,7 +658,9 @@ def test_face_crop_uses_the_predictors_crop_and_counts_photos_without_a_face(tmp
     """Whole photos: the face the detector finds, cropped with the Predictor's margin; no face: excluded, counted."""
     from PIL import Image
 
-    from resemote_lib import predict
+    from resemote_lib.data import faces, folder
+    from resemote_lib.data.base import to_gray_square
+    from resemote_lib.predict import to_rgb
 
     root = _class_folders(tmp_path / "photos", {"happy": (3, 3), "sad": (5, 2)})
     for f in sorted(root.rglob("*.png")):  # each face pasted into a larger dark photo at (30, 20)
@@ -666,15 +669,15 @@ def test_face_crop_uses_the_predictors_crop_and_counts_photos_without_a_face(tmp
         photo.save(f)
     Image.new("L", (120, 100), 5).save(root / "sad" / "empty_room.png")
     found = lambda rgb: [((30, 20, 48, 48), 1.0)] if rgb.max() > 5 else []  # noqa: E731 - a stand-in detector
-    monkeypatch.setattr(predict, "make_detector", lambda spec: found)
+    monkeypatch.setattr(folder, "make_detector", lambda spec: found)
     with pytest.warns(UserWarning, match=r"folder/test: no face found in 1 of 6 image\(s\), excluded, e\.g\. "
                                          r".*empty_room\.png"):
         ds = open_dataset("folder", root, "test", image_size=40, crop_faces=True, cache_dir=tmp_path / "c")
     assert len(ds) == 5 and ds.report["no_face"] == 1 and ds.report["no_face_files"][0].endswith("empty_room.png")
     assert ds.report["crop_faces"] == "auto+margin0.15"
-    x, y, w, h = predict.expand_box((30, 20, 48, 48), 0.15, 120, 100)
-    rgb = predict.to_rgb(root / "happy" / "happy_0.png")
-    expected = predict.to_gray_square(Image.fromarray(rgb[y:y + h, x:x + w]), 40)
+    x, y, w, h = faces.expand_box((30, 20, 48, 48), 0.15, 120, 100)
+    rgb = to_rgb(root / "happy" / "happy_0.png")
+    expected = to_gray_square(Image.fromarray(rgb[y:y + h, x:x + w]), 40)
     assert np.array_equal(ds.images[ds.ids.index("happy/happy_0.png"), 0].numpy(), expected)
 
 
@@ -739,13 +742,13 @@ def test_the_face_detector_works_on_every_decoding_thread(tmp_path):
 
 
 def test_a_detector_that_cannot_be_built_is_one_error_not_an_unreadable_image_each(tmp_path, monkeypatch):
-    from resemote_lib import predict
+    from resemote_lib.data import folder
 
     def no_cascade(spec):
         raise RuntimeError("this OpenCV has no Haar cascades (opencv 5.x dropped them)")
 
     root = _class_folders(tmp_path / "faces", {"happy": (3, 2)})
-    monkeypatch.setattr(predict, "make_detector", no_cascade)
+    monkeypatch.setattr(folder, "make_detector", no_cascade)
     with pytest.raises(ValueError, match=r"^crop_faces: the face detector cannot be built: this OpenCV has no Haar"):
         open_dataset("folder", root, "test", crop_faces=True, cache_dir=tmp_path / "c")
 

@@ -1,18 +1,30 @@
-"""Export to ONNX and TorchScript: the exported model matches PyTorch, and an export never
-replaces a file it was not asked to (issue 24.5)."""
+"""Export to ONNX and TorchScript: the exported model matches PyTorch, the exported graph gives
+the probabilities the library's own preprocessing gives, and an export never replaces a file it
+was not asked to (issue 24.5)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import zipfile
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from skimage import data as skdata
+from torch import nn
 
-from resemote_lib.checkpoint import save_checkpoint
-from resemote_lib.export import check_output, export, is_our_export
+from resemote_lib.checkpoint import load_model, save_checkpoint
+from resemote_lib.data.base import Items, to_gray_square
+from resemote_lib.data.cache import decode_items
+from resemote_lib.data.synthetic import make_faces
+from resemote_lib.data.transforms import EVAL, IMAGENET_MEAN, Preset
+from resemote_lib.inference import predict_logits
+from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.model import ResEmoteNet, build_model
+from resemote_lib.predict.export import check_output, export, is_our_export
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +52,7 @@ def test_export_matches_pytorch(checkpoint, tmp_path, suffix):
 
 
 def test_export_refuses_its_input_and_existing_checkpoints(tiny, tmp_path, monkeypatch):
-    from resemote_lib import export as export_module
+    from resemote_lib.predict import export as export_module
 
     link = tmp_path / "link.pt"
     link.symlink_to(tiny)
@@ -100,7 +112,7 @@ def test_a_killed_exports_temporary_file_is_removed_by_the_next_export(tiny, tmp
     other = tmp_path / f".n.onnx.{dead.pid}.k1ll3d_x.tmp.onnx"  # another output's: not touched
     for path in (killed, running, other):
         path.write_bytes(b"half an export")
-    with caplog.at_level("WARNING", logger="resemote_lib.export"):
+    with caplog.at_level("WARNING", logger="resemote_lib.predict.export"):
         export(tiny, tmp_path / "m.onnx")
     assert f"removed 1 temporary file(s) left by an interrupted export: {killed.name}" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, running.name, "m.onnx"])
@@ -108,7 +120,7 @@ def test_a_killed_exports_temporary_file_is_removed_by_the_next_export(tiny, tmp
 
 def _with_temperature(monkeypatch, temperature: float) -> None:
     """``load_model`` as export calls it, its model given ``temperature`` past every check."""
-    from resemote_lib import export as export_module
+    from resemote_lib.predict import export as export_module
 
     load = export_module.load_model
 
@@ -132,7 +144,7 @@ def test_nan_probabilities_are_never_verified(tiny, tmp_path, monkeypatch, suffi
 
 
 def test_an_export_that_disagrees_with_pytorch_fails(tiny, tmp_path, monkeypatch):
-    from resemote_lib import export as export_module
+    from resemote_lib.predict import export as export_module
     from resemote_lib.usage import WorkFailed
 
     run = export_module.run_exported
@@ -142,3 +154,91 @@ def test_an_export_that_disagrees_with_pytorch_fails(tiny, tmp_path, monkeypatch
                                              r"(0\.01|nan) \(more than 0\.0001\); nothing was exported"):
             export(tiny, tmp_path / "m.onnx")
         assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_made_before_export_py_moved_into_predict_is_still_replaced_without_force(tiny, tmp_path):
+    """A TorchScript archive stores its code under the module's path: exports written while the
+    module was ``resemote_lib/export.py`` hold ``__torch__/resemote_lib/export.py``; they are ours."""
+    export(tiny, tmp_path / "new.pt")
+    old = tmp_path / "old.pt"
+    with zipfile.ZipFile(tmp_path / "new.pt") as new, zipfile.ZipFile(old, "w") as out:
+        for name in new.namelist():
+            out.writestr(name.replace("resemote_lib/predict/export", "resemote_lib/export"), new.read(name))
+    with zipfile.ZipFile(old) as z:
+        assert not any("predict/export" in name for name in z.namelist())
+    assert is_our_export(old)
+    export(tiny, old)  # replaced without --force
+    assert is_our_export(old)
+
+
+# --- the exported graph against the library's own preprocessing -------------------------------
+# Export's own check compares the exported file with the wrapper it was traced from, so a wrong
+# mean, std or scale in the wrapper agrees with itself. These compare the ONNX graph, run by ONNX
+# Runtime, with softmax(inference.predict_logits), the path evaluation and the Predictor take.
+#
+# Tolerance: the two agree to about 1e-7 here (float32: the library computes x * 1/(255 std) -
+# mean/std, the graph (x / 255 - mean) / std, and the kernels differ); other CPUs and ONNX Runtime
+# builds sum in other orders, about 1e-6 (export.VERIFY_TOLERANCE's note). 1e-5 is ten times that.
+# The model below is made to notice a preprocessing error: an error of one gray level in the mean
+# (1/255, the least an 8-bit pipeline can make) must move its probabilities by ten times the
+# tolerance, else the comparison could not fail and the test says so.
+TOLERANCE = 1e-5
+
+
+def _responsive_model(images: torch.Tensor) -> nn.Module:
+    """The cnn variant at 48 px with random weights, made to respond to faces as a trained one
+    does: its BatchNorm statistics those of ``images`` (as training sets them; at initialisation
+    they are 0 and 1, and every face gets nearly the same output), its last layer scaled by 10 so
+    the probabilities are not all near 1/7. Class names as checkpoints record them."""
+    torch.manual_seed(0)
+    model = build_model("cnn", image_size=48).eval()  # dropout off while the statistics are taken
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    with torch.no_grad():
+        for norm in norms:
+            norm.reset_running_stats()
+            norm.momentum = None  # a cumulative average: one pass gives the batch's statistics
+            norm.train()
+        model(EVAL(images))
+        model.eval()
+        model.fc4.weight.mul_(10)
+    model.class_names = CLASS_NAMES
+    return model
+
+
+def _assert_onnx_gives_the_librarys_probabilities(images: torch.Tensor, tmp_path) -> None:
+    """``images``: uint8 ``(N, 1, 48, 48)`` gray faces."""
+    import onnxruntime
+
+    checkpoint = save_checkpoint(tmp_path / "faces.pt", _responsive_model(images), image_size=48,
+                                 config={"model": "cnn", "image_size": 48})
+    export(checkpoint, tmp_path / "faces.onnx")
+    session = onnxruntime.InferenceSession(str(tmp_path / "faces.onnx"), providers=["CPUExecutionProvider"])
+    exported = session.run(["probs"], {"gray255": images.numpy().astype(np.float32)})[0]
+    model = load_model(checkpoint)
+    library = predict_logits(model, images).softmax(1).numpy()
+    one_level_off = Preset("mean off by one gray level", mean=tuple(m + 1 / 255 for m in IMAGENET_MEAN))
+    moved = np.abs(predict_logits(model, images, preprocess=one_level_off).softmax(1).numpy() - library).max()
+    assert moved > 10 * TOLERANCE, f"the model barely notices a preprocessing error ({moved:.2g}): no test"
+    assert exported.shape == library.shape == (len(images), len(CLASS_NAMES))
+    difference = np.abs(exported - library).max()
+    assert difference <= TOLERANCE, f"ONNX and the library's preprocessing differ by {difference:.3g}"
+
+
+def test_the_onnx_graph_gives_the_probabilities_of_the_librarys_own_preprocessing(tmp_path):
+    """Synthetic faces and a real photograph's face (skimage's astronaut), 48 px gray."""
+    faces = make_faces(15, seed=0)[0]
+    astronaut = to_gray_square(Image.fromarray(skdata.astronaut()[40:140, 180:260]), 48)
+    images = torch.from_numpy(np.concatenate([faces, astronaut[None]]))[:, None]
+    _assert_onnx_gives_the_librarys_probabilities(images, tmp_path)
+
+
+@pytest.mark.realdata
+def test_the_onnx_graph_gives_the_librarys_probabilities_on_real_fer2013_faces(real_fer2013, tmp_path):
+    """64 of FER2013's test images (spread over its class folders), decoded as the dataset decodes them."""
+    files = sorted((real_fer2013 / "test").glob("*/*.jpg"))
+    if len(files) < 64:
+        pytest.skip(f"FER2013 test images not found as files under {real_fer2013 / 'test'} (the CSV layout?)")
+    files = files[::len(files) // 64][:64]
+    decoded = decode_items(Items(ids=[f.name for f in files], labels=[0] * len(files), files=files), 48)
+    assert not decoded.bad and len(decoded.images) == 64
+    _assert_onnx_gives_the_librarys_probabilities(decoded.images, tmp_path)

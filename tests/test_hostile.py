@@ -839,7 +839,7 @@ def export_onto_a_text_file(ctx: Ctx) -> list[str]:
 
 def export_after_a_killed_export(ctx: Ctx) -> list[str]:
     """An earlier export of ours is replaced; the temporary file a SIGKILLed export left is removed."""
-    from resemote_lib.export import export
+    from resemote_lib.predict.export import export
 
     export(_tiny(ctx), ctx.tmp / "model.onnx")
     dead = subprocess.Popen(["true"])
@@ -849,7 +849,7 @@ def export_after_a_killed_export(ctx: Ctx) -> list[str]:
 
 
 def _one_export_no_temporary(ctx: Ctx, out: Outcome) -> None:
-    from resemote_lib.export import is_our_export
+    from resemote_lib.predict.export import is_our_export
 
     assert sorted(p.name for p in ctx.tmp.iterdir()) == ["model.onnx"] and is_our_export(ctx.tmp / "model.onnx")
 
@@ -898,7 +898,8 @@ def sigterm_during_predict(ctx: Ctx) -> list[str]:
     for i in range(40):
         ctx.face(f"faces/f{i:02d}.png", seed=i)
     script = ("import os, signal, sys\n"
-              "from resemote_lib import cli, predict\n"
+              "from resemote_lib import predict\n"
+              "from resemote_lib.commands import cli\n"
               "write, done = predict.ResultWriter.write, []\n"
               "def write_then_sigterm(self, r):\n"
               "    write(self, r)\n"

@@ -194,6 +194,18 @@ def test_batch_prediction_equals_one_by_one(predictor, tmp_path):
             assert max(abs(a.probs[k] - b.probs[k]) for k in a.probs) < 1e-4
 
 
+
+def test_the_folder_datasets_face_crop_uses_the_predictors_defaults():
+    """Whole photos are evaluated on the faces predict classifies: one detector and margin for
+    both (data/faces.py), never two defaults that could drift apart."""
+    import inspect
+
+    from resemote_lib.data.folder import FaceCrop
+
+    defaults = inspect.signature(Predictor).parameters
+    crop = FaceCrop()
+    assert (crop.detector, crop.margin) == (defaults["detector"].default, defaults["margin"].default)
+
 # --- the predict command: every output checked first, written as it comes, nothing replaced -----------
 
 def _predict(*argv) -> int:
@@ -242,9 +254,9 @@ def test_annotated_names_are_unique_and_existing_files_are_never_replaced(checkp
 
 
 def test_outputs_are_checked_before_the_model_is_loaded(checkpoint, tmp_path, monkeypatch):
-    from resemote_lib import predict
+    from resemote_lib.predict import command
 
-    monkeypatch.setattr(predict, "Predictor", lambda *a, **k: pytest.fail("the model was loaded before the check"))
+    monkeypatch.setattr(command, "Predictor", lambda *a, **k: pytest.fail("the model was loaded before the check"))
     faces = _faces(tmp_path / "faces", ["x.png"])
     (tmp_path / "file").write_text("a file, not a folder")
     with pytest.raises(OSError, match=r"--out .*file/out\.jsonl: cannot write there: .*file is a file, not a folder"):

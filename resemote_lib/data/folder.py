@@ -24,7 +24,6 @@ excluded and counted (``report["no_face"]``).
 
 from __future__ import annotations
 
-import inspect
 import os
 import threading
 import warnings
@@ -35,6 +34,7 @@ import numpy as np
 
 from ..labels import class_of_folder
 from .base import IMAGE_SUFFIXES, Box, Items, Skipped, is_hidden, missing_classes, stratified_split
+from .faces import DEFAULT_DETECTOR, DEFAULT_MARGIN, expand_box, make_detector
 
 LAYOUTS = {
     "folder-classes": "<class>/ image folders (angry|anger, disgust|disgusted, fear|fearful|afraid, "
@@ -180,11 +180,8 @@ class FaceCrop:
     """
 
     def __init__(self) -> None:
-        # the predictor's own defaults, so the two crops cannot drift apart
-        from ..predict import Predictor, make_detector
-
-        defaults = inspect.signature(Predictor).parameters
-        self.detector, self.margin = defaults["detector"].default, float(defaults["margin"].default)
+        # the Predictor's defaults too (data/faces.py), so the two crops cannot drift apart
+        self.detector, self.margin = DEFAULT_DETECTOR, DEFAULT_MARGIN
         self.key = f"{self.detector}+margin{self.margin}"
         self._local = threading.local()
         try:
@@ -193,8 +190,6 @@ class FaceCrop:
             raise ValueError(f"crop_faces: the face detector cannot be built: {e}") from None
 
     def __call__(self, rgb: np.ndarray) -> Box | None:
-        from ..predict import expand_box, make_detector
-
         detector = getattr(self._local, "detector", None)
         if detector is None:
             detector = self._local.detector = make_detector(self.detector)

@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import file_kind, load_model
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from .files import remove_stale_temporaries, temporary_beside, umask
-from .usage import WorkFailed
+from ..checkpoint import file_kind, load_model
+from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..files import remove_stale_temporaries, temporary_beside, umask
+from ..usage import WorkFailed
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,12 @@ def check_output(checkpoint: str | os.PathLike, path: str | os.PathLike, *, over
 
 
 # What every export of ``Deployable`` holds: its input's name in the ONNX graph (the first
-# node reads it, within the first bytes of the file), its class in a TorchScript archive.
+# node reads it, within the first bytes of the file), its class in a TorchScript archive
+# (whose code is stored under the module's path, ``export.py`` or ``export/___torch_mangle_N.py``
+# when a process traces twice: this module's, or resemote_lib/export's in exports made before
+# the module moved into predict/).
 _ONNX_MARK = b"gray255"
-_TORCHSCRIPT_MARK = "__torch__/resemote_lib/export"
+_TORCHSCRIPT_MARKS = ("__torch__/resemote_lib/predict/export", "__torch__/resemote_lib/export")
 
 
 def is_our_export(path: str | os.PathLike) -> bool:
@@ -97,7 +100,7 @@ def is_our_export(path: str | os.PathLike) -> bool:
     path = Path(path)
     if file_kind(path) == "torchscript":
         with zipfile.ZipFile(path) as z:
-            return any(_TORCHSCRIPT_MARK in name for name in z.namelist())
+            return any(mark in name for name in z.namelist() for mark in _TORCHSCRIPT_MARKS)
     if path.suffix != ".onnx" or file_kind(path) != "other":
         return False
     with open(path, "rb") as f:
