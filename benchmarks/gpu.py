@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from resemote_lib import evaluate, paths, provenance, train
+from resemote_lib import evaluate, paths, provenance, resume, train
 from resemote_lib.data import fer2013
 from resemote_lib.device import DeviceError, choose_precision, resolve_device
 from resemote_lib.distributed import DistInfo
@@ -72,7 +72,7 @@ from resemote_lib.files import atomic_write_text
 from resemote_lib.model import count_parameters
 from resemote_lib.params import PROTOCOLS, TrainConfig, load_params, protocol_deviations
 from resemote_lib.runs import audit_report, open_split, open_training_splits
-from resemote_lib.train_step import graph_possible
+from resemote_lib.train_step import epoch_plan, graph_possible
 
 SMOKE = os.environ.get("SMOKE") == "1"
 PARAMS = paths.PARAMS / "fer2013.yaml"
@@ -325,7 +325,7 @@ def graph_unavailable(cfg: TrainConfig) -> str | None:
 def time_steps(run: train.TrainingSetup, sizes: Sizes) -> dict[str, Any]:
     """``sizes.timed`` steps after ``sizes.warmup``, each called as ``train_one_epoch`` calls it."""
     cfg = run.cfg
-    plan = train.epoch_plan(len(run.labels), 1, cfg.seed, run.images.device, run.augment)
+    plan = epoch_plan(len(run.labels), 1, cfg.seed, run.images.device, run.augment)
     run.step.new_epoch(plan.flips, plan.warps)
     run.train_model.train()
 
@@ -463,7 +463,7 @@ class TimeGuard:
         finally:
             train.finished = self.original
 
-    def __call__(self, run: train.TrainingSetup, state: train.TrainState) -> bool:
+    def __call__(self, run: train.TrainingSetup, state: resume.TrainState) -> bool:
         now = self.clock()
         if state.epoch not in self.seen:
             self.seen[state.epoch] = now

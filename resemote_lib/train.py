@@ -1,39 +1,32 @@
-"""Training: ``fit(config) -> RunResult``, resumable, on any device, under DDP too.
+"""Training: ``fit(config) -> RunResult``, the loop over epochs, resumable, on any device, under DDP too.
 
+Read it in this order: ``fit`` -> ``train_one_epoch`` -> ``train_step.TrainStep`` (one step).
 ``fit`` reads as the steps of torchvision's reference script: set up, restore, train one
-epoch, validate, decide, save, finish. The loop never touches the test split: the
-checkpoint is selected on validation, and the test set is evaluated once, afterwards, by
-``evaluate.evaluate_run``.
+epoch, validate, decide, save, finish. Around the loop: ``optim`` builds the optimiser and its
+schedule, ``resume`` saves and restores ``last.pt``, ``interrupt`` turns SIGINT or SIGTERM into a
+stop after the current step, and ``train_step.LossWatch`` stops a run whose loss diverged.
+The loop never touches the test split: the checkpoint is selected on validation, and the test
+set is evaluated once, afterwards, by ``evaluate.evaluate_run``.
 
 On the device and without host syncs per step: each epoch's permutation and flip mask are
-drawn once, from generators seeded by (seed, epoch), on the device that holds the decoded
-uint8 split; batches are gathered and augmented there; loss and accuracy accumulate there
-and are read once per ``LOG_EVERY`` steps. Batches have one static shape (the last partial
-batch is dropped and counted in the history). ``last.pt`` holds everything needed to
-continue (model, optimiser, scheduler, scaler, every rank's RNG states, the position and
-running sums inside an interrupted epoch): on a CPU the resumed run is bit-identical to an
-uninterrupted one (tested); on CUDA, cuDNN's non-deterministic kernels make it equal up to
-float rounding. SIGINT or SIGTERM finish the current step, save, and stop with a message
-saying how to resume. Under DDP every decision is taken from numbers all ranks share (see
-``distributed``).
+drawn once (``train_step.epoch_plan``), seeded by (seed, epoch), on the device that holds the
+decoded uint8 split; batches are gathered and augmented there; loss and accuracy accumulate
+there and are read once per ``LOG_EVERY`` steps. Batches have one static shape (the last
+partial batch is dropped and counted in the history). Under DDP every decision is taken from
+numbers all ranks share (see ``distributed``).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import errno
 import json
 import logging
 import math
 import random
-import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,7 +35,7 @@ from torch import nn
 
 from . import provenance
 from .background_save import BackgroundSaver
-from .checkpoint import CheckpointError, checkpoint_payload, read_checkpoint, unwrap
+from .checkpoint import checkpoint_payload
 from .data import FaceDataset
 from .data.transforms import AUGMENTATIONS, Preset
 from .device import Precision, choose_precision, resolve_device
@@ -55,37 +48,28 @@ from .distributed import (
     init_distributed,
     shard,
 )
-from .files import atomic_torch_save, atomic_write_text, tensor_bytes
+from .files import atomic_torch_save, atomic_write_text
 from .inference import loss_and_correct, predict_logits
+from .interrupt import StopRequests, save_and_stop
 from .labels import CLASS_NAMES
 from .model import build_model, describe
 from .optim import build_optimizer, build_scheduler, class_weights
 from .params import TrainConfig, protocol_deviations
 from .progress import tqdm
+from .resume import TrainState, check_disk_space, checkpoint_interval, config_changes, restore_last, save_last
 from .runs import RunLock, open_training_splits, run_dir_for, selected_checkpoint
-from .train_step import TrainStep, graph_possible
+from .train_step import LossWatch, TrainStep, epoch_plan, use_step_graph
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_images", "dropped", "val_loss", "val_acc",
                    "train_seconds", "val_seconds", "checkpoint_seconds", "seconds"]
 LOG_EVERY = 25  # steps between loss readings (progress bar, NaN check, shared stop requests under DDP)
 MONITOR_EVERY = 5.0  # seconds between on_epoch calls (a notebook's redraw took 1.2 s: never every 2-second epoch)
-SAVE_SHARE = 0.05  # on CUDA, last.pt is written every as many epochs as keep its writes under this share
 # The modules whose code decides what a run computes: resuming a last.pt that other versions
-# of these wrote would mix two versions in one run (an edit to predict.py does not count).
-TRAINING_CODE = ("train.py", "optim.py", "model.py", "params.py", "runs.py", "inference.py", "device.py", "distributed.py",
-                 "checkpoint.py", "data")
-# Config keys that may change between a run and its resumption without changing its result.
-_RESUMABLE_CHANGES = ("results_dir", "eval_batch_size", "tta_flip", "checkpoint_every", "resume_other_code",
-                      "step_graph", "keep_last")
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGINT or SIGTERM stopped training after a step; ``last.pt`` holds where, to resume."""
+# of these wrote would mix two versions in one run (an edit to predict/ does not count).
+TRAINING_CODE = ("train.py", "train_step.py", "optim.py", "resume.py", "interrupt.py", "model.py", "resnet.py",
+                 "params.py", "runs.py", "inference.py", "device.py", "distributed.py", "checkpoint.py", "labels.py",
+                 "data")
 
 
 @dataclass
@@ -99,20 +83,6 @@ class RunResult:
     epochs_run: int
     precision: str = "fp32"
     model: nn.Module | None = None  # the trained weights (last epoch), unwrapped, in eval mode
-
-
-@dataclass
-class TrainState:
-    """What ``last.pt`` restores besides the tensors: counters, history, the decisions."""
-
-    epoch: int = 0  # epochs completed
-    step: int = 0  # steps completed of the next epoch (> 0 only after an interruption)
-    partial: dict[str, Any] | None = None  # that epoch's running sums, when step > 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best_val_acc: float = -1.0
-    best_epoch: int = 0
-    epochs_without_gain: int = 0
-    stopped_early: bool = False
 
 
 @dataclass
@@ -177,7 +147,7 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
     if done is not None:
         return done
     dist_info = init_distributed(cfg.device)
-    with RunLock(run_dir) if dist_info.is_main else _NoLock() as lock, _StopRequests() as stop:
+    with RunLock(run_dir) if dist_info.is_main else _NoLock() as lock, StopRequests() as stop:
         run = set_up(cfg, run_dir, dist_info, datasets, progress, on_epoch, list(lock.removed or ()))
         with run.saver:  # every checkpoint submitted is on disk before fit returns or raises
             state = restore(run)  # a refused resumption has written nothing
@@ -185,11 +155,11 @@ def fit(cfg: TrainConfig, *, datasets: dict[str, FaceDataset] | None = None, pro
             while not finished(run, state):
                 stats = train_one_epoch(run, state, stop)
                 if stats is None:  # asked to stop mid-epoch: save where, then say how to resume
-                    _interrupt(run, state, stop)
+                    save_and_stop(run, state, stop)
                 improved = decide(run, state, stats, validate(run))
                 save(run, state, improved)
-                if any_rank(stop.signal is not None, run.dist, run.device):
-                    _interrupt(run, state, stop)
+                if any_rank(stop.requested, run.dist, run.device):
+                    save_and_stop(run, state, stop)
             return finish(run, state)
 
 
@@ -205,7 +175,7 @@ def finished(run: TrainingSetup, state: TrainState) -> bool:
     return state.epoch >= run.cfg.epochs or state.stopped_early
 
 
-def train_one_epoch(run: TrainingSetup, state: TrainState, stop: _StopRequests) -> dict[str, float] | None:
+def train_one_epoch(run: TrainingSetup, state: TrainState, stop: StopRequests) -> dict[str, float] | None:
     """One pass over the training split (from ``state.step`` on, after an interruption).
 
     Returns the epoch's training statistics, or None when a stop was requested (the
@@ -218,7 +188,7 @@ def train_one_epoch(run: TrainingSetup, state: TrainState, stop: _StopRequests) 
     seen, t0 = partial.get("seen", 0), time.perf_counter() - partial.get("seconds", 0.0)
     run.train_model.train()
     rows = shard(cfg.batch_size, run.dist)  # this rank's rows of each global batch
-    watch = _LossWatch(run, epoch)
+    watch = LossWatch(run.step, run.dist, epoch, run.last_path)
     bar = tqdm(total=run.steps, initial=state.step, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False,
                disable=not (run.progress and run.dist.is_main))
     for step in range(state.step, run.steps):
@@ -231,7 +201,7 @@ def train_one_epoch(run: TrainingSetup, state: TrainState, stop: _StopRequests) 
         if state.step % LOG_EVERY == 0 or state.step == run.steps:  # the same step on every rank
             watch.check(state.step, seen, bar, final=state.step == run.steps)
         shared_check = state.step % LOG_EVERY == 0 or not run.dist.active  # a collective under DDP
-        if state.step < run.steps and shared_check and any_rank(stop.signal is not None, run.dist, device):
+        if state.step < run.steps and shared_check and any_rank(stop.requested, run.dist, device):
             state.partial = _shared_sums(run, seen, time.perf_counter() - t0)
             bar.close()
             return None
@@ -311,20 +281,6 @@ def save(run: TrainingSetup, state: TrainState, improved: bool) -> None:
     barrier(run.dist)
 
 
-def checkpoint_interval(run: TrainingSetup, state: TrainState) -> int:
-    """Epochs between writes of ``last.pt``: ``checkpoint_every``, or when unset, 1 on a CPU or
-    MPS and, on CUDA, as many as keep the background write of last.pt (measured on the first
-    one) under ``SAVE_SHARE`` of the run's time: writing 600 MB after every 2-second epoch of
-    an H100 would otherwise put 48 GB on the disk per run."""
-    if run.cfg.checkpoint_every is not None:
-        return run.cfg.checkpoint_every
-    written = run.saver.last_write_seconds.get("last.pt")
-    if run.device.type != "cuda" or written is None or not state.history:
-        return 1
-    epoch_seconds = sum(r["train_seconds"] + r["val_seconds"] for r in state.history) / len(state.history)
-    return max(1, math.ceil(written / (SAVE_SHARE * epoch_seconds)))
-
-
 def finish(run: TrainingSetup, state: TrainState) -> RunResult:
     """``final.pt`` (last-epoch selection), ``provenance.json`` and ``config.json``; ``last.pt``
     removed when the config does not keep it (``keep_last``: smoke and demo runs)."""
@@ -359,7 +315,7 @@ def finished_result(cfg: TrainConfig, run_dir: Path) -> RunResult | None:
     except (OSError, ValueError) as e:
         raise ValueError(f"{run_dir} looks finished (config.json) but cannot be read back ({e}); use another "
                          "run_name or delete the run directory") from None
-    diff = {k: (saved.get(k), v) for k, v in _comparable(cfg.to_dict()).items() if saved.get(k) != v}
+    diff = config_changes(saved, cfg.to_dict())
     if diff:
         raise ValueError(f"{run_dir} holds a finished run with a different config {diff} (saved, now): it is not "
                          "trained again or over; use another run_name, or delete the run directory to start afresh")
@@ -435,108 +391,19 @@ def set_up(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo, datasets: dict[
         removed_temp_files=[p.name for p in removed], code_sha256=provenance.code_hash(parts=TRAINING_CODE))
 
 
-def use_step_graph(cfg: TrainConfig, device: torch.device, *, scaler: bool, distributed: bool) -> bool:
-    """Whether each step is captured as one CUDA graph (``step_graph``: auto, on, off)."""
-    why_not = graph_possible(device, scaler=scaler, distributed=distributed, compiled=cfg.compile)
-    if cfg.step_graph == "on" and why_not:
-        raise ValueError(f"step_graph=on: {why_not}; use step_graph=auto (captures where it can) or off")
-    return cfg.step_graph != "off" and why_not is None
-
-
 def restore(run: TrainingSetup) -> TrainState:
-    """The state saved in ``last.pt`` (a fresh one without it), after checking that the
-    same config and the same code wrote it."""
-    if not run.last_path.is_file():
+    """Where the run goes on from: the state ``last.pt`` holds (``resume.restore_last`` checks that
+    the same config and code wrote it), or a fresh one. The history is cut back to it: epochs
+    after the checkpoint are redone."""
+    state = restore_last(run)
+    if state is None:
         return TrainState()
-    try:
-        ckpt = read_checkpoint(run.last_path)
-    except CheckpointError as e:
-        raise CheckpointError(f"cannot resume: {e}. Delete {run.last_path} to restart this run from epoch 1, "
-                              "or use another run_name.") from None
-    saved, now = _comparable(ckpt["config"]), _comparable(run.cfg.to_dict())
-    if saved != now:
-        diff = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
-        raise ValueError(f"{run.last_path} was written by a different config {diff} (saved, now); "
-                         "use another run_name or delete the run directory")
-    code = run.code_sha256
-    if ckpt.get("code_sha256") != code and not run.cfg.resume_other_code:
-        raise ValueError(f"{run.last_path} was written by different library code (source hash "
-                         f"{str(ckpt.get('code_sha256'))[:12]}, now {code[:12]}): resuming would mix two versions "
-                         "in one run. Use another run_name, or set resume_other_code=true to continue anyway")
-    unwrap(run.model).load_state_dict(ckpt["model"])
-    run.optimizer.load_state_dict(ckpt["optimizer"])
-    if run.scheduler is not None:
-        run.scheduler.load_state_dict(ckpt["scheduler"])
-    run.scaler.load_state_dict(ckpt["scaler"])
-    rng = ckpt["rng"]
-    _set_rng_state(rng[run.dist.rank] if isinstance(rng, list) else rng)  # one state per rank under DDP
-    state = TrainState(**ckpt["state"])
-    if state.partial is not None and not run.dist.is_main:
-        state.partial = None  # the saved running sums are every rank's, summed: rank 0 carries them
-    if run.dist.is_main:  # the history as of the checkpoint: epochs after it are redone
+    if run.dist.is_main:
         _write_history(run.run_dir / "history.csv", state.history)
-    log.info("resuming %s after epoch %d%s", run.run_dir, state.epoch,
-             f", step {state.step} of epoch {state.epoch + 1}" if state.step else "")
     return state
 
 
-def save_last(run: TrainingSetup, state: TrainState) -> None:
-    """``last.pt`` (written by rank 0, called on every rank: the RNG states are gathered):
-    weights, optimiser, scheduler, scaler, each rank's RNG, counters, config, code hash."""
-    rng = _rng_state()
-    if run.dist.active:
-        gathered: list[Any] = [None] * run.dist.world_size
-        torch.distributed.all_gather_object(gathered, rng)
-        rng = gathered
-    if run.dist.is_main:
-        run.saver.submit(atomic_torch_save, {
-            "model": unwrap(run.model).state_dict(), "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict() if run.scheduler is not None else None,
-            "scaler": run.scaler.state_dict(), "rng": rng, "state": dataclasses.asdict(state),
-            "config": run.cfg.to_dict(), "code_sha256": run.code_sha256}, run.last_path)
-
-
 # --- parts -----------------------------------------------------------------------------
-
-class EpochPlan(NamedTuple):
-    order: torch.Tensor  # the items in this epoch's order
-    flips: torch.Tensor  # bool, per item: mirrored
-    warps: torch.Tensor | None  # (n, 4) per item: the augmentation's random warp (None: no warping)
-
-
-def epoch_plan(n: int, epoch: int, seed: int, device: torch.device, augment: Preset = AUGMENTATIONS["flip"]
-               ) -> EpochPlan:
-    """The epoch's order of the ``n`` training items, which of them are flipped and how each
-    is warped (when ``augment`` warps).
-
-    A function of (seed, epoch) only, drawn on ``device`` in one go: the same for every
-    rank (each takes its rows of every global batch), and the same again on resume.
-    """
-    g = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=g, device=device)
-    flips = torch.rand(n, generator=g, device=device) < augment.flip
-    return EpochPlan(order, flips, augment.draw_warps(n, g, device) if augment.warps else None)
-
-
-def check_disk_space(run_dir: Path, model: nn.Module, cfg: TrainConfig) -> None:
-    """Fail before the first epoch, not after it, when the run's checkpoints cannot fit on disk.
-
-    At its peak a run holds the selected weights (best.pt or final.pt), last.pt (weights
-    and optimizer state) and the temporary copy of last.pt that an atomic save writes
-    before it replaces the old one.
-    """
-    weights = tensor_bytes(model.state_dict())
-    slots = 2 if cfg.optimizer == "adamw" else int(cfg.momentum > 0)
-    last = weights * (1 + slots)
-    needed = weights + 2 * last
-    needed -= sum(p.stat().st_size for p in (run_dir / "best.pt", run_dir / "last.pt") if p.is_file())
-    free = shutil.disk_usage(run_dir).free
-    if needed > free:
-        raise OSError(errno.ENOSPC, f"{run_dir} is on a device with {free / 2**20:.0f} MiB free, but this run's "
-                      f"checkpoints need about {needed / 2**20:.0f} MiB more (the selected weights, last.pt with "
-                      f"{cfg.optimizer} state, and a temporary copy while saving). Free some space or set "
-                      "RESEMOTE_RESULTS to a larger disk.")
-
 
 def seed_everything(seed: int) -> None:
     """One seed for Python, NumPy and torch (all devices)."""
@@ -563,60 +430,6 @@ def _shared_sums(run: TrainingSetup, seen: int, seconds: float) -> dict[str, Any
             "seconds": seconds}
 
 
-class _LossWatch:
-    """The running loss, read for the progress bar and the NaN check every ``LOG_EVERY`` steps.
-
-    On a CUDA device (one process) a reading is copied to pinned host memory without waiting
-    and looked at one interval later, when the copy has long finished: the device never
-    stalls for it. Elsewhere, and under DDP (where every rank must stop at the same step: the
-    loss is summed over ranks), it is read at once.
-    """
-
-    def __init__(self, run: TrainingSetup, epoch: int) -> None:
-        self.run, self.epoch = run, epoch
-        self.deferred = run.device.type == "cuda" and not run.dist.active
-        self.pending: tuple[torch.Tensor, Any, int, int] | None = None
-
-    def check(self, step: int, seen: int, bar: tqdm, *, final: bool = False) -> None:
-        run = self.run
-        if not self.deferred:
-            loss = float(all_reduce_sum(run.step.loss_sum.double().reshape(1), run.dist))
-            self._judge(loss, float(run.step.correct), seen * run.dist.world_size, step, bar)
-            return
-        host = torch.empty(2, dtype=torch.float64, pin_memory=True)
-        host.copy_(torch.stack([run.step.loss_sum.double(), run.step.correct.double()]), non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        previous, self.pending = self.pending, (host, event, step, seen)
-        for reading in (previous, self.pending if final else None):
-            if reading is not None:
-                values, done, at, n = reading
-                done.synchronize()  # long finished for the previous reading; a real wait only at the epoch's end
-                self._judge(float(values[0]), float(values[1]), n, at, bar)
-
-    def _judge(self, loss_sum: float, correct: float, seen: int, step: int, bar: tqdm) -> None:
-        run, mean_loss = self.run, loss_sum / max(1, seen)
-        if not math.isfinite(mean_loss):
-            raise TrainingDiverged(
-                f"loss became {mean_loss} at epoch {self.epoch}, step {step}; stopped. The last good checkpoint is "
-                f"{run.last_path if run.last_path.exists() else '(none yet)'}. Try a lower lr (now "
-                f"{float(run.optimizer.param_groups[0]['lr'])}) or amp=false.")
-        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{correct / max(1, seen):.3f}")
-
-
-def _interrupt(run: TrainingSetup, state: TrainState, stop: _StopRequests) -> None:
-    save_last(run, state)
-    run.saver.flush()
-    barrier(run.dist)
-    where = f"epoch {state.epoch + 1}, step {state.step} of {run.steps}" if state.step else f"epoch {state.epoch}"
-    raise TrainingInterrupted(f"training stopped by {stop.name} after {where}; saved {run.last_path}. Run the same "
-                              "command (or notebook) again to resume from there.")
-
-
-def _comparable(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in _RESUMABLE_CHANGES}
-
-
 def _write_history(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp = path.with_suffix(".csv.tmp")
     history_frame(rows).to_csv(tmp, index=False)
@@ -641,28 +454,6 @@ def _write_provenance(run: TrainingSetup, status: str, state: TrainState | None)
     provenance.write(run.run_dir / "provenance.json", record)
 
 
-def _rng_state() -> dict[str, Any]:
-    """All RNG states as tensors and plain data, so ``weights_only`` loading works."""
-    _, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, py_gauss = random.getstate()
-    state = {"python": [version, list(internal), py_gauss],
-             "numpy": [torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
-             "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, internal, py_gauss = state["python"]
-    random.setstate((version, tuple(internal), py_gauss))
-    keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class _NoLock:
     """Ranks other than 0 write nothing, so they take no lock."""
 
@@ -675,51 +466,5 @@ class _NoLock:
         return None
 
 
-class _StopRequests:
-    """SIGINT and SIGTERM ask the loop to stop after the current step (and save); a second
-    SIGINT interrupts at once. Handlers are installed only in the main thread."""
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signal).name if self.signal else "?"
-
-    def __enter__(self) -> _StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-
-    def _handle(self, signum: int, _frame: object) -> None:
-        if self.signal == signal.SIGINT and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signal = signum
-        log.warning("%s received: stopping after this step and saving last.pt (press Ctrl-C again to stop at once)",
-                    signal.Signals(signum).name)
-
-
-__all__ = [
-    "HISTORY_COLUMNS",
-    "EpochPlan",
-    "RunResult",
-    "TrainState",
-    "TrainingDiverged",
-    "TrainingInterrupted",
-    "decide",
-    "epoch_plan",
-    "finish",
-    "fit",
-    "restore",
-    "save",
-    "seed_everything",
-    "set_up",
-    "train_one_epoch",
-    "validate",
-]
+__all__ = ["HISTORY_COLUMNS", "RunResult", "decide", "finish", "fit", "restore", "save", "seed_everything", "set_up",
+           "train_one_epoch", "validate"]

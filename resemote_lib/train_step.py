@@ -10,19 +10,29 @@ once (``torch.cuda.CUDAGraph``) and replayed: one launch per step. The same code
 wherever capture is off (CPU, MPS, fp16 with its gradient scaler, DDP, torch.compile, or
 ``step_graph: off``), and ``tests/test_step.py`` checks on the CPU that it computes exactly
 what a textbook PyTorch step computes.
+
+Around the step: ``epoch_plan`` draws what an epoch's steps read (order, flips, warps) from
+(seed, epoch) alone; ``use_step_graph`` decides whether a run captures its step; ``LossWatch`` reads
+the running loss every few steps (``train.LOG_EVERY``) for the progress bar, without stalling the
+device, and stops a run whose loss is no longer finite (``TrainingDiverged``).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import math
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data.transforms import Preset
+from .data.transforms import AUGMENTATIONS, Preset
 from .device import Precision
+from .distributed import DistInfo, all_reduce_sum
+from .params import TrainConfig
+from .progress import tqdm
 
 log = logging.getLogger(__name__)
 WARMUP_STEPS = 3  # eager steps before capture (lazy optimiser state, cuDNN autotuning, allocator pools)
@@ -47,6 +57,34 @@ def lr_on_device(optimizer: torch.optim.Optimizer, device: torch.device) -> None
     for group in optimizer.param_groups:
         if not isinstance(group["lr"], Tensor):
             group["lr"] = torch.tensor(float(group["lr"]), device=device)
+
+
+def use_step_graph(cfg: TrainConfig, device: torch.device, *, scaler: bool, distributed: bool) -> bool:
+    """Whether each step is captured as one CUDA graph (``step_graph``: auto, on, off)."""
+    why_not = graph_possible(device, scaler=scaler, distributed=distributed, compiled=cfg.compile)
+    if cfg.step_graph == "on" and why_not:
+        raise ValueError(f"step_graph=on: {why_not}; use step_graph=auto (captures where it can) or off")
+    return cfg.step_graph != "off" and why_not is None
+
+
+class EpochPlan(NamedTuple):
+    order: torch.Tensor  # the items in this epoch's order
+    flips: torch.Tensor  # bool, per item: mirrored
+    warps: torch.Tensor | None  # (n, 4) per item: the augmentation's random warp (None: no warping)
+
+
+def epoch_plan(n: int, epoch: int, seed: int, device: torch.device, augment: Preset = AUGMENTATIONS["flip"]
+               ) -> EpochPlan:
+    """The epoch's order of the ``n`` training items, which of them are flipped and how each
+    is warped (when ``augment`` warps).
+
+    A function of (seed, epoch) only, drawn on ``device`` in one go: the same for every
+    rank (each takes its rows of every global batch), and the same again on resume.
+    """
+    g = torch.Generator(device=device).manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=g, device=device)
+    flips = torch.rand(n, generator=g, device=device) < augment.flip
+    return EpochPlan(order, flips, augment.draw_warps(n, g, device) if augment.warps else None)
 
 
 class TrainStep:
@@ -143,4 +181,58 @@ class TrainStep:
         log.info("training step captured as one CUDA graph after %d eager steps", self.eager_steps)
 
 
-__all__ = ["WARMUP_STEPS", "TrainStep", "graph_possible", "lr_on_device"]
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class LossWatch:
+    """An epoch's running loss, read for the progress bar and the NaN check.
+
+    On a CUDA device (one process) a reading is copied to pinned host memory without waiting
+    and looked at one interval later, when the copy has long finished: the device never
+    stalls for it. Elsewhere, and under DDP (where every rank must stop at the same step: the
+    loss is summed over ranks), it is read at once.
+
+    Args:
+        train_step: the run's step, whose running sums are read.
+        dist: the processes (the sums are all-reduced under DDP).
+        epoch: the epoch being watched (1-based), named in the error.
+        last_path: the run's ``last.pt``, named in the error as the last good checkpoint.
+    """
+
+    def __init__(self, train_step: TrainStep, dist: DistInfo, epoch: int, last_path: Path) -> None:
+        self.train_step, self.dist, self.epoch, self.last_path = train_step, dist, epoch, last_path
+        self.deferred = train_step.device.type == "cuda" and not dist.active
+        self.pending: tuple[Tensor, Any, int, int] | None = None
+
+    def check(self, step: int, seen: int, bar: tqdm, *, final: bool = False) -> None:
+        """Read the sums after ``step`` steps and ``seen`` images of this rank (``final``: the
+        epoch's last reading, judged at once); raise ``TrainingDiverged`` on a non-finite loss."""
+        sums = self.train_step
+        if not self.deferred:
+            loss = float(all_reduce_sum(sums.loss_sum.double().reshape(1), self.dist))
+            self._judge(loss, float(sums.correct), seen * self.dist.world_size, step, bar)
+            return
+        host = torch.empty(2, dtype=torch.float64, pin_memory=True)
+        host.copy_(torch.stack([sums.loss_sum.double(), sums.correct.double()]), non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        previous, self.pending = self.pending, (host, event, step, seen)
+        for reading in (previous, self.pending if final else None):
+            if reading is not None:
+                values, done, at, n = reading
+                done.synchronize()  # long finished for the previous reading; a real wait only at the epoch's end
+                self._judge(float(values[0]), float(values[1]), n, at, bar)
+
+    def _judge(self, loss_sum: float, correct: float, seen: int, step: int, bar: tqdm) -> None:
+        mean_loss = loss_sum / max(1, seen)
+        if not math.isfinite(mean_loss):
+            raise TrainingDiverged(
+                f"loss became {mean_loss} at epoch {self.epoch}, step {step}; stopped. The last good checkpoint is "
+                f"{self.last_path if self.last_path.exists() else '(none yet)'}. Try a lower lr (now "
+                f"{float(self.train_step.optimizer.param_groups[0]['lr'])}) or amp=false.")
+        bar.set_postfix(loss=f"{mean_loss:.3f}", acc=f"{correct / max(1, seen):.3f}")
+
+
+__all__ = ["WARMUP_STEPS", "EpochPlan", "LossWatch", "TrainStep", "TrainingDiverged", "epoch_plan", "graph_possible",
+           "lr_on_device", "use_step_graph"]

@@ -18,7 +18,7 @@ import pytest
 
 from resemote_lib import progress
 from resemote_lib.params import TrainConfig
-from resemote_lib.train import TrainState
+from resemote_lib.resume import TrainState
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu.py"

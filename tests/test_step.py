@@ -1,6 +1,11 @@
-"""The training step over static buffers (what a CUDA graph captures) against a textbook step."""
+"""The training step over static buffers (what a CUDA graph captures) against a textbook step;
+the epoch's plan it reads and the watch over its running loss."""
 
 from __future__ import annotations
+
+import math
+import re
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -8,9 +13,17 @@ import torch.nn.functional as F
 
 from resemote_lib.data.transforms import AUGMENTATIONS
 from resemote_lib.device import FP32
+from resemote_lib.distributed import DistInfo
 from resemote_lib.model import build_model
-from resemote_lib.train import epoch_plan
-from resemote_lib.train_step import TrainStep, graph_possible, lr_on_device
+from resemote_lib.progress import SilentBar
+from resemote_lib.train_step import (
+    LossWatch,
+    TrainingDiverged,
+    TrainStep,
+    epoch_plan,
+    graph_possible,
+    lr_on_device,
+)
 
 CPU = torch.device("cpu")
 AUGMENT = AUGMENTATIONS["affine"]
@@ -99,3 +112,40 @@ def test_a_graph_is_captured_only_where_it_can_be():
     assert "scaler" in graph_possible(cuda, scaler=True, distributed=False, compiled=False)
     assert "DDP" in graph_possible(cuda, scaler=False, distributed=True, compiled=False)
     assert "compile" in graph_possible(cuda, scaler=False, distributed=False, compiled=True)
+
+
+def test_epoch_plan_is_a_function_of_seed_and_epoch():
+    affine = AUGMENTATIONS["affine"]
+    a = epoch_plan(50, 3, 7, torch.device("cpu"), affine)
+    b = epoch_plan(50, 3, 7, torch.device("cpu"), affine)
+    c = epoch_plan(50, 4, 7, torch.device("cpu"), affine)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)) and not torch.equal(a.order, c.order)
+    assert sorted(a.order.tolist()) == list(range(50)) and 10 < a.flips.sum() < 40
+    # the warps stay within the preset's bounds and differ per item
+    angle, zoom, tx, ty = a.warps.T
+    assert angle.abs().max() <= math.radians(affine.degrees) and (zoom - 1).abs().max() <= affine.scale
+    assert max(tx.abs().max(), ty.abs().max()) <= affine.shift and angle.std() > 0
+    # flip-only runs draw the same order and flips as before warps existed, and no warps
+    flip = epoch_plan(50, 3, 7, torch.device("cpu"))
+    assert flip.warps is None and torch.equal(flip.order, a.order) and torch.equal(flip.flips, a.flips)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_the_loss_watch_shows_a_finite_loss_and_stops_a_run_whose_loss_is_not(tmp_path, bad):
+    """A finite running loss goes to the progress bar as a mean per image; NaN or an infinity in
+    either direction stops the run, naming the epoch, the step, the last good checkpoint and the
+    learning rate."""
+    last = tmp_path / "last.pt"
+    last.touch()
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.05)
+    step = SimpleNamespace(device=CPU, optimizer=optimizer, loss_sum=torch.tensor(12.0, dtype=torch.float64),
+                           correct=torch.tensor(6))
+    watch, bar = LossWatch(step, DistInfo(), epoch=3, last_path=last), SilentBar(total=10)
+    watch.check(2, 16, bar)
+    assert bar.postfix == {"loss": "0.750", "acc": "0.375"}
+    step.loss_sum += bad
+    with pytest.raises(TrainingDiverged, match=rf"loss became {bad} at epoch 3, step 4; .* checkpoint is "
+                                               rf"{re.escape(str(last))}\. Try a lower lr \(now 0\.05\)"):
+        watch.check(4, 32, bar, final=True)
+    with pytest.raises(TrainingDiverged, match=r"checkpoint is \(none yet\)"):
+        LossWatch(step, DistInfo(), epoch=1, last_path=tmp_path / "missing.pt").check(1, 8, bar)

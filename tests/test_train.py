@@ -3,14 +3,11 @@ from __future__ import annotations
 import ast
 import inspect
 import json
-import math
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -20,39 +17,22 @@ import torch.nn.functional as F
 import yaml
 
 from resemote_lib import paths, provenance, runs, train
-from resemote_lib.checkpoint import CheckpointError, load_model, read_checkpoint
-from resemote_lib.data.transforms import AUGMENTATIONS
+from resemote_lib.checkpoint import load_model, read_checkpoint
 from resemote_lib.device import FP32, Precision, choose_precision
 from resemote_lib.distributed import DistInfo
 from resemote_lib.evaluate import evaluate
 from resemote_lib.model import ResEmoteNet, build_model
 from resemote_lib.optim import build_optimizer, build_scheduler, class_weights
 from resemote_lib.params import resolve as make_config
+from resemote_lib.resume import TrainState
 from resemote_lib.runs import RunBusy, RunLock
-from resemote_lib.train import TrainingDiverged, fit
+from resemote_lib.train import fit
+from resemote_lib.train_step import TrainingDiverged, epoch_plan
 
 from .conftest import read_only_command
+from .tiny_runs import history_without_times, same_weights, single_thread_env, tiny_config, write_params
 
 ROOT = Path(__file__).resolve().parents[1]
-# The engine's tests train the `cnn` variant (1.3M parameters): what they check does not depend on
-# the architecture, and its checkpoints take 15 MB instead of 1.2 GB. Tests of ResEmoteNet itself
-# say model="resemotenet".
-TINY = dict(protocol="demo", dataset="synthetic", model="cnn", image_size=32, epochs=2, batch_size=8,
-            max_train_items=32, synthetic_n_train=140, synthetic_n_val=21, synthetic_n_test=21, device="cpu", seed=1,
-            keep_last=True)  # the demo preset drops last.pt once finished; these tests look at it
-
-
-def _cfg(tmp_path, **kw):
-    return make_config({**TINY, "results_dir": str(tmp_path / "results"), "data_root": str(tmp_path / "data"), **kw})
-
-
-def _same_weights(a: Path, b: Path) -> bool:
-    sa, sb = read_checkpoint(a)["state_dict"], read_checkpoint(b)["state_dict"]
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-def _history(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "history.csv").drop(columns=[c for c in train.HISTORY_COLUMNS if "seconds" in c])
 
 
 def test_one_optimizer_step_lowers_loss():
@@ -74,7 +54,7 @@ def test_fit_writes_run_directory_and_never_opens_test(tmp_path, monkeypatch):
     opened = []
     real = runs.open_dataset
     monkeypatch.setattr(runs, "open_dataset", lambda name, root, split, **kw: opened.append(split) or real(name, root, split, **kw))
-    result = fit(_cfg(tmp_path))
+    result = fit(tiny_config(tmp_path))
     auto_cpu = choose_precision(torch.device("cpu"), None)
     assert sorted(opened) == ["train", "val"]
     files = {p.name for p in result.run_dir.iterdir()}
@@ -88,34 +68,10 @@ def test_fit_writes_run_directory_and_never_opens_test(tmp_path, monkeypatch):
 
 
 def test_static_batches_drop_the_last_partial_batch_and_count_it(tmp_path):
-    cfg = _cfg(tmp_path, epochs=1, max_train_items=30, batch_size=8)
+    cfg = tiny_config(tmp_path, epochs=1, max_train_items=30, batch_size=8)
     n = len(runs.open_training_splits(cfg)["train"])  # the stratified subset: 29 of 30 after rounding
     row = fit(cfg).history.iloc[0]
     assert (row["train_images"], row["dropped"]) == (n // 8 * 8, n % 8) and n % 8
-
-
-def test_epoch_plan_is_a_function_of_seed_and_epoch():
-    affine = AUGMENTATIONS["affine"]
-    a = train.epoch_plan(50, 3, 7, torch.device("cpu"), affine)
-    b = train.epoch_plan(50, 3, 7, torch.device("cpu"), affine)
-    c = train.epoch_plan(50, 4, 7, torch.device("cpu"), affine)
-    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)) and not torch.equal(a.order, c.order)
-    assert sorted(a.order.tolist()) == list(range(50)) and 10 < a.flips.sum() < 40
-    # the warps stay within the preset's bounds and differ per item
-    angle, zoom, tx, ty = a.warps.T
-    assert angle.abs().max() <= math.radians(affine.degrees) and (zoom - 1).abs().max() <= affine.scale
-    assert max(tx.abs().max(), ty.abs().max()) <= affine.shift and angle.std() > 0
-    # flip-only runs draw the same order and flips as before warps existed, and no warps
-    flip = train.epoch_plan(50, 3, 7, torch.device("cpu"))
-    assert flip.warps is None and torch.equal(flip.order, a.order) and torch.equal(flip.flips, a.flips)
-
-
-def test_fit_refuses_to_start_without_disk_for_its_checkpoints(tmp_path, monkeypatch):
-    free = 500 * 2**20  # weights are 306 MiB: best.pt (1x) + last.pt with AdamW state (3x) + its temporary copy (3x)
-    monkeypatch.setattr(train.shutil, "disk_usage", lambda p: type("Usage", (), {"free": free})())
-    with pytest.raises(OSError, match=r"500 MiB free, but this run's checkpoints need about 2143 MiB more"):
-        fit(_cfg(tmp_path, model="resemotenet"))
-    assert not list((tmp_path / "results").rglob("*.pt"))  # failed before training, not after an epoch
 
 
 def test_fit_ignores_a_test_split_it_is_given(tmp_path):
@@ -126,20 +82,20 @@ def test_fit_ignores_a_test_split_it_is_given(tmp_path):
         def __len__(self):
             raise AssertionError("test split touched during fit (len)")
 
-    splits = runs.open_training_splits(_cfg(tmp_path))
-    fit(_cfg(tmp_path, epochs=1), datasets={**splits, "test": Poison()})
+    splits = runs.open_training_splits(tiny_config(tmp_path))
+    fit(tiny_config(tmp_path, epochs=1), datasets={**splits, "test": Poison()})
 
 
 def test_same_config_gives_identical_runs(tmp_path):
-    a = fit(_cfg(tmp_path / "a"))
-    b = fit(_cfg(tmp_path / "b"))
-    pd.testing.assert_frame_equal(_history(a.run_dir), _history(b.run_dir))
-    assert _same_weights(a.run_dir / "best.pt", b.run_dir / "best.pt")
+    a = fit(tiny_config(tmp_path / "a"))
+    b = fit(tiny_config(tmp_path / "b"))
+    pd.testing.assert_frame_equal(history_without_times(a.run_dir), history_without_times(b.run_dir))
+    assert same_weights(a.run_dir / "best.pt", b.run_dir / "best.pt")
 
 
 def test_validation_and_testing_share_one_loop(tmp_path):
     """The val accuracy that selected best.pt is what evaluation measures on val with it."""
-    cfg = _cfg(tmp_path, epochs=2)
+    cfg = tiny_config(tmp_path, epochs=2)
     result = fit(cfg)
     model = load_model(result.selected_checkpoint)
     val = runs.open_split(cfg, "val")
@@ -150,40 +106,15 @@ def test_validation_and_testing_share_one_loop(tmp_path):
 
 
 def test_selection_last_writes_no_best_and_checkpoint_every(tmp_path):
-    result = fit(_cfg(tmp_path, epochs=3, selection="last", checkpoint_every=2))
+    result = fit(tiny_config(tmp_path, epochs=3, selection="last", checkpoint_every=2))
     names = {p.name for p in result.run_dir.iterdir()}
     assert "best.pt" not in names and {"final.pt", "last.pt"} <= names
     assert read_checkpoint(result.run_dir / "last.pt")["state"]["epoch"] == 3  # saved at the end too
     assert result.history["checkpoint_seconds"].iloc[0] < result.history["checkpoint_seconds"].iloc[1]  # 1: none
 
 
-def test_resume_with_another_config_is_an_error(tmp_path):
-    fit(_cfg(tmp_path, epochs=1))
-    with pytest.raises(ValueError, match="different config.*lr"):
-        fit(_cfg(tmp_path, epochs=1, lr=0.1))
-
-
-def test_resume_refuses_a_checkpoint_of_other_code_unless_told(tmp_path, monkeypatch):
-    run_dir = fit(_cfg(tmp_path, epochs=1)).run_dir
-    (run_dir / "config.json").unlink()  # written last: without it the run counts as unfinished, so it resumes
-    monkeypatch.setattr(provenance, "code_hash", lambda root=None, parts=None: "f" * 64)
-    with pytest.raises(ValueError, match=r"written by different library code .*resume_other_code=true"):
-        fit(_cfg(tmp_path, epochs=1))
-    assert fit(_cfg(tmp_path, epochs=1, resume_other_code=True)).epochs_run == 1
-
-
-def test_resume_from_a_corrupt_last_checkpoint_is_a_clear_error(tmp_path):
-    cfg = _cfg(tmp_path, epochs=1)
-    last = Path(cfg.results_dir) / cfg.run_name / "last.pt"
-    last.parent.mkdir(parents=True)
-    last.write_bytes(b"PK\x03\x04 cut off by a full disk")
-    with pytest.raises(CheckpointError, match=r"cannot resume: .*last\.pt is not a readable PyTorch checkpoint"
-                                              r".*Delete .*last\.pt to restart"):
-        fit(cfg)
-
-
 def test_temp_files_of_a_killed_save_are_removed_on_resume(tmp_path):
-    cfg = _cfg(tmp_path, epochs=1)
+    cfg = tiny_config(tmp_path, epochs=1)
     run_dir = Path(cfg.results_dir) / cfg.run_name
     run_dir.mkdir(parents=True)
     for name in (".last.pt.k1l2d3.tmp", ".best.pt.x9y8z7.tmp", "metrics.json.tmp"):
@@ -197,7 +128,7 @@ def test_temp_files_of_a_killed_save_are_removed_on_resume(tmp_path):
 
 
 def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
-    cfg = _cfg(tmp_path, epochs=1)
+    cfg = tiny_config(tmp_path, epochs=1)
     busy = rf"is in use by pid {os.getpid()} on .*training since .*another run_name"
     with RunLock(Path(cfg.results_dir) / cfg.run_name, what="training"), pytest.raises(RunBusy, match=busy):
         fit(cfg)
@@ -205,7 +136,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
 
 
 def test_empty_validation_split_is_refused_before_training(tmp_path):
-    cfg = _cfg(tmp_path, epochs=1)
+    cfg = tiny_config(tmp_path, epochs=1)
     splits = runs.open_training_splits(cfg)
     empty = runs.select(splits["val"], [])
     with pytest.raises(ValueError, match=r"validation split of synthetic .* has no images"):
@@ -216,7 +147,7 @@ def test_empty_validation_split_is_refused_before_training(tmp_path):
 def test_read_only_run_directory_is_refused_before_the_first_epoch(tmp_path):
     """fit in a process that cannot write the run directory, root included (a read-only bind
     mount in a user namespace; tests/conftest.py): an OSError naming the folder, before any work."""
-    cfg = _cfg(tmp_path, epochs=1)
+    cfg = tiny_config(tmp_path, epochs=1)
     run_dir = Path(cfg.results_dir) / cfg.run_name
     run_dir.mkdir(parents=True)
     code = ("import json, sys\n"
@@ -237,11 +168,11 @@ def test_read_only_run_directory_is_refused_before_the_first_epoch(tmp_path):
 def test_batch_that_does_not_divide_by_the_processes_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "init_distributed", lambda device: DistInfo(rank=0, world_size=3))
     with pytest.raises(ValueError, match=r"batch_size 8 does not divide by the 3 processes"):
-        fit(_cfg(tmp_path, epochs=1))
+        fit(tiny_config(tmp_path, epochs=1))
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    cfg = _cfg(tmp_path, epochs=3)
+    cfg = tiny_config(tmp_path, epochs=3)
     calls = {"n": 0}
     real = F.cross_entropy
 
@@ -262,7 +193,7 @@ def test_plateau_scheduler_and_reference_early_stopping(tmp_path, monkeypatch):
     scripted = iter([0.50, 0.60, 0.60, 0.55, 0.58, 0.57, 0.99])
     monkeypatch.setattr(train, "validate", lambda run: {"val_loss": 1.0, "val_acc": next(scripted), "val_seconds": 0.0})
     with pytest.warns(UserWarning, match="no longer follows"):  # a clean run, shrunk for the test
-        cfg = _cfg(tmp_path, protocol="clean", epochs=7, scheduler="plateau", plateau_patience=1, lr=0.01,
+        cfg = tiny_config(tmp_path, protocol="clean", epochs=7, scheduler="plateau", plateau_patience=1, lr=0.01,
                    early_stopping_patience=3, max_train_items=16, image_size=16)
     result = fit(cfg)
     # epochs 3 and 4 do not improve on 0.60: the LR drops x0.1 after epoch 4 (patience 1)
@@ -291,18 +222,19 @@ def test_scheduler_is_mode_max_factor_01():
 
 
 def test_channels_last_trains_to_the_same_numbers(tmp_path):
-    a = fit(_cfg(tmp_path / "a", epochs=1))
-    b = fit(_cfg(tmp_path / "b", epochs=1, channels_last=True))
+    a = fit(tiny_config(tmp_path / "a", epochs=1))
+    b = fit(tiny_config(tmp_path / "b", epochs=1, channels_last=True))
     # Other convolution kernels, other float rounding: close losses, not equal (accuracies of 24
     # images move in steps of 4%, so they are not compared).
     cols = ["train_loss", "val_loss"]
-    pd.testing.assert_frame_equal(_history(a.run_dir)[cols], _history(b.run_dir)[cols], rtol=0.05)
+    pd.testing.assert_frame_equal(history_without_times(a.run_dir)[cols], history_without_times(b.run_dir)[cols],
+                                  rtol=0.05)
     assert json.loads((b.run_dir / "provenance.json").read_text())["training"]["channels_last"] is True
 
 
 @pytest.mark.slow
 def test_compiled_training_saves_plain_checkpoints(tmp_path):
-    result = fit(_cfg(tmp_path, epochs=1, compile=True, image_size=16, max_train_items=16))
+    result = fit(tiny_config(tmp_path, epochs=1, compile=True, image_size=16, max_train_items=16))
     keys = read_checkpoint(result.selected_checkpoint)["state_dict"]
     assert not any(k.startswith(("_orig_mod.", "module.")) for k in keys)
     assert json.loads((result.run_dir / "provenance.json").read_text())["training"]["compile"] is True
@@ -325,24 +257,31 @@ def test_fit_reads_as_named_steps():
     assert "finish" in after, after
 
 
-def test_evaluation_and_prediction_never_import_training():
-    for module in ("evaluate", "inference", "predict", "explore", "export", "runs", "paper", "plots", "explain"):
-        tree = ast.parse((ROOT / "resemote_lib" / f"{module}.py").read_text())
-        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        assert not {"train", ".train", "resemote_lib.train"} & imported, module
-    code = "import sys, resemote_lib.evaluate, resemote_lib.predict, resemote_lib.reports.explore; " \
-           "sys.exit('resemote_lib.train' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+def test_the_training_code_hash_covers_every_module_a_run_imports():
+    """A resumed run refuses other training code (``TRAINING_CODE``, hashed into last.pt): every
+    module that ``fit`` imports (the ResNet-18 baseline too, imported only when it is built) is
+    in it, unless it is listed here as bookkeeping that leaves the numbers alone; every entry
+    exists (a renamed module would silently drop out of the hash)."""
+    bookkeeping = {"__init__.py", "paths.py", "provenance.py", "progress.py", "files.py", "background_save.py",
+                   "calibration.py", "usage.py"}
+    code = ("import sys, pathlib, resemote_lib.train, resemote_lib.resnet\n"
+            "root = pathlib.Path(resemote_lib.__file__).parent\n"
+            "print(*{pathlib.Path(m.__file__).relative_to(root).parts[0] for n, m in list(sys.modules.items())\n"
+            "        if n.startswith('resemote_lib')})")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    imported = set(out.stdout.split())
+    assert "train_step.py" in imported and "data" in imported, imported
+    assert imported - bookkeeping - set(train.TRAINING_CODE) == set()
+    assert [p for p in train.TRAINING_CODE if not (ROOT / "resemote_lib" / p).exists()] == []
 
 
 @pytest.mark.gpu
 def test_no_host_sync_inside_a_gpu_training_step(tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    cfg = _cfg(tmp_path, device="cuda", epochs=1, max_train_items=64, batch_size=16, amp=True)
+    cfg = tiny_config(tmp_path, device="cuda", epochs=1, max_train_items=64, batch_size=16, amp=True)
     run = train.set_up(cfg, Path(cfg.results_dir) / cfg.run_name, DistInfo(), None, False, None, [])
-    plan = train.epoch_plan(len(run.labels), 1, cfg.seed, run.images.device)
+    plan = epoch_plan(len(run.labels), 1, cfg.seed, run.images.device)
     run.step.new_epoch(plan.flips, plan.warps)
     run.step(plan.order[:16])  # warm-up: first-call allocations may sync
     torch.cuda.synchronize()
@@ -356,105 +295,18 @@ def test_no_host_sync_inside_a_gpu_training_step(tmp_path):
     assert (run.step.graph is not None) == (run.precision.name == "bf16")  # fp16's scaler syncs: no graph
 
 
-def _write_params(tmp_path, **kw) -> Path:
-    values = {**TINY, "results_dir": str(tmp_path / "results"), "data_root": str(tmp_path / "data"), **kw}
-    path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump(values))
-    return path
-
-
-def _env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def _start(cmd: list[str], log: Path) -> subprocess.Popen:
-    """A training process whose stderr goes to ``log`` (a pipe would fill up with progress bars)."""
-    with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=err, text=True)
-    proc.log = log
-    return proc
-
-
-def _wait_for(predicate, proc, seconds=300):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended (exit {proc.returncode}) before it could be stopped: "
-                                 f"{proc.log.read_text()[-2000:]}")
-        time.sleep(0.01)
-    raise AssertionError("timed out")
-
-
-# The signal tests train the `cnn` variant on enough images that an epoch is a hundred steps of 4
-# (seconds on a CPU), so a signal sent at a known point lands inside an epoch; ResEmoteNet itself
-# would make them minutes each (every epoch saves 1.2 GB) without testing anything more.
-LONG_EPOCHS = dict(model="cnn", image_size=32, batch_size=4, synthetic_n_train=420, max_train_items=400)
-
-
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(tmp_path):
-    params = _write_params(tmp_path, epochs=3, **LONG_EPOCHS)
-    cmd = [sys.executable, "-m", "resemote_lib", "train", str(params)]
-    # Same process settings (threads) for both runs: float sums depend on them.
-    subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
-    ref_dir = tmp_path / "results" / "uninterrupted"
-    run_dir = tmp_path / "results" / "smoke"
-    epoch_seconds = pd.read_csv(ref_dir / "history.csv")["train_seconds"].min()
-    for kill_after_rows in (1, 2):  # kill during epoch 2, then again during epoch 3
-        proc = _start(cmd, tmp_path / f"run{kill_after_rows}.log")
-        hist = run_dir / "history.csv"
-        _wait_for(lambda n=kill_after_rows, h=hist: h.exists() and len(pd.read_csv(h)) >= n, proc)
-        time.sleep(epoch_seconds / 3)  # inside the next epoch
-        assert proc.poll() is None, "the run finished before it could be killed"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    subprocess.run(cmd, env=_env(), check=True, capture_output=True)
-    pd.testing.assert_frame_equal(_history(run_dir), _history(ref_dir))
-    assert _same_weights(run_dir / "best.pt", ref_dir / "best.pt")
-    last, ref_last = read_checkpoint(run_dir / "last.pt"), read_checkpoint(ref_dir / "last.pt")
-    assert all(torch.equal(last["model"][k], ref_last["model"][k]) for k in last["model"])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_mid_epoch_saves_and_resumes_bit_identical(tmp_path, sig):
-    """SIGTERM (a scheduler's stop) or Ctrl-C: finish the step, save the position inside the
-    epoch, exit 130 saying how to resume; the resumed run equals an uninterrupted one."""
-    params = _write_params(tmp_path, epochs=2, **LONG_EPOCHS)
-    cmd = [sys.executable, "-m", "resemote_lib", "train", str(params)]
-    subprocess.run([*cmd, "run_name=uninterrupted"], env=_env(), check=True, capture_output=True)
-    steps = int(pd.read_csv(tmp_path / "results" / "uninterrupted" / "history.csv")["train_images"].iloc[0]) // 4
-    proc = _start(cmd, tmp_path / "run.log")
-    # provenance.json is written once set up, just before the first step: a signal that arrives
-    # before the first step stops after it, so this lands inside epoch 1 (about 100 steps).
-    _wait_for((tmp_path / "results" / "smoke" / "provenance.json").exists, proc)
-    proc.send_signal(sig)
-    proc.wait(timeout=300)
-    err = proc.log.read_text()
-    assert proc.returncode == 130, err[-2000:]
-    assert "interrupted: training stopped by" in err and "Run the same command" in err
-    state = read_checkpoint(tmp_path / "results" / "smoke" / "last.pt")["state"]
-    assert steps > 90 and state["epoch"] == 0 and 0 < state["step"] < steps, (steps, state)
-    subprocess.run(cmd, env=_env(), check=True, capture_output=True)
-    run_dir, ref_dir = tmp_path / "results" / "smoke", tmp_path / "results" / "uninterrupted"
-    pd.testing.assert_frame_equal(_history(run_dir), _history(ref_dir))
-    assert _same_weights(run_dir / "best.pt", ref_dir / "best.pt")
-
-
 @pytest.mark.slow
 def test_two_processes_take_identical_decisions_and_match_one(tmp_path):
     """2 gloo processes, several epochs with the plateau scheduler and early stopping: both
     ranks end with identical parameters, LR history and stop epoch; epoch 1 matches a
     single process (same global batch, order and flips; BatchNorm statistics differ)."""
-    params = _write_params(tmp_path, epochs=6, max_train_items=32, batch_size=8, image_size=16, optimizer="sgd",
-                           lr=1e-7, scheduler="plateau", plateau_patience=0, early_stopping_patience=1)
+    params = write_params(tmp_path, epochs=6, max_train_items=32, batch_size=8, image_size=16, optimizer="sgd",
+                          lr=1e-7, scheduler="plateau", plateau_patience=0, early_stopping_patience=1)
     single = fit(make_config({**yaml.safe_load(params.read_text()), "run_name": "single"}), progress=False)
     torchrun = Path(sys.executable).with_name("torchrun")
     out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "tests" / "ddp_worker.py"),
-                          str(params), str(tmp_path), "run_name=ddp"], env=_env(), capture_output=True, text=True,
-                         timeout=600)
+                          str(params), str(tmp_path), "run_name=ddp"], env=single_thread_env(), capture_output=True,
+                         text=True, timeout=600)
     # torchrun prints the crashed rank's traceback first and its own summary last: show the first.
     rank0 = "\n".join(line for line in out.stderr.splitlines() if line.startswith("[rank0]"))
     assert out.returncode == 0, (rank0 or out.stderr)[-3000:]
@@ -496,7 +348,7 @@ def test_a_finished_run_is_read_back_not_trained_again_nor_over(tmp_path):
     """keep_last=false (the smoke and demo presets) removes last.pt once the run has finished; the
     same command again reads the finished run back and writes nothing; another config (epochs=2
     to continue) is refused and writes nothing either."""
-    cfg = _cfg(tmp_path, epochs=1, keep_last=False)
+    cfg = tiny_config(tmp_path, epochs=1, keep_last=False)
     first = fit(cfg, progress=False)
     run = first.run_dir
     assert not (run / "last.pt").exists() and (run / "best.pt").is_file()
@@ -506,30 +358,15 @@ def test_a_finished_run_is_read_back_not_trained_again_nor_over(tmp_path):
     pd.testing.assert_frame_equal(again.history, pd.read_csv(run / "history.csv"))
     assert again.model is not None and again.selected_checkpoint == first.selected_checkpoint
     with pytest.raises(ValueError, match=r"holds a finished run with a different config \{'epochs': \(1, 2\)\}"):
-        fit(_cfg(tmp_path, epochs=2, keep_last=False), progress=False)
+        fit(tiny_config(tmp_path, epochs=2, keep_last=False), progress=False)
     after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.iterdir() if p.is_file()}
     assert after == before
-
-
-def test_last_pt_interval_on_cuda_keeps_writes_under_five_percent(tmp_path):
-    from types import SimpleNamespace
-
-    def run(device: str, every=None, written=None):
-        saver = SimpleNamespace(last_write_seconds={} if written is None else {"last.pt": written})
-        return SimpleNamespace(cfg=SimpleNamespace(checkpoint_every=every), device=torch.device(device), saver=saver)
-
-    state = train.TrainState(history=[{"train_seconds": 2.0, "val_seconds": 0.5}] * 2)
-    assert train.checkpoint_interval(run("cuda", written=3.0), state) == 24  # 3 s / (5% of 2.5 s)
-    assert train.checkpoint_interval(run("cuda", written=0.05), state) == 1
-    assert train.checkpoint_interval(run("cuda"), state) == 1  # before the first write was measured
-    assert train.checkpoint_interval(run("cpu", written=3.0), state) == 1
-    assert train.checkpoint_interval(run("cuda", every=3, written=3.0), state) == 3  # the config's own
 
 
 def test_the_monitor_is_redrawn_at_most_every_few_seconds_and_after_the_last_epoch(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "MONITOR_EVERY", 3600.0)
     shown = []
-    fit(_cfg(tmp_path, epochs=3), progress=False, on_epoch=lambda history: shown.append(len(history)))
+    fit(tiny_config(tmp_path, epochs=3), progress=False, on_epoch=lambda history: shown.append(len(history)))
     assert shown == [1, 3]
 
 
@@ -546,7 +383,7 @@ def test_history_records_each_epochs_learning_rate_when_the_rate_is_a_tensor():
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=0)
     run = SimpleNamespace(cfg=SimpleNamespace(scheduler="plateau", early_stopping_patience=None),
                           optimizer=optimizer, scheduler=scheduler)
-    state = train.TrainState()
+    state = TrainState()
     stats = {"train_loss": 1.0, "train_acc": 0.5}
     for val_acc in (0.5, 0.4, 0.3):  # no gain after the first epoch: the rate halves twice
         train.decide(run, state, stats, {"val_loss": 1.0, "val_acc": val_acc})
@@ -620,8 +457,8 @@ def test_a_class_balanced_run_weights_its_loss_and_records_the_weights(tmp_path,
             seen.append(weight)
         return real(logits, y, weight=weight, **kw)
     monkeypatch.setattr(step_module.F, "cross_entropy", spy)
-    result = fit(_cfg(tmp_path, epochs=1, class_balance="sqrt"))
-    split = runs.open_training_splits(_cfg(tmp_path, epochs=1, class_balance="sqrt"))["train"]
+    result = fit(tiny_config(tmp_path, epochs=1, class_balance="sqrt"))
+    split = runs.open_training_splits(tiny_config(tmp_path, epochs=1, class_balance="sqrt"))["train"]
     expected = class_weights(split.labels, "sqrt")
     assert seen and all(w is not None and torch.equal(w, expected) for w in seen)
     prov = json.loads((result.run_dir / "provenance.json").read_text())

@@ -37,8 +37,9 @@ def exit_code(error: BaseException) -> int:
 
     from ..checkpoint import CheckpointError
     from ..device import DeviceError
+    from ..interrupt import TrainingInterrupted
     from ..runs import RunBusy
-    from ..train import TrainingDiverged, TrainingInterrupted
+    from ..train_step import TrainingDiverged
     from .pipeline import NotebookFailed
 
     if isinstance(error, RunBusy):
@@ -123,7 +124,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export
+    from ..predict.export import export
 
     report = export(args.checkpoint, args.output, overwrite=args.force)
     print(f"exported {report['path']} ({report['input']}); max |exported - PyTorch| = {report['max_abs_diff']:.2e}")
