@@ -178,6 +178,7 @@ NOTEBOOK_KEYS: dict[str, tuple[type, Any]] = {
     "variants": (list, list(VARIANTS)),  # 05_ablation: the models compared
     "seeds": (list, [0, 1]),  # 05_ablation: training seeds per variant
     "flow_sizes": (list, [48, 64]),  # 05_ablation: input sizes of the gradient-flow table
+    "train_missing": (bool, True),  # 05_ablation: train the runs not finished (False: tabulate the finished ones)
 }
 
 

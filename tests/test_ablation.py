@@ -98,8 +98,10 @@ def test_the_written_table_has_every_metric_and_the_paired_section(tmp_path):
     table = pd.DataFrame([{"variant": v, "seed": s, "run": r, "params": 10, "gflops": 0.1, "train_img_s": 5.0,
                            "infer_img_s": 9.0, "accuracy": 0.75, "dedup_accuracy": 0.7, "balanced_accuracy": 0.7,
                            "macro_f1": 0.6, "nll": 1.0, "ece": 0.1, "best_epoch": 1} for v, s, r in runs])
+    table.attrs["missing"] = ["cnn_s1"]
     files = ablation.write(table, pd.DataFrame(columns=["variant"]), tmp_path, note="a note")
     md = files["md"].read_text()
+    assert "**Partial: 1 run(s) not finished and not in these tables**: cnn_s1." in md
     assert "macro-F1 %" in md and "## Each variant against `resemotenet_lean`" in md and "McNemar p" in md
     assert "a note" in md
     recall = pd.read_csv(files["recall"])
@@ -109,3 +111,16 @@ def test_the_written_table_has_every_metric_and_the_paired_section(tmp_path):
         ("cnn", "happy"): 1.0}
     intervals = ablation.accuracy_intervals(table, tmp_path)
     assert len(intervals) == 4 and set(intervals["test_set"]) == {"official", "dedup"}
+
+
+def test_with_train_missing_off_only_finished_runs_are_tabulated_and_the_rest_named(tmp_path, monkeypatch):
+    cfg = resolve({"run_name": "nb_ablation_synthetic_smoke", "results_dir": str(tmp_path)})
+    monkeypatch.setattr(ablation, "fit", lambda *a, **k: pytest.fail("trained although train_missing is off"))
+    monkeypatch.setattr(ablation, "_speeds", lambda cfg, variant: {"params": 1, "gflops": 0.1, "infer_img_s": 1.0})
+    monkeypatch.setattr(ablation, "_metrics", lambda run_dir: {"accuracy": 0.5})
+    done = tmp_path / cfg.run_name / "runs" / "cnn_se_s1"
+    done.mkdir(parents=True)
+    (done / "metrics.json").write_text("{}")
+    table = ablation.run_ablation(cfg, ["cnn", "cnn_se"], [0, 1], train_missing=False, progress=False)
+    assert list(zip(table["variant"], table["seed"], strict=True)) == [("cnn_se", 1)]
+    assert table.attrs["missing"] == ["cnn_s0", "cnn_se_s0", "cnn_s1"]

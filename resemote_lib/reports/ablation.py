@@ -48,7 +48,7 @@ COLUMNS = ["variant", "seed", "params", "gflops", "train_img_s", "infer_img_s", 
 
 
 def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int], *, progress: bool = True,
-                 keep_checkpoints: bool = False) -> pd.DataFrame:
+                 keep_checkpoints: bool = False, train_missing: bool = True) -> pd.DataFrame:
     """One row per (variant, seed) (``COLUMNS``), training and evaluating what is missing.
 
     Args:
@@ -59,9 +59,11 @@ def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int]
             epoch bars.
         keep_checkpoints: keep each run's weights; by default they are deleted once the run
             is evaluated (10 runs of the full network hold about 12 GB).
+        train_missing: False tabulates the finished runs only (an ablation still training, or
+            stopped half-way); ``table.attrs["missing"]`` names the others, as ``variant_s<seed>``.
     """
     base = run_dir_for(cfg) / "runs"
-    rows, trained, speeds = [], 0, {}
+    rows, trained, speeds, missing = [], 0, {}, []
     bar = tqdm(total=len(variants) * len(seeds), desc="ablation", unit="run", disable=not progress)
     try:
         for seed in seeds:  # seeds outer: an ablation stopped half-way has every variant at least once
@@ -72,19 +74,25 @@ def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int]
                 run_dir = _run_dir(cfg, base, variant, seed)
                 if (run_dir / "metrics.json").is_file():
                     bar.set_description(f"ablation: {variant} seed {seed} already done")
+                elif not train_missing:
+                    missing.append(run_dir.name)
+                    bar.update(1)
+                    continue
                 else:
                     _train_and_test(_run_config(cfg, base, variant, seed), bar, progress, keep_checkpoints)
                     trained += 1
                 rows.append({"variant": variant, "seed": seed, **speeds[variant], **_metrics(run_dir),
                              "run": run_dir.relative_to(base.parent).as_posix()})  # beside ablation.csv
                 bar.update(1)
-        bar.set_description(f"ablation: done, {trained} trained now, {len(rows) - trained} already done")
+        bar.set_description(f"ablation: done, {trained} trained now, {len(rows) - trained} already done"
+                            + (f", {len(missing)} not finished (not trained: train_missing is off)" if missing else ""))
     finally:
         bar.close()
     order = {name: k for k, name in enumerate(variants)}
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    return table.sort_values(["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c,
-                             kind="stable", ignore_index=True)
+    table = pd.DataFrame(rows, columns=COLUMNS).sort_values(
+        ["variant", "seed"], key=lambda c: c.map(order) if c.name == "variant" else c, kind="stable", ignore_index=True)
+    table.attrs["missing"] = missing
+    return table
 
 
 def _run_config(cfg: TrainConfig, base: Path, variant: str, seed: int) -> TrainConfig:
@@ -131,8 +139,14 @@ def write(table: pd.DataFrame, flow: pd.DataFrame, out_dir: Path, note: str = ""
                            + _summary_markdown(summary) + "\n\nMean ± standard deviation over seeds (± 0.00: one "
                            "seed). Test accuracy: the official test set; dedup: only its images with no copy in "
                            "train or val. Train img/s: measured during each run, whatever else the machine ran.\n\n"
-                           + _paired_markdown(paired, reference) + "\n\n" + note + "\n")
+                           + _paired_markdown(paired, reference) + "\n\n" + _missing_note(table) + note + "\n")
     return files
+
+
+def _missing_note(table: pd.DataFrame) -> str:
+    missing = table.attrs.get("missing") or []
+    return (f"**Partial: {len(missing)} run(s) not finished and not in these tables**: {', '.join(missing)}.\n\n"
+            if missing else "")
 
 
 def _summary_markdown(summary: pd.DataFrame) -> str:
