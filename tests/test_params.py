@@ -18,11 +18,39 @@ from resemote_lib.params import (
 
 PARAM_FILES = sorted(p for p in paths.PARAMS.glob("*.yaml") if not p.name.startswith("_"))
 
+# What each params file runs, written out by hand from the files' own comments (not read from them):
+# a file whose dataset or protocol changes, directly or through its `base:` chain, fails here until
+# this table says so too, and a new params file fails until it is added (files named _*.yaml are
+# bases, never run alone).
+DATASET_AND_PROTOCOL = {
+    "ablation_affectnet.yaml": ("affectnet", "clean"),
+    "ablation_fer2013.yaml": ("fer2013", "clean"),
+    "ablation_fer2013_cpu.yaml": ("fer2013", "cpu_budget"),
+    "ablation_rafdb.yaml": ("rafdb", "clean"),
+    "affectnet.yaml": ("affectnet", "paper"),
+    "affectnet_clean.yaml": ("affectnet", "clean"),
+    "affectnet_reference.yaml": ("affectnet", "reference"),
+    "demo.yaml": ("synthetic", "demo"),
+    "fer2013.yaml": ("fer2013", "paper"),
+    "fer2013_clean.yaml": ("fer2013", "clean"),
+    "fer2013_cpu.yaml": ("fer2013", "cpu_budget"),
+    "fer2013_reference.yaml": ("fer2013", "reference"),
+    "rafdb.yaml": ("rafdb", "paper"),
+    "rafdb_clean.yaml": ("rafdb", "clean"),
+    "rafdb_reference.yaml": ("rafdb", "reference"),
+    "smoke.yaml": ("synthetic", "demo"),
+}
+
 
 @pytest.mark.parametrize("path", PARAM_FILES, ids=lambda p: p.name)
 def test_every_params_file_loads(path):
+    assert path.name in DATASET_AND_PROTOCOL, f"{path.name} is new: add its (dataset, protocol) to DATASET_AND_PROTOCOL"
     cfg = load_params(path)
-    assert cfg.run_name and cfg.dataset
+    assert (cfg.dataset, cfg.protocol) == DATASET_AND_PROTOCOL[path.name], path.name
+
+
+def test_the_table_of_params_files_lists_every_file_and_no_other():
+    assert sorted(DATASET_AND_PROTOCOL) == [p.name for p in PARAM_FILES]
 
 
 def test_protocol_presets_are_exact():
