@@ -28,12 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from run import fit_once, write_jpeg_folder
 
 from resemote_lib import paths
-from resemote_lib.data import open_dataset
-from resemote_lib.device import choose_precision, cpu_bf16_instructions, resolve_device
+from resemote_lib.data import FaceDataset, open_dataset
+from resemote_lib.device import Precision, choose_precision, cpu_bf16_instructions, resolve_device
 from resemote_lib.inference import predict_logits
-from resemote_lib.model import build_model, count_parameters
+from resemote_lib.model import build_model, count_parameters, flops_per_image
 from resemote_lib.params import load_params, resolved_values
-from resemote_lib.reports.ablation import flops_per_image
 from resemote_lib.runs import select
 
 RECIPE_KEYS = ("protocol", "optimizer", "lr", "weight_decay", "scheduler", "label_smoothing", "class_balance",
@@ -66,7 +65,8 @@ def measure(params: Path, steps: int, repeats: int, device: torch.device, work: 
     return pd.DataFrame(rows)
 
 
-def _inference_img_s(model: torch.nn.Module, faces, batch: int, device: torch.device, precision) -> float:
+def _inference_img_s(model: torch.nn.Module, faces: FaceDataset, batch: int, device: torch.device,
+                     precision: Precision) -> float:
     images = faces.images[:512]
     predict_logits(model, images[:batch], batch_size=batch, device=device, precision=precision)
     start = time.perf_counter()

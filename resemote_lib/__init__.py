@@ -14,7 +14,9 @@ The core, in reading order (each a module named after its idea):
 The tools use the core and are never imported by it: ``predict/`` (faces in photos and videos,
 export), ``reports/`` (figures, the paper's tables, exploration, the ablation), ``commands/``
 (the command line and the notebook pipeline), ``kaggle/`` (kernels and datasets).
-Public API (the rest lives in the modules above):
+
+Imported from here: the network (``ResEmoteNet``, its blocks, ``resemotenet``), checkpoints
+(``load_model``, ``save_checkpoint``, ``CheckpointError``) and the class order.
 """
 
 from .usage import refuse_module_run

@@ -6,9 +6,16 @@ pairs) carry information about which is better; images both get right or both ge
 
 - ``paired_difference``: accuracy of A minus accuracy of B on the same ``n`` images, with a 95%
   Wald interval for paired proportions, ``d +- 1.96 * sqrt(n10 + n01 - (n10 - n01)^2 / n) / n``
-  (``n10``: A right and B wrong, ``n01``: the reverse; Agresti, *Categorical Data Analysis*, 10.1).
-- ``mcnemar_exact_p``: the two-sided exact McNemar p-value, the binomial test of ``n10`` among
-  ``n10 + n01`` discordant pairs against one half, computed in integers (no normal approximation).
+  (``n10``: A right and B wrong, ``n01``: the reverse; Agresti, *Categorical Data Analysis*, 10.1),
+  and the two-sided exact McNemar p-value (``mcnemar_exact_p``: the binomial test of ``n10``
+  among ``n10 + n01`` discordant pairs against one half, in integers, no normal approximation).
+- Several seeds (A's seed s against B's seed s, one row each): the per-image difference ``D_i``
+  is averaged over seeds first, so that each test image counts once (an image hard for one seed
+  is usually hard for the others: counting it once per seed would narrow the interval by up to
+  the square root of the number of seeds). The difference is ``mean(D_i)``, its interval
+  ``1.96 * sd(D_i) / sqrt(n)`` (the formula above when there is one seed), and the p-value the
+  exact sign test of the images with ``D_i > 0`` against those with ``D_i < 0`` (McNemar's test
+  when there is one seed).
 """
 
 from __future__ import annotations
@@ -22,17 +29,18 @@ import numpy as np
 
 @dataclass(frozen=True)
 class PairedDifference:
-    """A minus B on ``n`` shared images: accuracies, their difference with a 95% interval, the
-    discordant counts and the exact McNemar p-value."""
+    """A minus B on ``n`` shared images (over ``seeds`` seed-matched pairs of runs): accuracies,
+    their difference with a 95% interval, how many images favour each, and the exact p-value."""
 
     n: int
+    seeds: int
     accuracy_a: float
     accuracy_b: float
     difference: float
     low: float
     high: float
-    a_only: int  # images A gets right and B wrong (n10)
-    b_only: int  # images B gets right and A wrong (n01)
+    a_only: int  # images A gets right more often than B (one seed: A right and B wrong, n10)
+    b_only: int  # images B gets right more often than A (one seed: n01)
     mcnemar_p: float
 
     def to_dict(self) -> dict[str, Any]:
@@ -52,24 +60,30 @@ def mcnemar_exact_p(a_only: int, b_only: int) -> float:
 
 
 def paired_difference(a_correct: np.ndarray, b_correct: np.ndarray, z: float = 1.96) -> PairedDifference:
-    """``a_correct`` and ``b_correct``: one boolean per image, the same images in the same order."""
+    """``a_correct`` and ``b_correct``: one boolean per image (the same images in the same order),
+    or one row of them per seed (``(seeds, images)``, row s of A paired with row s of B)."""
     a, b = _as_correctness(a_correct, "a_correct"), _as_correctness(b_correct, "b_correct")
     if a.shape != b.shape:
-        raise ValueError(f"paired comparison needs the same images: {a.size} and {b.size} results")
-    if a.size == 0:
+        raise ValueError(f"paired comparison needs the same images and seeds: shapes {a.shape} and {b.shape}")
+    if a.shape[1] == 0:
         raise ValueError("paired comparison of no images")
-    n, a_only, b_only = a.size, int((a & ~b).sum()), int((~a & b).sum())
-    difference = (a_only - b_only) / n
-    half = z * math.sqrt(max(a_only + b_only - (a_only - b_only) ** 2 / n, 0.0)) / n
-    return PairedDifference(n=n, accuracy_a=float(a.mean()), accuracy_b=float(b.mean()), difference=difference,
-                            low=difference - half, high=difference + half, a_only=a_only, b_only=b_only,
-                            mcnemar_p=mcnemar_exact_p(a_only, b_only))
+    per_image = (a.astype(float) - b.astype(float)).mean(axis=0)  # D_i: each image counts once
+    n = per_image.size
+    difference = float(per_image.mean())
+    half = z * float(per_image.std()) / math.sqrt(n)
+    a_only, b_only = int((per_image > 0).sum()), int((per_image < 0).sum())
+    return PairedDifference(n=n, seeds=a.shape[0], accuracy_a=float(a.mean()), accuracy_b=float(b.mean()),
+                            difference=difference, low=difference - half, high=difference + half, a_only=a_only,
+                            b_only=b_only, mcnemar_p=mcnemar_exact_p(a_only, b_only))
 
 
 def _as_correctness(values: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(values)
-    if array.ndim != 1 or not (array.dtype == bool or np.isin(array, (0, 1)).all()):
-        raise ValueError(f"{name}: one 0/1 or boolean per image expected, got shape {array.shape}, dtype {array.dtype}")
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or not (array.dtype == bool or np.isin(array, (0, 1)).all()):
+        raise ValueError(f"{name}: one 0/1 or boolean per image (a row per seed) expected, got shape "
+                         f"{np.asarray(values).shape}, dtype {array.dtype}")
     return array.astype(bool)
 
 

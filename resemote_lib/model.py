@@ -140,7 +140,7 @@ class ResEmoteNet(nn.Module):
         self.bn3 = nn.BatchNorm2d(256)
         self.dropout_stem = nn.Dropout(0.2)
         self.se = SEBlock(256, reduction=16) if se else None
-        self.stem_out = nn.Identity()  # a hook point: the last map with spatial detail (explain.py)
+        self.stem_out = nn.Identity()  # a hook point: the last map with spatial detail (reports/explain.py)
         widths = (256, 512, 1024, 2048)
         for k in range(res_blocks):
             setattr(self, f"res_block{k + 1}", ResidualBlock(widths[k], widths[k + 1], stride=2))
@@ -305,6 +305,16 @@ def resemotenet(*, num_classes: int = NUM_CLASSES, in_channels: int = 3) -> ResE
     return ResEmoteNet(num_classes=num_classes, in_channels=in_channels)
 
 
+def flops_per_image(model: nn.Module, image_size: int) -> float:
+    """Forward FLOPs of one ``image_size`` image (torch's FlopCounterMode: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.zeros(1, model.conv1.in_channels, image_size, image_size)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(x)
+    return float(counter.get_total_flops())
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -337,5 +347,5 @@ def _used_taps(in_size: int, out_size: int, stride: int) -> int:
 
 
 __all__ = ["SMALL_MAP", "VARIANTS", "ResEmoteNet", "ResidualBlock", "SEBlock", "SmallMapConv2d", "build_model",
-           "count_parameters", "describe", "expand_lean", "make_lean",
+           "count_parameters", "describe", "expand_lean", "flops_per_image", "make_lean",
            "resemotenet", "unreached_parameters"]

@@ -73,7 +73,7 @@ class TrainConfig:
     device: str = "auto"  # auto (cuda > mps > cpu) | cpu | cuda | cuda:N | mps
     channels_last: bool | None = None  # None: on for CUDA
     compile: bool = False  # torch.compile the training model
-    step_graph: str = "auto"  # auto (on for CUDA where possible) | on | off: each step as one CUDA graph (step.py)
+    step_graph: str = "auto"  # auto (on for CUDA where possible) | on | off: each step as one CUDA graph (train_step.py)
     sync_bn: bool = False  # DDP: synchronise BatchNorm statistics across processes
     checkpoint_every: int | None = None  # last.pt every this many epochs (and when stopped); None: 1, on CUDA
     # as many as keep its writes under 5% of the run's time (measured after the first)

@@ -3,9 +3,9 @@
 ImageNet's stem (a 7x7 stride-2 convolution, then a stride-2 max-pool) divides a 48 px face by 4
 before the first residual stage (layer4 would see a 2x2 map; 0.20 GFLOPs per image). Here the
 stem is one 3x3 stride-1 convolution keeping the max-pool, so the stages see 24, 12, 6 and 3 px
-maps: 0.63 GFLOPs per 48 px image (``ablation.flops_per_image``, 2 per multiply-add), 1.6x the
-lean ResEmoteNet's 0.40, and it trains at about the same speed on a CPU (142 vs 153 images/s in
-bf16 on a 2-core AVX512_BF16 EPYC, batch 64); without the max-pool it would cost 2.50 GFLOPs. The classifier is named ``fc4`` like ResEmoteNet's last
+maps: 0.63 GFLOPs per 48 px image (``model.flops_per_image``, 2 per multiply-add), 1.6x the
+lean ResEmoteNet's 0.40; without the max-pool it would cost 2.50 GFLOPs. (Its training speed
+beside the other variants: ``make bench-ablation``.) The classifier is named ``fc4`` like ResEmoteNet's last
 layer, so that checkpoints, prediction and class reordering read the class count the same way.
 """
 

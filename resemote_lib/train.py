@@ -66,7 +66,8 @@ HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_images", "dr
 LOG_EVERY = 25  # steps between loss readings (progress bar, NaN check, shared stop requests under DDP)
 MONITOR_EVERY = 5.0  # seconds between on_epoch calls (a notebook's redraw took 1.2 s: never every 2-second epoch)
 # The modules whose code decides what a run computes: resuming a last.pt that other versions
-# of these wrote would mix two versions in one run (an edit to predict/ does not count).
+# of these wrote would mix two versions in one run. An edit to the tool packages does not count;
+# one anywhere in data/ does (its face detector crops a folder dataset's training faces too).
 TRAINING_CODE = ("train.py", "train_step.py", "optim.py", "resume.py", "interrupt.py", "model.py", "resnet.py",
                  "params.py", "runs.py", "inference.py", "device.py", "distributed.py", "checkpoint.py", "labels.py",
                  "data")
@@ -259,7 +260,7 @@ def decide(run: TrainingSetup, state: TrainState, stats: dict[str, float], val: 
 def save(run: TrainingSetup, state: TrainState, improved: bool) -> None:
     """``best.pt`` when it improved (and is used), ``last.pt`` every ``checkpoint_every``
     epochs and at the end, ``history.csv`` every epoch; main process only. Checkpoints are
-    snapshots handed to a background writer (``saving.BackgroundSaver``): the history's
+    snapshots handed to a background writer (``background_save.BackgroundSaver``): the history's
     ``checkpoint_seconds`` is what the loop itself spent on them (snapshots, waits)."""
     blocked = run.saver.seconds_blocked
     row = state.history[-1]

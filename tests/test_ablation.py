@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,11 +75,15 @@ def test_paired_differences_match_a_hand_count_per_seed_and_pooled(tmp_path):
     got = {(r.test_set, r.seed): (r.n, r.variant_only, r.reference_only) for r in paired.itertuples()}
     # seed 0: cnn right on 0, 2, 3 and ref right on 0, 1, 4: cnn-only {2, 3}, ref-only {1, 4} (dedup: {1})
     # seed 1: cnn right on all but 0, ref right on all: cnn-only {}, ref-only {0}
-    assert got == {("official", 0): (6, 2, 2), ("official", 1): (6, 0, 1), ("official", "pooled"): (12, 2, 3),
-                   ("dedup", 0): (4, 2, 1), ("dedup", 1): (4, 0, 1), ("dedup", "pooled"): (8, 2, 2)}
-    pooled = paired[(paired["test_set"] == "official") & (paired["seed"] == "pooled")].iloc[0]
-    assert pooled["difference"] == pytest.approx((2 - 3) / 12)
-    assert pooled["accuracy"] == pytest.approx(8 / 12) and pooled["reference_accuracy"] == pytest.approx(9 / 12)
+    # all: per image, cnn minus ref averaged over the seeds: [-.5, -.5, .5, .5, -.5, 0]: 2 for cnn, 3 for ref;
+    # each image counts once (n = 6, not 12: the seeds' pairs of one image are not independent)
+    assert got == {("official", 0): (6, 2, 2), ("official", 1): (6, 0, 1), ("official", "all"): (6, 2, 3),
+                   ("dedup", 0): (4, 2, 1), ("dedup", 1): (4, 0, 1), ("dedup", "all"): (4, 2, 2)}
+    over = paired[(paired["test_set"] == "official") & (paired["seed"] == "all")].iloc[0]
+    assert over["seeds"] == 2 and over["difference"] == pytest.approx((2 - 3) / 12)
+    assert over["accuracy"] == pytest.approx(8 / 12) and over["reference_accuracy"] == pytest.approx(9 / 12)
+    half = 1.96 * np.std([-.5, -.5, .5, .5, -.5, 0]) / np.sqrt(6)
+    assert (over["low"], over["high"]) == pytest.approx((-1 / 12 - half, -1 / 12 + half))
     assert set(paired["variant"]) == {"cnn"} and set(paired["reference"]) == {"resemotenet_lean"}
 
 
@@ -124,3 +130,23 @@ def test_with_train_missing_off_only_finished_runs_are_tabulated_and_the_rest_na
     table = ablation.run_ablation(cfg, ["cnn", "cnn_se"], [0, 1], train_missing=False, progress=False)
     assert list(zip(table["variant"], table["seed"], strict=True)) == [("cnn_se", 1)]
     assert table.attrs["missing"] == ["cnn_s0", "cnn_se_s0", "cnn_s1"]
+
+
+def test_the_real_ablation_trains_every_variant_exactly_as_make_demo_real_trains():
+    """Issue 29: same epochs, batch, optimiser, schedule, augmentation, input size, precision...
+    params/ablation_fer2013_cpu.yaml may differ from params/fer2013_cpu.yaml only in the
+    ablation's own keys, and each run's config only in model, seed, folder and name."""
+    from resemote_lib import paths
+    from resemote_lib.params import load_params, resolved_values
+
+    ablation_values = resolved_values(paths.PARAMS / "ablation_fer2013_cpu.yaml")
+    demo_real = resolved_values(paths.PARAMS / "fer2013_cpu.yaml")
+    own = {"run_name", "notebooks", "variants", "seeds", "flow_sizes", "train_missing"}
+    assert {k: v for k, v in ablation_values.items() if k not in own} == \
+        {k: v for k, v in demo_real.items() if k not in own}
+    assert ablation_values["variants"] == ["resemotenet_lean", "cnn_se", "cnn", "cnn_res_lean", "resnet18"]
+    assert len(ablation_values["seeds"]) >= 2
+    cfg = load_params(paths.PARAMS / "ablation_fer2013_cpu.yaml")
+    run = ablation._run_config(cfg, Path("/tmp/ablation/runs"), "resnet18", 1)
+    changed = {k for k, v in run.to_dict().items() if v != cfg.to_dict()[k]}
+    assert changed == {"model", "seed", "results_dir", "run_name"}, changed

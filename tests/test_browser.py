@@ -48,9 +48,10 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 # quality examples; 04_explore on a cnn run: the prediction, confused-pairs, error and LayerCAM
 # galleries, two figures for one face (no SE gates), then the browser's face and chart; 02_evaluate:
 # confusion matrix, confused examples, reliability; 01_train: the curves; 05_ablation: gradient flow,
-# ablation; 03_paper: Table III's figure and Fig. 3 of the one evaluated run.
+# ablation, accuracy with intervals, per-class recall; 03_paper: Table III's figure and Fig. 3 of the
+# one evaluated run.
 IMAGES = {"00_data": 3, "00_data_zip": 3, "04_explore": 8, "02_evaluate": 3, "01_train": 1, "01_train_own_values": 1,
-          "05_ablation": 2, "03_paper": 2}
+          "05_ablation": 4, "03_paper": 2}
 STRAY = re.compile(r"<Figure size|PosixPath\(|VBox\(children|Error displaying widget|TrainConfig\(|^'[^']*'$",
                    re.MULTILINE)
 CLASSES = ("happy", "surprise", "angry")  # each present in the smoke run's 70 test faces

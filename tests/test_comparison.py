@@ -56,6 +56,27 @@ def test_the_difference_is_antisymmetric():
     assert ab.mcnemar_p == ba.mcnemar_p
 
 
+def test_seeds_are_averaged_per_image_so_that_each_image_counts_once():
+    """Two seeds that behave identically carry no more information about the test set than one:
+    the interval must not narrow (concatenating the seeds' pairs narrowed it by sqrt(2))."""
+    rng = np.random.default_rng(1)
+    a, b = rng.random(300) < 0.6, rng.random(300) < 0.5
+    one, two = paired_difference(a, b), paired_difference(np.vstack([a, a]), np.vstack([b, b]))
+    assert (two.n, two.seeds, one.seeds) == (300, 2, 1)
+    assert (two.difference, two.low, two.high, two.mcnemar_p) == pytest.approx(
+        (one.difference, one.low, one.high, one.mcnemar_p))
+
+
+def test_two_seeds_by_hand():
+    a = np.array([[1, 0, 1], [0, 0, 1]], bool)
+    b = np.array([[0, 0, 1], [0, 1, 1]], bool)  # per image, a - b: seed 0 [1, 0, 0], seed 1 [0, -1, 0]
+    d = paired_difference(a, b)  # mean over seeds: [.5, -.5, 0]: one image each way
+    half = 1.96 * math.sqrt((0.25 + 0.25 + 0) / 3) / math.sqrt(3)
+    assert (d.n, d.seeds, d.a_only, d.b_only, d.mcnemar_p) == (3, 2, 1, 1, 1.0)
+    assert (d.accuracy_a, d.accuracy_b, d.difference) == pytest.approx((0.5, 0.5, 0.0))
+    assert (d.low, d.high) == pytest.approx((-half, half))
+
+
 @pytest.mark.parametrize("a, b, message", [
     ([1, 0, 1], [1, 0], "same images"),
     ([], [], "no images"),

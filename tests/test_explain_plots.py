@@ -12,7 +12,7 @@ from resemote_lib.data.base import FaceDataset
 from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.metrics import compute_metrics, reliability
 from resemote_lib.model import ResEmoteNet
-from resemote_lib.reports import plots
+from resemote_lib.reports import ablation_figures, plots
 from resemote_lib.reports.explain import layer_cam, se_gates
 from resemote_lib.reports.gradients import gradient_flow_table
 
@@ -57,8 +57,8 @@ def test_every_plot_renders_to_png(tmp_path):
                                                       "published": [80.0, None], "official": [70.0, 93.0],
                                                       "official 95% CI": ["67.1-72.8", "90.9-94.8"],
                                                       "dedup": [68.0, None], "dedup 95% CI": ["64.9-71.0", ""]})),
-        "flow": plots.gradient_flow(gradient_flow_table(["cnn", "cnn_se"], sizes=(16, 32), batch=2)),
-        "ablation": plots.ablation(pd.DataFrame({"variant": ["resemotenet", "cnn"], "params": [80e6, 1.3e6],
+        "flow": ablation_figures.gradient_flow(gradient_flow_table(["cnn", "cnn_se"], sizes=(16, 32), batch=2)),
+        "ablation": ablation_figures.ablation(pd.DataFrame({"variant": ["resemotenet", "cnn"], "params": [80e6, 1.3e6],
                                                  "gflops": [0.67, 0.2], "accuracy_mean": [0.9, 0.7],
                                                  "accuracy_std": [0.01, 0.02], "dedup_accuracy_mean": [0.88, 0.69],
                                                  "dedup_accuracy_std": [0.01, 0.03]})),
@@ -127,7 +127,7 @@ def test_table3_chart_greys_the_papers_figure_where_a_run_is_not_comparable():
 
 
 def test_ablation_legend_covers_no_bar():
-    fig = plots.ablation(ABLATION)
+    fig = ablation_figures.ablation(ABLATION)
     assert not _legend_clear_of_bars(fig)
     colours = _legend_colours(fig)
     assert len(set(colours.values())) == 2
@@ -165,7 +165,7 @@ def test_epoch_axis_has_whole_epochs_only(epochs):
 
 def test_gradient_flow_labels_are_readable_and_do_not_overlap():
     flow = gradient_flow_table(["resemotenet", "cnn", "cnn_se"], sizes=(32, 48), batch=2)
-    fig = plots.gradient_flow(flow)
+    fig = ablation_figures.gradient_flow(flow)
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     labels = [t for ax in fig.axes[:1] for t in (*ax.get_xticklabels(), *ax.get_yticklabels())]

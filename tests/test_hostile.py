@@ -1358,8 +1358,8 @@ CASES = [
          r"^error: .*tiny\.calibration\.json: temperature must be a number in \[0\.05, 20\], got 1e-300 ",
          _no_export),
     Case("predict FOLDER holding a video", folder_with_a_video, 0, None, _folder_video_predicted),
-    Case("python -m resemote_lib.commands.pipeline PARAMS (the old form)",
-         lambda c: py("resemote_lib.commands.pipeline", paths.PARAMS / "fer2013.yaml", "--results", c.tmp / "results"), 2,
+    Case("python -m resemote_lib.pipeline PARAMS (the old form)",
+         lambda c: py("resemote_lib.pipeline", paths.PARAMS / "fer2013.yaml", "--results", c.tmp / "results"), 2,
          r"^error: resemote_lib\.pipeline is not a command \(run as a script it would do nothing\); run: python -m "
          r"resemote_lib pipeline .*fer2013\.yaml --results .*results$",
          lambda c, o: None if not (c.tmp / "results").exists() else pytest.fail("something ran")),

@@ -45,7 +45,8 @@ def test_train_notebook_declares_every_config_field():
     data_declared = set(pipeline.declared_parameters(pipeline.notebook_path("00_data")))
     assert "download" in data_declared
     ablation_declared = set(pipeline.declared_parameters(pipeline.notebook_path("05_ablation")))
-    assert set(FIELDS) - {"model"} | {"base", "config_json", "variants", "seeds", "flow_sizes"} == ablation_declared
+    assert set(FIELDS) - {"model"} | {"base", "config_json", "variants", "seeds", "flow_sizes",
+                                      "train_missing"} == ablation_declared
     assert set(NOTEBOOK_KEYS) <= data_declared | ablation_declared | {"notebooks"}
 
 

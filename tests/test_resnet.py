@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from resemote_lib import resnet
 from resemote_lib.checkpoint import load_model, save_checkpoint
 from resemote_lib.labels import CLASS_NAMES
-from resemote_lib.model import build_model, count_parameters
-from resemote_lib.reports.ablation import flops_per_image
+from resemote_lib.model import build_model, count_parameters, flops_per_image
 from resemote_lib.resnet import ResNet18
 
 
@@ -32,8 +31,8 @@ def test_the_stem_keeps_48_px_faces_large_enough_for_four_stages():
 
 
 def test_its_cost_is_stated_in_the_module_docstring():
-    """The docstring says 0.63 GFLOPs per 48 px image and 11.2M parameters' worth of torchvision's
-    ResNet-18: both measured here, so a changed stem cannot leave the docstring wrong."""
+    """The docstring says 0.63 GFLOPs per 48 px image, measured here, so that a changed stem cannot
+    leave it wrong; the parameters are torchvision's ResNet-18's (11.2 M with a 7-class head)."""
     model = build_model("resnet18")
     assert round(flops_per_image(model, 48) / 1e9, 2) == 0.63
     assert "0.63 GFLOPs" in resnet.__doc__

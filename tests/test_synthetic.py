@@ -78,4 +78,4 @@ def test_resemotenet_reaches_93_percent_with_the_demo_settings(tmp_path):
     metrics = evaluate_run(result.run_dir, progress=False)
     print(f"demo: {minutes:.1f} min of training, test accuracy {metrics.accuracy:.4f} "
           f"(flip TTA {metrics.tta.accuracy:.4f}); history:\n{result.history.to_string()}")
-    assert metrics.accuracy >= 0.93  # 96.5-97.3% for seeds 0-2 here (README)
+    assert metrics.accuracy >= 0.93  # 96.5-97.3% for seeds 0-2 here (docs/data.md)

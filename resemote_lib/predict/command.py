@@ -201,7 +201,7 @@ def predict_command(args: Any) -> int:
     images = [i for i in args.inputs if Path(i).suffix.lower() not in VIDEO_SUFFIXES and not i.startswith("webcam:")]
     videos = [i for i in args.inputs if i not in images]
     missing = [i for i in images if not Path(i).exists()]
-    if missing:  # README's exit codes: a missing file is bad usage (2), found before the model loads
+    if missing:  # docs/reliability.md's exit codes: a missing file is bad usage (2), found before the model loads
         raise FileNotFoundError(f"{missing[0]}: no such file or folder" + (
             f" (nor {len(missing) - 1} other input(s))" if len(missing) > 1 else "") + "; nothing was predicted")
     inputs, in_folders = media_inputs(images)

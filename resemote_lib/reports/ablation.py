@@ -11,9 +11,11 @@ seed is training (and which are done or skipped), above each run's own epoch bar
 ``paired_differences`` answers the ablation's question on the same test images: each variant
 against ``REFERENCE`` (the paper's network in its lean form), seed-matched (seed s of the variant
 against seed s of the reference), with the paired difference's 95% interval and the exact McNemar
-p-value (``comparison``), per seed and pooled over seeds (all seed-matched pairs together: the
-interval then covers the test images' sampling, not the training's seed-to-seed spread, which the
-per-seed rows and the summary's spread show). ``per_class_recall`` gives each run's recall per class.
+p-value (``comparison``), per seed and over all seeds (``seed == "all"``: each image's difference averaged over the seeds
+first, so that every test image counts once; see ``comparison``). The intervals cover the test
+images' sampling; the spread between training seeds shows in the per-seed rows and the summary.
+``per_class_recall`` gives each run's recall per class. This module trains (``run_ablation`` calls
+``train.fit``): it is the experiment and its report, a tool over the core like the others.
 """
 
 from __future__ import annotations
@@ -24,9 +26,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from ..comparison import paired_difference
@@ -34,7 +35,7 @@ from ..device import choose_precision, resolve_device
 from ..evaluate import evaluate_run
 from ..inference import predict_logits
 from ..labels import CLASS_NAMES
-from ..model import build_model, count_parameters
+from ..model import build_model, count_parameters, flops_per_image
 from ..params import TrainConfig, resolve
 from ..runs import open_split, run_dir_for
 from ..train import fit
@@ -42,7 +43,7 @@ from ..train import fit
 METRICS = ["accuracy", "dedup_accuracy", "balanced_accuracy", "macro_f1", "nll", "ece"]
 REFERENCE = "resemotenet_lean"  # what every ablated variant is compared with
 TEST_SETS = ("official", "dedup")  # every test image; only those with no copy in train or val
-PAIRED_COLUMNS = ["variant", "reference", "test_set", "seed", "n", "accuracy", "reference_accuracy", "difference",
+PAIRED_COLUMNS = ["variant", "reference", "test_set", "seed", "n", "seeds", "accuracy", "reference_accuracy", "difference",
                   "low", "high", "variant_only", "reference_only", "mcnemar_p"]
 COLUMNS = ["variant", "seed", "params", "gflops", "train_img_s", "infer_img_s", *METRICS, "best_epoch", "run"]
 
@@ -179,9 +180,12 @@ def _paired_markdown(paired: pd.DataFrame, reference: str) -> str:
     return (f"## Each variant against `{reference}`, on the same test images\n\n" + shown.to_markdown(index=False)
             + f"\n\nDifference: the variant's accuracy minus `{reference}`'s on the same images, in percentage "
             "points, with its 95% interval (Wald, for paired proportions); McNemar p: exact two-sided test on the "
-            "images only one of the two gets right. Seeds are matched (seed s against seed s); `pooled` puts all "
-            "seed-matched pairs together, so its interval covers the test set's sampling, not the spread between "
-            "training seeds (the per-seed rows and the table above show that).")
+            "images only one of the two gets right. Seeds are matched (seed s against seed s); `all`: each image's "
+            "difference averaged over the seeds first (each image counts once), its interval from those per-image "
+            "differences, its p-value the exact sign test of the images the variant gets right more often against "
+            "those it gets right less often. The intervals cover the test set's sampling, not the spread between "
+            "training seeds (the per-seed rows and the table above show that). p-values are not adjusted for the "
+            "number of comparisons.")
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -194,14 +198,6 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
         out[f"{metric}_mean"] = grouped[metric].mean()
         out[f"{metric}_std"] = grouped[metric].std(ddof=1).fillna(0.0)
     return out.reset_index()
-
-
-def flops_per_image(model: torch.nn.Module, image_size: int) -> float:
-    """Forward FLOPs of one image (torch's FlopCounterMode: 2 per multiply-add)."""
-    x = torch.zeros(1, model.conv1.in_channels, image_size, image_size)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(x)
-    return float(counter.get_total_flops())
 
 
 def _speeds(cfg: TrainConfig, variant: str) -> dict[str, float]:
@@ -232,8 +228,8 @@ def _metrics(run_dir: Path) -> dict[str, float]:
 
 def paired_differences(table: pd.DataFrame, out_dir: Path, reference: str = REFERENCE) -> pd.DataFrame:
     """Each variant of ``table`` (``run_ablation``'s) minus ``reference`` on the same test images
-    (``PAIRED_COLUMNS``): per test set, one row per seed both have, then a pooled row (seed
-    ``"pooled"``) when there are several. ``out_dir``: the ablation's folder (``table["run"]``
+    (``PAIRED_COLUMNS``): per test set, one row per seed both have, then a row over all of them
+    (seed ``"all"``) when there are several. ``out_dir``: the ablation's folder (``table["run"]``
     is relative to it). Empty when ``reference`` has no run."""
     runs = {(r.variant, r.seed): Path(out_dir) / r.run for r in table.itertuples()}
     rows = []
@@ -246,8 +242,7 @@ def paired_differences(table: pd.DataFrame, out_dir: Path, reference: str = REFE
             for seed, (mine, theirs) in pairs.items():
                 rows.append(_paired_row(variant, reference, test_set, seed, mine, theirs))
             if len(pairs) > 1:
-                mine, theirs = (pd.concat([p[k] for p in pairs.values()], ignore_index=True) for k in (0, 1))
-                rows.append(_paired_row(variant, reference, test_set, "pooled", mine, theirs))
+                rows.append(_paired_row(variant, reference, test_set, "all", *_stacked(pairs.values())))
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
@@ -275,10 +270,19 @@ def accuracy_intervals(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "seed", "test_set", "accuracy", "low", "high"])
 
 
-def _paired_row(variant: str, reference: str, test_set: str, seed: int | str, mine: pd.Series,
-                theirs: pd.Series) -> dict:
-    d = paired_difference(mine.to_numpy(), theirs.to_numpy())
-    return {"variant": variant, "reference": reference, "test_set": test_set, "seed": seed, "n": d.n,
+def _stacked(pairs) -> tuple[np.ndarray, np.ndarray]:
+    """Seed-matched pairs as two ``(seeds, images)`` arrays, every seed's images in one order."""
+    pairs = list(pairs)
+    order = pairs[0][0].index
+    if any(not mine.index.equals(order) for mine, _ in pairs):
+        raise ValueError("the seeds of one variant were tested on different images: they cannot be combined")
+    return (np.vstack([mine.to_numpy() for mine, _ in pairs]), np.vstack([theirs.to_numpy() for _, theirs in pairs]))
+
+
+def _paired_row(variant: str, reference: str, test_set: str, seed: int | str, mine: pd.Series | np.ndarray,
+                theirs: pd.Series | np.ndarray) -> dict:
+    d = paired_difference(np.asarray(mine), np.asarray(theirs))
+    return {"variant": variant, "reference": reference, "test_set": test_set, "seed": seed, "n": d.n, "seeds": d.seeds,
             "accuracy": d.accuracy_a, "reference_accuracy": d.accuracy_b, "difference": d.difference, "low": d.low,
             "high": d.high, "variant_only": d.a_only, "reference_only": d.b_only, "mcnemar_p": d.mcnemar_p}
 
@@ -300,5 +304,5 @@ def _correctness(run: Path, test_set: str) -> pd.Series:
     return (predictions["true"] == predictions["predicted"]).set_axis(predictions["id"]).sort_index()
 
 
-__all__ = ["COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals", "flops_per_image",
-           "paired_differences", "per_class_recall", "run_ablation", "summarize", "write"]
+__all__ = ["COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals", "paired_differences",
+           "per_class_recall", "run_ablation", "summarize", "write"]

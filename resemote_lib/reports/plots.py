@@ -249,7 +249,7 @@ PUBLISHED_COLOR, OFFICIAL_COLOR, DEDUP_COLOR = "#9a9a9a", "#1f5fa8", "#3a9a3a"
 REFERENCE_COLOR = "#d6d6d6"  # the paper's figure where it is not comparable: greyed, as in Table III
 
 
-def _legend_above(ax: plt.Axes, ncol: int) -> None:
+def legend_above(ax: plt.Axes, ncol: int) -> None:
     """The legend in a row above the axes: never over a bar."""
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.01), ncol=ncol, fontsize=8, frameon=False,
               borderaxespad=0.2)
@@ -284,7 +284,7 @@ def paper_comparison(table: pd.DataFrame) -> Figure:
     ax.set_xlim(-0.8, len(table) - 0.2)
     ax.set_ylabel("test accuracy (%)")
     ax.set_ylim(0, 110)
-    _legend_above(ax, ncol=3 if len(table) > 1 else 2)  # one run: a narrow figure
+    legend_above(ax, ncol=3 if len(table) > 1 else 2)  # one run: a narrow figure
     fig.tight_layout()
     return fig
 
@@ -310,54 +310,6 @@ def _interval(ci: object, value: float) -> tuple[float, float]:
         lo, hi = ci.split("-")
         return float(lo), float(hi)
     return value, value
-
-
-def ablation(summary: pd.DataFrame) -> Figure:
-    """Test accuracy (official and deduplicated) per variant, mean ± spread over seeds, with
-    each variant's parameters and GFLOPs (from ``ablation.summarize``); the legend above."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.5 * len(summary) + 2), 3.8))
-    x = np.arange(len(summary))
-    for offset, key, label, color in ((-0.18, "accuracy", "official test", OFFICIAL_COLOR),
-                                      (0.18, "dedup_accuracy", "without copies of train/val", DEDUP_COLOR)):
-        ax.bar(x + offset, 100 * summary[f"{key}_mean"], width=0.36, yerr=100 * summary[f"{key}_std"], capsize=3,
-               label=label, color=color)
-    labels = [f"{r.variant}\n{r.params / 1e6:.1f}M params\n{r.gflops:.2f} GFLOPs" for r in summary.itertuples()]
-    ax.set_xticks(x, labels, fontsize=8)
-    ax.set_ylabel("test accuracy (%),\nmean ± s.d. over seeds")
-    ax.set_ylim(0, 105)
-    _legend_above(ax, ncol=2)
-    fig.tight_layout()
-    return fig
-
-
-def gradient_flow(table: pd.DataFrame) -> Figure:
-    """Share of each layer's weights with an exactly-zero gradient (from
-    ``gradients.gradient_flow_table``): one row per layer (names written horizontally), one
-    column per input size, grouped by variant (named above its columns); blank where a
-    variant has no such layer."""
-    variants, sizes = list(dict.fromkeys(table["variant"])), sorted(table["image_size"].unique())
-    layers = list(dict.fromkeys(table["layer"]))
-    columns = [(v, s) for v in variants for s in sizes]
-    grid = (table.pivot_table(index="layer", columns=["variant", "image_size"], values="zero_grad_share")
-            .reindex(index=layers, columns=pd.MultiIndex.from_tuples(columns)))
-    fig, ax = plt.subplots(figsize=(2.4 + 0.6 * len(columns), 1.4 + 0.3 * len(layers)))
-    sns.heatmap(grid.to_numpy(dtype=float) * 100, ax=ax, vmin=0, vmax=100, cmap="magma_r", annot=True, fmt=".0f",
-                annot_kws={"fontsize": 7}, linewidths=0.5, linecolor="white",
-                cbar_kws={"label": "% of the layer's weights with a zero gradient", "shrink": 0.8})
-    ax.set_facecolor("#eeeeee")  # no such layer in that variant
-    ax.set_yticks(np.arange(len(layers)) + 0.5, layers, rotation=0, fontsize=8)
-    ax.set_xticks(np.arange(len(columns)) + 0.5, [f"{s}" for _, s in columns], rotation=0, fontsize=8)
-    ax.set_xlabel("input size (px)", fontsize=9)
-    ax.set_ylabel("")
-    for k, variant in enumerate(variants):
-        left = k * len(sizes)
-        if k:
-            ax.axvline(left, color="black", linewidth=1.5)
-        ax.text(left + len(sizes) / 2, -0.3, variant, ha="center", va="bottom", fontsize=8, fontweight="bold",
-                rotation=0 if len(sizes) >= 2 else 30)
-    ax.set_title("gradient flow: share of each layer's weights with a zero gradient (%)", fontsize=10, pad=22)
-    fig.tight_layout()
-    return fig
 
 
 def _prediction_captions(ds: FaceDataset, rows: pd.DataFrame) -> list[str]:
@@ -459,7 +411,7 @@ def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_
     return fig
 
 
-__all__ = ["ablation", "cam_grid", "cam_overlay", "class_distribution", "confused_examples", "confused_pairs",
-           "confusion_matrix", "example_grid", "gradient_flow", "image_pairs", "paper_comparison", "png",
+__all__ = ["cam_grid", "cam_overlay", "class_distribution", "confused_examples", "confused_pairs",
+           "confusion_matrix", "example_grid", "image_pairs", "legend_above", "paper_comparison", "png",
            "prediction_grid", "probability_bars", "quality_examples", "reliability_diagram", "save", "se_gates", "show",
            "training_curves"]
