@@ -74,6 +74,20 @@ def _inference_img_s(model: torch.nn.Module, faces: FaceDataset, batch: int, dev
     return len(images) / (time.perf_counter() - start)
 
 
+def _shown(path: Path) -> str:
+    return str(path.resolve().relative_to(paths.ROOT)) if path.resolve().is_relative_to(paths.ROOT) else str(path)
+
+
+def _cpu_model() -> str:
+    """The processor's model name (/proc/cpuinfo), else the machine type."""
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else (platform.processor() or platform.machine())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", default=str(paths.PARAMS / "ablation_fer2013_cpu.yaml"))
@@ -85,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory(prefix="resemote-bench-ablation-") as work:
         table = measure(Path(args.params), args.steps, args.repeats, device, Path(work))
-    machine = (f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+    machine = (f"{_cpu_model()}, {torch.get_num_threads()} threads, "
                f"native bf16: {cpu_bf16_instructions() or 'none'}" if device.type == "cpu"
                else torch.cuda.get_device_name(device))
     out = Path(args.out)
@@ -100,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
           + shown.rename(columns={"params": "params (M)", "gflops": "GFLOPs/img", "train_img_s": "train img/s",
                                   "train_img_s_runs": "train img/s, each run", "infer_img_s": "infer img/s"})
           .to_markdown(index=False)
-          + f"\n\n`make bench-ablation` ({args.params}): training through `train.fit` with the recipe, "
+          + f"\n\n`make bench-ablation` ({_shown(Path(args.params))}): training through `train.fit` with the recipe, "
           f"{args.steps} steps per run, median of {args.repeats} interleaved runs; inference over 512 images.\n")
     (out / "ablation_speed.md").write_text(md)
     print(md)
