@@ -97,7 +97,8 @@ class Precision:
     def scaler(self) -> bool:
         return self.name == "fp16"
 
-    def autocast(self, device: torch.device):
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The forward pass's context: torch's autocast to ``dtype``, or nothing in full precision."""
         if self.dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=self.dtype)

@@ -34,7 +34,7 @@ from .video import draw_faces, predict_video
 log = logging.getLogger(__name__)
 
 
-def _detector(spec: str):
+def _detector(spec: str) -> str | YuNetDetector | None:
     if spec == "none":
         return None
     if spec.startswith("yunet:"):

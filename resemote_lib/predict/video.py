@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,7 @@ def predict_video(predictor: Predictor, source: str | int, *, every: int = 1, sm
     return rows
 
 
-def _video_writer(path: Path, fps: float, shape: tuple[int, int]):
+def _video_writer(path: Path, fps: float, shape: tuple[int, int]) -> Any:  # a cv2.VideoWriter
     """An OpenCV mp4 writer, its folder created; OpenCV itself fails silently (nothing written)."""
     import cv2
 
