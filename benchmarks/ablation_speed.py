@@ -17,7 +17,6 @@ import json
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from run import fit_once, write_jpeg_folder
 
 from resemote_lib import paths
-from resemote_lib.data import FaceDataset, open_dataset
-from resemote_lib.device import Precision, choose_precision, cpu_bf16_instructions, resolve_device
-from resemote_lib.inference import predict_logits
+from resemote_lib.data import open_dataset
+from resemote_lib.device import choose_precision, cpu_bf16_instructions, resolve_device
 from resemote_lib.model import build_model, count_parameters, flops_per_image
 from resemote_lib.params import load_params, resolved_values
+from resemote_lib.reports.ablation import inference_img_s
 from resemote_lib.runs import select
 
 RECIPE_KEYS = ("protocol", "optimizer", "lr", "weight_decay", "scheduler", "label_smoothing", "class_balance",
@@ -60,18 +59,10 @@ def measure(params: Path, steps: int, repeats: int, device: torch.device, work: 
                      "gflops": flops_per_image(model, cfg.image_size) / 1e9,
                      "train_img_s": float(np.median(train_img_s[variant])),
                      "train_img_s_runs": " ".join(f"{v:.1f}" for v in train_img_s[variant]),
-                     "infer_img_s": _inference_img_s(model.to(device), faces, cfg.eval_batch_size, device, precision),
+                     "infer_img_s": inference_img_s(model.to(device), faces.images[:512], cfg.eval_batch_size, device,
+                                                    precision),
                      "precision": precision.name})
     return pd.DataFrame(rows)
-
-
-def _inference_img_s(model: torch.nn.Module, faces: FaceDataset, batch: int, device: torch.device,
-                     precision: Precision) -> float:
-    images = faces.images[:512]
-    predict_logits(model, images[:batch], batch_size=batch, device=device, precision=precision)
-    start = time.perf_counter()
-    predict_logits(model, images, batch_size=batch, device=device, precision=precision).cpu()
-    return len(images) / (time.perf_counter() - start)
 
 
 def _shown(path: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,9 @@ def test_progress_names_the_variant_and_seed_at_work_and_skips_finished_runs(tmp
 
     monkeypatch.setattr(ablation, "fit", fit)
     monkeypatch.setattr(ablation, "evaluate_run", lambda *a, **k: None)
-    monkeypatch.setattr(ablation, "_speeds", lambda cfg, variant: {"params": 1, "gflops": 0.1, "infer_img_s": 1.0})
+    monkeypatch.setattr(ablation, "_speeds", lambda *a: {"params": 1, "gflops": 0.1, "infer_img_s": 1.0})
+    opened = []
+    monkeypatch.setattr(ablation, "open_split", lambda cfg, split: opened.append(split) or SimpleNamespace(images=[]))
     monkeypatch.setattr(ablation, "_metrics", lambda run_dir: {})
     done = tmp_path / cfg.run_name / "runs" / "cnn_s0"
     done.mkdir(parents=True)
@@ -37,6 +40,7 @@ def test_progress_names_the_variant_and_seed_at_work_and_skips_finished_runs(tmp
     assert trained == [("cnn_se", 0), ("cnn", 1), ("cnn_se", 1)]  # seeds outer: every variant once first
     assert "cnn seed 0 already done" in err and "training cnn seed 1" in err and "training cnn_se seed 0" in err
     assert "3 trained now, 1 already done" in err
+    assert opened == ["test"]  # the test images for the speed column: opened once, not once per variant
     assert isinstance(table, pd.DataFrame) and len(table) == 4
     assert list(zip(table["variant"], table["seed"], strict=True)) == [("cnn", 0), ("cnn", 1), ("cnn_se", 0),
                                                                        ("cnn_se", 1)]
@@ -122,7 +126,9 @@ def test_the_written_table_has_every_metric_and_the_paired_section(tmp_path):
 def test_with_train_missing_off_only_finished_runs_are_tabulated_and_the_rest_named(tmp_path, monkeypatch):
     cfg = resolve({"run_name": "nb_ablation_synthetic_smoke", "results_dir": str(tmp_path)})
     monkeypatch.setattr(ablation, "fit", lambda *a, **k: pytest.fail("trained although train_missing is off"))
-    monkeypatch.setattr(ablation, "_speeds", lambda cfg, variant: {"params": 1, "gflops": 0.1, "infer_img_s": 1.0})
+    monkeypatch.setattr(ablation, "_speeds", lambda *a: {"params": 1, "gflops": 0.1, "infer_img_s": 1.0})
+    opened = []
+    monkeypatch.setattr(ablation, "open_split", lambda cfg, split: opened.append(split) or SimpleNamespace(images=[]))
     monkeypatch.setattr(ablation, "_metrics", lambda run_dir: {"accuracy": 0.5})
     done = tmp_path / cfg.run_name / "runs" / "cnn_se_s1"
     done.mkdir(parents=True)

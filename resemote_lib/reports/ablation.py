@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from ..comparison import paired_difference
-from ..device import choose_precision, resolve_device
+from ..device import Precision, choose_precision, resolve_device
 from ..evaluate import evaluate_run
 from ..inference import predict_logits
 from ..labels import CLASS_NAMES
@@ -65,14 +66,17 @@ def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int]
     """
     base = run_dir_for(cfg) / "runs"
     rows, trained, speeds, missing = [], 0, {}, []
+    test_images = None  # the first 512 test images, opened once for every variant's inference speed
     bar = tqdm(total=len(variants) * len(seeds), desc="ablation", unit="run", disable=not progress)
     try:
         for seed in seeds:  # seeds outer: an ablation stopped half-way has every variant at least once
             for variant in variants:
                 if variant not in speeds:
                     bar.set_description(f"ablation: {variant}, measuring speed")
-                    speeds[variant] = _speeds(cfg, variant)
-                run_dir = _run_dir(cfg, base, variant, seed)
+                    test_images = open_split(cfg, "test").images[:512] if test_images is None else test_images
+                    speeds[variant] = _speeds(cfg, variant, test_images)
+                run_cfg = _run_config(cfg, base, variant, seed)
+                run_dir = run_dir_for(run_cfg)
                 if (run_dir / "metrics.json").is_file():
                     bar.set_description(f"ablation: {variant} seed {seed} already done")
                 elif not train_missing:
@@ -80,7 +84,7 @@ def run_ablation(cfg: TrainConfig, variants: Sequence[str], seeds: Sequence[int]
                     bar.update(1)
                     continue
                 else:
-                    _train_and_test(_run_config(cfg, base, variant, seed), bar, progress, keep_checkpoints)
+                    _train_and_test(run_cfg, bar, progress, keep_checkpoints)
                     trained += 1
                 rows.append({"variant": variant, "seed": seed, **speeds[variant], **_metrics(run_dir),
                              "run": run_dir.relative_to(base.parent).as_posix()})  # beside ablation.csv
@@ -102,10 +106,6 @@ def _run_config(cfg: TrainConfig, base: Path, variant: str, seed: int) -> TrainC
         warnings.filterwarnings("ignore", message=r".*overrides the .* protocol's \{'model'")
         return resolve({**cfg.to_dict(), "model": variant, "seed": seed, "results_dir": str(base),
                         "run_name": f"{variant}_s{seed}"}, where=f"ablation {variant} seed {seed}")
-
-
-def _run_dir(cfg: TrainConfig, base: Path, variant: str, seed: int) -> Path:
-    return run_dir_for(_run_config(cfg, base, variant, seed))
 
 
 def _train_and_test(run_cfg: TrainConfig, bar: tqdm, progress: bool, keep_checkpoints: bool) -> None:
@@ -200,21 +200,24 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _speeds(cfg: TrainConfig, variant: str) -> dict[str, float]:
-    """Parameters, GFLOPs per image and inference images/s (one warm pass, one timed pass
-    over up to 512 test images at the evaluation batch size)."""
+def inference_img_s(model: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device,
+                    precision: Precision) -> float:
+    """Images/s of ``predict_logits`` over ``images`` (one warm batch first, then one timed pass)."""
+    predict_logits(model, images[:batch_size], batch_size=batch_size, device=device, precision=precision)
+    start = time.perf_counter()
+    predict_logits(model, images, batch_size=batch_size, device=device, precision=precision).cpu()
+    return len(images) / max(time.perf_counter() - start, 1e-9)
+
+
+def _speeds(cfg: TrainConfig, variant: str, test_images: torch.Tensor) -> dict[str, float]:
+    """Parameters, GFLOPs per image and inference images/s over ``test_images`` at the
+    evaluation batch size."""
     device = resolve_device(cfg.device)
     model = build_model(variant, image_size=cfg.image_size)
     flops = flops_per_image(model, cfg.image_size)
-    images = open_split(cfg, "test").images[:512]
-    model = model.to(device)
-    precision = choose_precision(device, cfg.amp)
-    predict_logits(model, images[:cfg.eval_batch_size], batch_size=cfg.eval_batch_size, device=device,
-                   precision=precision)
-    start = time.perf_counter()
-    predict_logits(model, images, batch_size=cfg.eval_batch_size, device=device, precision=precision).cpu()
-    return {"params": count_parameters(model), "gflops": flops / 1e9,
-            "infer_img_s": len(images) / max(time.perf_counter() - start, 1e-9)}
+    speed = inference_img_s(model.to(device), test_images, cfg.eval_batch_size, device,
+                            choose_precision(device, cfg.amp))
+    return {"params": count_parameters(model), "gflops": flops / 1e9, "infer_img_s": speed}
 
 
 def _metrics(run_dir: Path) -> dict[str, float]:
@@ -304,5 +307,5 @@ def _correctness(run: Path, test_set: str) -> pd.Series:
     return (predictions["true"] == predictions["predicted"]).set_axis(predictions["id"]).sort_index()
 
 
-__all__ = ["COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals", "paired_differences",
+__all__ = ["COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals", "inference_img_s", "paired_differences",
            "per_class_recall", "run_ablation", "summarize", "write"]
