@@ -33,10 +33,12 @@ import torch
 from torch import Tensor, nn
 
 from .calibration import check_temperature, read_temperature
+from .data.transforms import EVAL
 from .files import atomic_torch_save, tensor_bytes
 from .labels import CLASS_NAMES, REFERENCE_CLASS_NAMES
 from .model import VARIANTS, ResEmoteNet, build_model
 from .params import RANGES
+from .weights import KnownCheckpoint, identify
 
 log = logging.getLogger(__name__)
 
@@ -320,8 +322,10 @@ def load_model(
     infinity, repeated class names, an image size outside training's range, an unknown
     model variant and a stored temperature that is not a finite number > 0 are refused.
 
-    The model gets ``class_names``, ``image_size``, ``temperature`` (the calibration file's
-    beside the checkpoint, else an older checkpoint's stored one, else 1),
+    The model gets ``class_names``, ``image_size``, ``preprocess`` (the ``Preset`` its inputs
+    expect: a released checkpoint's record says, ``weights.KNOWN``; else ``EVAL``, ImageNet's
+    mean/std on gray replicated to 3 channels, as resemote trains), ``temperature`` (the
+    calibration file's beside the checkpoint, else an older checkpoint's stored one, else 1),
     ``checkpoint_kind`` (``classify``'s kind) and ``checkpoint_meta`` (the file's
     provenance; for a training state, its epoch and config and ``training_state: True``).
 
@@ -353,7 +357,9 @@ def load_model(
     if len(class_names) != num_classes:
         raise ValueError(f"{path}: {len(class_names)} class names for {num_classes} outputs")
     model.class_names = class_names
-    model.image_size = found.image_size
+    record = _record(path, found.kind)
+    model.image_size = record.image_size if record else found.image_size
+    model.preprocess = record.transform if record else EVAL
     model.temperature = temperature
     model.checkpoint_kind = found.kind
     model.checkpoint_meta = found.meta
@@ -362,6 +368,11 @@ def load_model(
     from .device import resolve_device
 
     return model.to(resolve_device(str(device))).eval()
+
+
+def _record(path: str | os.PathLike, kind: str) -> KnownCheckpoint | None:
+    """The released checkpoint this file is, by its hash (only reference files can be one)."""
+    return identify(path)[0] if kind == "reference" else None
 
 
 def _temperature(path: str | os.PathLike, meta: Mapping[str, Any]) -> float:

@@ -50,6 +50,13 @@ def predict_logits(model: nn.Module, images: Tensor, *, batch_size: int = 256, d
     return torch.cat(out)
 
 
+def preprocess_of(model: nn.Module) -> Preset:
+    """The preprocessing ``model``'s inputs expect: ``load_model`` sets ``model.preprocess``
+    (a released checkpoint's record may differ from resemote's ``EVAL``); a model built in
+    code gets ``EVAL``."""
+    return getattr(model, "preprocess", EVAL)
+
+
 def loss_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     """Summed cross-entropy and number of correct top-1 predictions, on the logits' device
     (no host sync: the caller decides when to read them)."""
@@ -62,4 +69,4 @@ def _num_outputs(model: nn.Module) -> int:
     return last[-1].out_features if last else 0
 
 
-__all__ = ["loss_and_correct", "predict_logits"]
+__all__ = ["loss_and_correct", "predict_logits", "preprocess_of"]

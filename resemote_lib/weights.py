@@ -15,6 +15,7 @@ own ``class_names``, so they are right in any order.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +68,16 @@ KNOWN: dict[str, KnownCheckpoint] = {
 
 
 def identify(path: str | os.PathLike) -> tuple[KnownCheckpoint | None, str]:
-    """The record whose SHA-256 matches the file (None: unrecognised), and the file's hash."""
-    digest = sha256_of(path)
+    """The record whose SHA-256 matches the file (None: unrecognised), and the file's hash
+    (read once per file version: evaluation identifies a file, then loads it)."""
+    st = os.stat(path)
+    digest = _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     return next((r for r in KNOWN.values() if r.sha256 == digest), None), digest
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_of(path)
 
 
 def reorder(model: nn.Module, class_names: tuple[str, ...] = CLASS_NAMES) -> nn.Module:

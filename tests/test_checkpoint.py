@@ -340,3 +340,23 @@ def test_an_unknown_model_variant_names_the_checkpoint(model, tmp_path):
     with pytest.raises(CheckpointError, match=r"future\.pt: its config names model 'resemotenet_v2', which this "
                                               r"resemote does not know \(known: cnn, .*resemotenet"):
         load_model(tmp_path / "future.pt")
+
+
+def test_a_released_checkpoint_brings_its_records_preprocessing_and_others_get_evals(model, tmp_path, monkeypatch):
+    """A record (weights.KNOWN) names the mean/std its checkpoint was trained with; load_model
+    hands it on as ``model.preprocess`` for the Predictor, export and the explorer. A file no
+    record knows, and everything resemote writes, get EVAL (ImageNet's mean/std, 3 channels)."""
+    from resemote_lib import weights
+    from resemote_lib.data.transforms import EVAL
+    from resemote_lib.files import sha256_of
+
+    torch.save(model.state_dict(), tmp_path / "released.pth")
+    record = weights.KnownCheckpoint("released-test", "fer2013", "released.pth", "test", mean=(0.5, 0.5, 0.5),
+                                     std=(0.25, 0.25, 0.25), sha256=sha256_of(tmp_path / "released.pth"))
+    monkeypatch.setitem(weights.KNOWN, record.name, record)
+    loaded = load_model(tmp_path / "released.pth")
+    assert loaded.preprocess == record.transform and loaded.preprocess.mean == (0.5, 0.5, 0.5)
+    torch.save({"model_state_dict": model.state_dict()}, tmp_path / "unknown.pth")  # other bytes, no record
+    assert load_model(tmp_path / "unknown.pth").preprocess == EVAL
+    ours = save_checkpoint(tmp_path / "ours.pt", model, image_size=64)
+    assert load_model(ours).preprocess == EVAL

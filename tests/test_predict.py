@@ -417,3 +417,39 @@ def test_videos_in_a_folder_are_named_by_the_image_iterator_never_skipped_withou
     with caplog.at_level("WARNING", logger="resemote_lib.predict"):
         assert list(iter_image_files([faces])) == [faces / "x.png"]
     assert f"{faces}: 2 video(s) skipped (predict_video reads videos; the predict command reads them too)" in caplog.text
+
+
+def test_predictor_explorer_and_export_use_the_models_own_preprocessing(tmp_path):
+    """A checkpoint whose record names another mean/std (``load_model`` sets ``model.preprocess``)
+    is fed that preprocessing by every user-facing path, not resemote's EVAL."""
+    from resemote_lib.data.base import FaceDataset
+    from resemote_lib.data.synthetic import make_faces
+    from resemote_lib.data.transforms import EVAL, Preset
+    from resemote_lib.inference import predict_logits
+    from resemote_lib.labels import CLASS_NAMES
+    from resemote_lib.model import build_model
+    from resemote_lib.predict.export import Deployable
+    from resemote_lib.reports.explore import predict_image, predictions
+
+    torch.manual_seed(0)
+    model = build_model("cnn", image_size=48).eval()
+    model.class_names, model.image_size = CLASS_NAMES, 48
+    with torch.no_grad():
+        model.fc4.weight.mul_(100)  # at initialisation every face gets nearly the same output
+    model.preprocess = Preset("released-eval", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    faces, labels = make_faces(6, seed=1)[:2]
+    images = torch.from_numpy(faces)[:, None]
+    own = predict_logits(model, images, preprocess=model.preprocess).softmax(1).numpy()
+    evals = predict_logits(model, images, preprocess=EVAL).softmax(1).numpy()
+    assert np.abs(own - evals).max() > 1e-3  # the two preprocessings give different answers here
+
+    by_predictor = Predictor(model, detector=None).predict_batch(list(faces))
+    got = np.array([[r.faces[0].probs[n] for n in CLASS_NAMES] for r in by_predictor])
+    np.testing.assert_allclose(got, own, atol=2e-6)  # Face.probs are rounded to 6 decimals
+    ds = FaceDataset(images, torch.as_tensor(labels), [str(i) for i in range(6)], name="synthetic", split="test",
+                     layout="arrays", root=tmp_path)
+    np.testing.assert_allclose(predictions(model, ds)["confidence"], own.max(1), atol=1e-6)
+    np.testing.assert_allclose(predict_image(model, faces[0], 48)[0], own[0], atol=1e-6)
+    with torch.inference_mode():
+        deployed = Deployable(model)(images.float())[1].numpy()
+    np.testing.assert_allclose(deployed, own, atol=1e-5)

@@ -2,7 +2,8 @@
 
 The exported graph includes the preprocessing after decoding: it takes grayscale face
 crops as float ``(N, 1, S, S)`` in 0..255, replicates them to 3 channels, normalises
-with ImageNet mean/std, and returns logits and (temperature-calibrated) probabilities.
+with the checkpoint's mean/std (ImageNet's for every known checkpoint), and returns logits
+and (temperature-calibrated) probabilities.
 
 An export never destroys a file it was not asked to replace: the output may not be the
 input (whatever path names it); an existing file there is replaced without
@@ -29,25 +30,28 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import file_kind, load_model
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from ..files import remove_stale_temporaries, temporary_beside, umask
+from ..inference import preprocess_of
 from ..usage import WorkFailed
 
 log = logging.getLogger(__name__)
 
 
 class Deployable(nn.Module):
-    """ResEmoteNet with its preprocessing and softmax inside: 0..255 gray in, probabilities out."""
+    """ResEmoteNet with its preprocessing (``inference.preprocess_of``: the checkpoint's own) and
+    softmax inside: 0..255 gray in, probabilities out."""
 
     def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.model = model.eval()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        preset = preprocess_of(model)
+        self.channels = preset.channels
+        self.register_buffer("mean", torch.tensor(preset.mean[:preset.channels]).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(preset.std[:preset.channels]).view(1, -1, 1, 1))
         self.temperature = float(temperature)
 
     def forward(self, gray255: Tensor) -> tuple[Tensor, Tensor]:
-        x = (gray255 / 255.0).expand(-1, 3, -1, -1)
+        x = (gray255 / 255.0).expand(-1, self.channels, -1, -1)
         logits = self.model((x - self.mean) / self.std)
         return logits, (logits / self.temperature).softmax(1)
 

@@ -32,7 +32,7 @@ from ..data.faces import (
     whole_image,
 )
 from ..device import resolve_device
-from ..inference import predict_logits
+from ..inference import predict_logits, preprocess_of
 from ..model import ResEmoteNet
 from .decode import to_rgb
 
@@ -87,6 +87,7 @@ class Predictor:
         self.temperature = check_temperature(temperature if temperature is not None else getattr(model, "temperature", 1.0),
                                              "Predictor" if temperature is not None else "the model's temperature")
         self.image_size = int(image_size or getattr(model, "image_size", 64))
+        self.preprocess = preprocess_of(model)
         self.detector = make_detector(detector)
         self.tta, self.margin = tta, margin
 
@@ -95,8 +96,8 @@ class Predictor:
             return np.zeros((0, len(self.class_names)))
         images = torch.from_numpy(np.stack(crops))[:, None]
         views = (False, True) if self.tta else (False,)
-        probs = [(predict_logits(self.model, images, device=self.device, flip=flip) / self.temperature).softmax(1)
-                 for flip in views]
+        probs = [(predict_logits(self.model, images, device=self.device, flip=flip, preprocess=self.preprocess)
+                  / self.temperature).softmax(1) for flip in views]
         out = (sum(probs) / len(probs)).cpu().numpy()
         bad = int((~np.isfinite(out)).any(axis=1).sum())
         if bad:  # written out they would be NaN: invalid JSON, and argmax calls them "angry"

@@ -34,8 +34,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from ..data.base import FaceDataset, to_gray_square
-from ..data.transforms import EVAL
-from ..inference import predict_logits
+from ..inference import predict_logits, preprocess_of
 from ..model import VARIANTS
 from . import plots
 from .explain import has_se, layer_cam
@@ -66,7 +65,8 @@ def predictions(model: torch.nn.Module, ds: FaceDataset, device: str | torch.dev
                 batch_size: int = 256) -> pd.DataFrame:
     """One row per item of ``ds``: ``index``, ``id``, ``true`` and ``predicted`` (class
     indices), ``confidence`` (the predicted class's probability), ``true_prob``, ``correct``."""
-    probs = predict_logits(model, ds.images, batch_size=batch_size, device=device).softmax(1).cpu().numpy()
+    probs = predict_logits(model, ds.images, batch_size=batch_size, device=device,
+                           preprocess=preprocess_of(model)).softmax(1).cpu().numpy()
     y, pred = ds.labels.numpy(), probs.argmax(1)
     return pd.DataFrame({"index": np.arange(len(ds)), "id": list(ds.ids), "true": y, "predicted": pred,
                          "confidence": probs.max(1), "true_prob": probs[np.arange(len(ds)), y],
@@ -111,7 +111,8 @@ def sample_faces(preds: pd.DataFrame, per_class: int = 3, seed: int = 0) -> pd.D
 def cams(model: torch.nn.Module, ds: FaceDataset, indices: list[int] | pd.Series,
          device: str | torch.device = "cpu") -> list[np.ndarray]:
     """LayerCAM (``explain.layer_cam``, of the predicted class) of each item of ``indices``."""
-    return [layer_cam(model, EVAL(ds.images[int(i)]).to(device))[0] for i in indices]
+    preprocess = preprocess_of(model)
+    return [layer_cam(model, preprocess(ds.images[int(i)]).to(device))[0] for i in indices]
 
 
 def predict_image(model: torch.nn.Module, image: np.ndarray | Image.Image, image_size: int,
@@ -120,7 +121,7 @@ def predict_image(model: torch.nn.Module, image: np.ndarray | Image.Image, image
     pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
     gray = to_gray_square(pil, image_size)
     # torch.tensor copies: PIL's array is read-only, and torch.from_numpy warns about that.
-    logits = predict_logits(model, torch.tensor(gray)[None, None], device=device)
+    logits = predict_logits(model, torch.tensor(gray)[None, None], device=device, preprocess=preprocess_of(model))
     return logits.softmax(1)[0].cpu().numpy(), gray
 
 
