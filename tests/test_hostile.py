@@ -1341,6 +1341,13 @@ CASES = [
     Case("evaluate --device banana", evaluate_device_banana, 2,
          r"^error: device 'banana' is not a device resemote runs on; use one of: auto, cpu, cuda, cuda:N, mps$",
          _no_eval_folder),
+    Case("pipeline --set device=banana: no notebook runs", lambda c: py(
+        "resemote_lib", "pipeline", SMOKE, "--set", "device=banana", "--results", c.tmp / "results", "--no-progress"), 2,
+         r"^error: .*smoke\.yaml: device 'banana' is not a device resemote runs on; use one of: auto, cpu, cuda, "
+         r"cuda:N, mps$", _nothing_created("results")),
+    Case("pipeline --set device=cuda:7 (no such GPU here): no notebook runs", lambda c: py(
+        "resemote_lib", "pipeline", SMOKE, "--set", "device=cuda:7", "--results", c.tmp / "results", "--no-progress"),
+         2, r"^error: .*smoke\.yaml: device 'cuda:7'", _nothing_created("results")),
     Case("train device=banana", lambda c: _train(c, "device=banana", *TINY), 2,
          r"^error: device 'banana' is not a device resemote runs on; use one of: auto, cpu, cuda, cuda:N, mps$"),
     Case("calibration temperature 1e-300, --out -", predict_with_temperature(1e-300), 2,

@@ -1,7 +1,8 @@
 """Run the notebooks in order with papermill: ``python -m resemote_lib pipeline params/x.yaml``.
 
 For each params file: validate every key against the parameters the notebooks declare
-(papermill itself only warns on unknown ones) before any kernel starts, then execute
+(papermill itself only warns on unknown ones) and its device against this machine before
+any kernel starts, then execute
 00_data, 01_train, 02_evaluate and 04_explore into ``results/<run_name>/notebooks/``
 with the resolved values, holding the run directory's lock (shared with the kernels);
 finally 03_paper regenerates ``results/paper/``. A failing notebook stops the pipeline
@@ -119,6 +120,17 @@ def _running_cell(executed: Path) -> str:
     return f"{started[-1] + 1} ({source[0][:80] if source else 'empty'})"
 
 
+def check_device(name: str, where: str) -> None:
+    """The device a params file names must exist here before any notebook starts: 00_data would
+    otherwise run (and a dataset download) before 01_train finds ``device: banana`` or an absent GPU."""
+    from ..device import DeviceError, resolve_device
+
+    try:
+        resolve_device(name)
+    except DeviceError as e:
+        raise DeviceError(f"{where}: {e}") from None
+
+
 def notebook_parameters(params_file: str | os.PathLike, **overrides: Any) -> tuple[dict[str, Any],
                                                                                   dict[str, dict[str, Any]]]:
     """The resolved values of ``params_file`` and what papermill injects into each notebook: the
@@ -214,7 +226,9 @@ def pipeline_command(argv: list[str]) -> int:
                              "results folders; give one")
         overrides["results_dir"] = absolute_path(args.results)
     for params_file in args.params:  # every file checked before the first notebook runs
-        check_params(resolved_values(params_file, **overrides), str(params_file))
+        values = resolved_values(params_file, **overrides)
+        check_params(values, str(params_file))
+        check_device(values["device"], str(params_file))
         if not args.if_data_present:
             require_data(params_file, **overrides)
     roots = []
@@ -231,6 +245,7 @@ def pipeline_command(argv: list[str]) -> int:
     return 0
 
 
-__all__ = ["CELL_TIMEOUTS", "EXPERIMENT_NOTEBOOKS", "NOTEBOOKS", "NotebookFailed", "PipelineError", "check_params",
+__all__ = ["CELL_TIMEOUTS", "EXPERIMENT_NOTEBOOKS", "NOTEBOOKS", "NotebookFailed", "PipelineError", "check_device",
+           "check_params",
            "declared_parameters", "execute", "notebook_parameters", "pipeline_command", "regenerate_paper",
            "run_experiment"]
