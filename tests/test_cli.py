@@ -75,3 +75,28 @@ def test_the_line_names_the_command_with_the_arguments_given(argv, line):
 def test_the_entry_point_still_runs():
     out = _run_module("-m", "resemote_lib", "--help")
     assert out.returncode == 0 and "exit codes:" in out.stdout
+
+
+@pytest.mark.parametrize(("kept", "line"), [
+    ([True, False, True, False], "without test images that have a copy in train/val (2 of 4): accuracy 0.5000"),
+    ([False] * 4, "without test images that have a copy in train/val (0 of 4): none left to score, every test "
+                  "image has a copy"),
+])
+def test_evaluate_says_the_figure_without_copies_even_when_none_is_left(tmp_path, monkeypatch, capsys, kept, line):
+    """A test split whose every image has a copy in train/val leaves nothing to score: the summary
+    says so instead of failing on the missing figure."""
+    import numpy as np
+
+    from resemote_lib import evaluate
+    from resemote_lib.commands import cli
+    from resemote_lib.metrics import compute_metrics, dedup_metrics
+
+    labels = np.array([0, 1, 2, 3])
+    probs = np.eye(7)[[0, 1, 0, 0]]  # images 0 and 1 right, 2 and 3 wrong
+    metrics = compute_metrics(labels, probs)
+    metrics.extra["probs"] = probs
+    metrics.extra["dedup"], metrics.extra["copies_only"] = dedup_metrics(metrics, labels, ~np.array(kept))
+    monkeypatch.setattr(evaluate, "evaluate_run", lambda *a, **k: metrics)
+    (tmp_path / "run").mkdir()
+    assert cli.main(["evaluate", str(tmp_path / "run"), "--device", "cpu"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == line

@@ -118,8 +118,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(metrics.table().to_string())
     if "dedup" in metrics.extra:
         d = metrics.extra["dedup"]
-        print(f"without test images that have a copy in train/val ({d['n']} of {metrics.n}): accuracy "
-              f"{d['accuracy']:.4f}")
+        figure = f"accuracy {d['accuracy']:.4f}" if d["n"] else "none left to score, every test image has a copy"
+        print(f"without test images that have a copy in train/val ({d['n']} of {metrics.n}): {figure}")
     return 0
 
 
