@@ -49,7 +49,6 @@ def test_every_plot_renders_to_png(tmp_path):
         "confusion": plots.confusion_matrix(m.confusion, ds.class_names),
         "reliability": plots.reliability_diagram(reliability(probs, ds.labels.numpy()), m.ece),
         "confused": plots.confused_examples(ds, probs, m.confusion),
-        "pairs": plots.image_pairs([]),
         "bars": plots.probability_bars(probs[0], ds.class_names),
         "gates": plots.se_gates(np.linspace(0, 1, 256)),
         "cam": plots.cam_overlay(np.zeros((32, 32)), np.ones((32, 32))),

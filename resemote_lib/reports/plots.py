@@ -166,27 +166,6 @@ def reliability_diagram(table: pd.DataFrame, ece: float | None = None, title: st
     return fig
 
 
-def image_pairs(pairs: list[tuple[np.ndarray, np.ndarray, str]], title: str = "", max_pairs: int = 12) -> Figure:
-    """Pairs of images with a caption each (duplicates across splits, confusions...)."""
-    pairs = pairs[:max_pairs]
-    n = max(1, len(pairs))
-    cols = min(4, n)
-    rows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols * 2, figsize=(cols * 2.6, rows * 1.6), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for i, (a, b, caption) in enumerate(pairs):
-        r, c = divmod(i, cols)
-        axes[r][2 * c].imshow(a, cmap="gray", vmin=0, vmax=255)
-        axes[r][2 * c + 1].imshow(b, cmap="gray", vmin=0, vmax=255)
-        axes[r][2 * c].set_title(caption, fontsize=7, loc="left")
-    if not pairs:
-        axes[0][0].text(0, 0.5, "none found", fontsize=12)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 def confused_examples(ds: FaceDataset, probs: np.ndarray, confusion: np.ndarray, top: int = 3,
                       per_pair: int = 4) -> Figure:
     """For the ``top`` most-confused (true, predicted) pairs, the most confident mistakes."""
@@ -412,6 +391,6 @@ def quality_examples(report: QualityReport, splits: dict[str, FaceDataset], per_
 
 
 __all__ = ["cam_grid", "cam_overlay", "class_distribution", "confused_examples", "confused_pairs",
-           "confusion_matrix", "example_grid", "image_pairs", "legend_above", "paper_comparison", "png",
+           "confusion_matrix", "example_grid", "legend_above", "paper_comparison", "png",
            "prediction_grid", "probability_bars", "quality_examples", "reliability_diagram", "save", "se_gates", "show",
            "training_curves"]
