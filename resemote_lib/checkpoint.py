@@ -27,7 +27,7 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +38,9 @@ from .files import atomic_torch_save, tensor_bytes
 from .labels import CLASS_NAMES, REFERENCE_CLASS_NAMES
 from .model import VARIANTS, ResEmoteNet, build_model
 from .params import RANGES
-from .weights import KnownCheckpoint, identify
+
+if TYPE_CHECKING:
+    from .weights import KnownCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -371,8 +373,13 @@ def load_model(
 
 
 def _record(path: str | os.PathLike, kind: str) -> KnownCheckpoint | None:
-    """The released checkpoint this file is, by its hash (only reference files can be one)."""
-    return identify(path)[0] if kind == "reference" else None
+    """The released checkpoint this file is, by its hash (only reference files can be one;
+    imported here: training never loads one, so the records are not part of its code)."""
+    if kind != "reference":
+        return None
+    from .weights import identify
+
+    return identify(path)[0]
 
 
 def _temperature(path: str | os.PathLike, meta: Mapping[str, Any]) -> float:
