@@ -117,6 +117,20 @@ def test_dedup_sentence_says_n_a_without_copies():
     assert "No deduplicated figure" in paper.dedup_sentence({})
 
 
+def test_a_test_set_made_only_of_copies_reads_none_left_not_a_crash(tmp_path):
+    """Every test image has a copy in train/val: the deduplicated figure has nothing to score
+    (its accuracy is None), and Table III and 02_evaluate's sentence say so."""
+    _run(tmp_path, "all_copies", {"dataset": "fer2013", "protocol": "clean"}, "fer2013-folders", 0.75, list(range(20)))
+    row = paper.table3(tmp_path).set_index("run").loc["all_copies"]
+    assert row["dedup n"] == 0 and pd.isna(row["dedup"]) and pd.isna(row["dedup gap"])
+    assert row["copies n"] == 20 and row["on copies"] == 75.0 and row["gap"] == pytest.approx(75.0 - 79.79)
+    import json
+
+    said = paper.dedup_sentence(json.loads((tmp_path / "all_copies" / "metrics.json").read_text()))
+    assert said == ("Every one of the 20 test image(s) has a copy in train or val: no image is left to score without "
+                    "them; on those copies: 75.00%.")
+
+
 def test_notebook_view_is_narrow_and_shows_the_ablations_inline(tmp_path):
     """Issue 24.19: 03_paper's ablation link did not open in JupyterLab, and its runs table
     needed horizontal scrolling."""

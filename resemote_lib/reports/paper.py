@@ -113,7 +113,8 @@ def _row(m: dict, run_dir: Path) -> dict:
         "official": official, "official 95% CI": _ci(m),
         "gap": round(official - published, 2) if published is not None else None,
         "dedup": _pct(dedup.get("accuracy")), "dedup 95% CI": _ci(dedup),
-        "dedup gap": round(100 * dedup["accuracy"] - published, 2) if published is not None and dedup else None,
+        "dedup gap": (round(100 * dedup["accuracy"] - published, 2)
+                      if published is not None and dedup.get("accuracy") is not None else None),
         "dedup n": dedup.get("n"), "on copies": _pct(copies.get("accuracy")) if copies.get("n") else None,
         "copies n": copies.get("n"),
         "official (flip TTA)": _pct(m["tta_flip"]["accuracy"]) if "tta_flip" in m else None,
@@ -246,6 +247,9 @@ def dedup_sentence(metrics: dict) -> str:
     dedup, copies = metrics.get("dedup"), metrics.get("copies_only") or {}
     if not dedup:
         return "No deduplicated figure: only a test split is checked for copies of train/val images."
+    if not dedup["n"]:
+        return (f"Every one of the {copies.get('n')} test image(s) has a copy in train or val: no image is left to "
+                f"score without them; on those copies: {copies['accuracy']:.2%}.")
     lo, hi = dedup["accuracy_ci95"]
     figure = f"accuracy {dedup['accuracy']:.2%} (95% CI {lo:.2%}-{hi:.2%}, n={dedup['n']})"
     if not copies.get("n"):
