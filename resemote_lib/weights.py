@@ -69,14 +69,16 @@ KNOWN: dict[str, KnownCheckpoint] = {
 
 def identify(path: str | os.PathLike) -> tuple[KnownCheckpoint | None, str]:
     """The record whose SHA-256 matches the file (None: unrecognised), and the file's hash
-    (read once per file version: evaluation identifies a file, then loads it)."""
+    (read once per file version: evaluation identifies a file, then loads it). A version is the
+    file's inode, size, mtime and ctime: a copy that keeps size and mtime (``cp -p``) over it
+    still changes the ctime, which no user tool sets."""
     st = os.stat(path)
-    digest = _digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    digest = _digest(str(Path(path).resolve()), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return next((r for r in KNOWN.values() if r.sha256 == digest), None), digest
 
 
 @functools.lru_cache(maxsize=16)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
+def _digest(path: str, version: tuple[int, ...]) -> str:
     return sha256_of(path)
 
 

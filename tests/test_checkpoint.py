@@ -360,3 +360,22 @@ def test_a_released_checkpoint_brings_its_records_preprocessing_and_others_get_e
     assert load_model(tmp_path / "unknown.pth").preprocess == EVAL
     ours = save_checkpoint(tmp_path / "ours.pt", model, image_size=64)
     assert load_model(ours).preprocess == EVAL
+
+
+def test_a_checkpoint_replaced_keeping_its_size_and_mtime_is_hashed_again(tmp_path):
+    """``weights.identify`` reads a file once per version: the three released checkpoints have
+    the same size, and ``cp -p`` of one over another keeps the mtime; the new bytes still give
+    the new hash (and so the right record, results folder and preprocessing)."""
+    import shutil
+
+    from resemote_lib.files import sha256_of
+    from resemote_lib.weights import identify
+
+    first, second = tmp_path / "a.pth", tmp_path / "b.pth"
+    first.write_bytes(b"a" * 4096)
+    second.write_bytes(b"b" * 4096)
+    os.utime(second, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns))
+    assert identify(first)[1] == sha256_of(first)
+    shutil.copy2(second, first)  # cp -p: same size, same mtime, other bytes
+    assert (first.stat().st_size, first.stat().st_mtime_ns) == (second.stat().st_size, second.stat().st_mtime_ns)
+    assert identify(first)[1] == sha256_of(second)
