@@ -19,6 +19,7 @@ Anything else is a ``CheckpointError`` that says what the file is instead.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -33,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .calibration import check_temperature, read_temperature
-from .data.transforms import EVAL
+from .data.transforms import EVAL, Preset
 from .files import atomic_torch_save, tensor_bytes
 from .labels import CLASS_NAMES, REFERENCE_CLASS_NAMES
 from .model import VARIANTS, ResEmoteNet, build_model
@@ -325,8 +326,9 @@ def load_model(
     model variant and a stored temperature that is not a finite number > 0 are refused.
 
     The model gets ``class_names``, ``image_size``, ``preprocess`` (the ``Preset`` its inputs
-    expect: a released checkpoint's record says, ``weights.KNOWN``; else ``EVAL``, ImageNet's
-    mean/std on gray replicated to 3 channels, as resemote trains), ``temperature`` (the
+    expect: a released checkpoint's record says, ``weights.KNOWN``, with its input size and
+    class names; else ``EVAL``, ImageNet's mean/std on gray replicated to as many channels as
+    the first convolution takes, 3 for all resemote trains), ``temperature`` (the
     calibration file's beside the checkpoint, else an older checkpoint's stored one, else 1),
     ``checkpoint_kind`` (``classify``'s kind) and ``checkpoint_meta`` (the file's
     provenance; for a training state, its epoch and config and ``training_state: True``).
@@ -349,8 +351,9 @@ def load_model(
     model = build_model(_variant(path, found.meta), num_classes=num_classes, in_channels=in_channels,
                         image_size=found.image_size)
     _load_strict(model, state_dict, path)
+    record = _record(path, found.kind)
     if class_names is None:
-        class_names = found.class_names
+        class_names = record.class_names if record else found.class_names
         if class_names is None:
             class_names = tuple(f"class_{i}" for i in range(num_classes))
             warnings.warn(f"{path}: {num_classes}-class reference checkpoint with no known label "
@@ -359,9 +362,8 @@ def load_model(
     if len(class_names) != num_classes:
         raise ValueError(f"{path}: {len(class_names)} class names for {num_classes} outputs")
     model.class_names = class_names
-    record = _record(path, found.kind)
-    model.image_size = record.image_size if record else found.image_size
-    model.preprocess = record.transform if record else EVAL
+    model.image_size = check_image_size(record.image_size, path) if record else found.image_size
+    model.preprocess = _preprocess(record, in_channels, path)
     model.temperature = temperature
     model.checkpoint_kind = found.kind
     model.checkpoint_meta = found.meta
@@ -380,6 +382,17 @@ def _record(path: str | os.PathLike, kind: str) -> KnownCheckpoint | None:
     from .weights import identify
 
     return identify(path)[0]
+
+
+def _preprocess(record: KnownCheckpoint | None, in_channels: int, path: str | os.PathLike) -> Preset:
+    """The record's preprocessing, else resemote's ``EVAL`` with as many channels as the first
+    convolution takes; a record that disagrees with the file's first convolution is refused."""
+    if record is None:
+        return dataclasses.replace(EVAL, channels=in_channels) if in_channels != EVAL.channels else EVAL
+    if record.channels != in_channels:
+        raise CheckpointError(f"{path}: its record {record.name!r} says {record.channels} input channel(s), but the "
+                              f"file's conv1 takes {in_channels}: the file is not the checkpoint the record describes")
+    return record.transform
 
 
 def _temperature(path: str | os.PathLike, meta: Mapping[str, Any]) -> float:

@@ -26,7 +26,7 @@ from . import inference, provenance
 from .calibration import write_calibration
 from .checkpoint import load_model
 from .data import KAGGLE_SLUGS, FaceDataset, default_root
-from .data.transforms import EVAL, Preset
+from .data.transforms import Preset
 from .device import FP32, Precision, choose_precision, resolve_device
 from .files import atomic_write_text, sha256_of
 from .labels import CLASS_NAMES
@@ -51,19 +51,21 @@ PAPER_NETWORKS = ("resemotenet", "resemotenet_lean")
 
 def dataset_logits(model: nn.Module, dataset: FaceDataset, *, batch_size: int = 256,
                    device: str | torch.device = "cpu", flip: bool = False, progress: bool = False,
-                   precision: Precision = FP32, preprocess: Preset = EVAL) -> np.ndarray:
+                   precision: Precision = FP32, preprocess: Preset | None = None) -> np.ndarray:
     """Logits ``(N, C)`` of a whole split with the evaluation preprocessing (no random flip),
     as NumPy. ``flip=True`` returns the logits of the mirror images instead. The loop is
-    ``inference.predict_logits``, the one validation and prediction use too."""
+    ``inference.predict_logits``, the one validation and prediction use too; ``preprocess``
+    defaults to the model's own (``inference.preprocess_of``)."""
     device = torch.device(device)
     model = model.to(device)
+    preprocess = preprocess or inference.preprocess_of(model)
     return inference.predict_logits(model, dataset.images, batch_size=batch_size, device=device, flip=flip,
                                     precision=precision, progress=progress, preprocess=preprocess).cpu().numpy()
 
 
 def evaluate(model: nn.Module, dataset: FaceDataset, *, tta: bool = True, batch_size: int = 256,
              device: str | torch.device = "cpu", temperature: float = 1.0, progress: bool = False,
-             precision: Precision = FP32, preprocess: Preset = EVAL) -> Metrics:
+             precision: Precision = FP32, preprocess: Preset | None = None) -> Metrics:
     """Metrics of ``model`` on ``dataset``; ``tta`` adds flip-TTA metrics in ``.tta``.
 
     A model whose outputs are in another order (a reference checkpoint's ``class_names``)
@@ -118,7 +120,7 @@ def write_metrics(path: str | os.PathLike, metrics: Metrics, **context: Any) -> 
 
 
 def score_split(model: nn.Module, cfg: TrainConfig, split: str, out: Path, *, tta: bool, batch_size: int,
-                device: torch.device, precision: Precision = FP32, preprocess: Preset = EVAL,
+                device: torch.device, precision: Precision = FP32, preprocess: Preset | None = None,
                 progress: bool = True, crop_faces: bool = False, temperature: float = 1.0) -> Metrics:
     """Score ``model`` on ``cfg``'s ``split`` and write ``predictions[_<split>].csv`` into ``out``;
     on the test split also the deduplicated figure (``metrics.extra["dedup"]``, ``["copies_only"]``)
@@ -266,13 +268,13 @@ def evaluate_checkpoint(checkpoint: str | os.PathLike, dataset: str, *, data_roo
     check_checkpoint_out(out, digest, force=force)
     model = reorder(load_model(checkpoint, device=device), CLASS_NAMES)
     temperature = float(getattr(model, "temperature", 1.0))
-    image_size = record.image_size if record else int(getattr(model, "image_size", 64))
+    image_size = int(model.image_size)  # load_model: the record's, else the file's
     cfg = resolve({"dataset": dataset, "data_root": data_root, "image_size": image_size, "protocol": "smoke",
                    "run_name": "checkpoint"})
     with RunLock(out, what="checkpoint evaluation"):
         metrics = score_split(model, cfg, split, out, tta=True, batch_size=batch_size, device=device,
-                              preprocess=record.transform if record else EVAL, progress=progress,  # its own
-                              crop_faces=crop_faces, temperature=temperature)  # crop_faces: a folder's photos
+                              progress=progress, crop_faces=crop_faces,  # crop_faces: a folder's photos
+                              temperature=temperature)  # preprocessing: the model's own (load_model)
         ds = metrics.extra["split_data"]
         correct = metrics.extra["probs"].argmax(1) == ds.labels.numpy()
         mirrored = metrics.extra["mirror_probs"].argmax(1) == ds.labels.numpy()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import random
@@ -351,11 +352,18 @@ def test_a_released_checkpoint_brings_its_records_preprocessing_and_others_get_e
     from resemote_lib.files import sha256_of
 
     torch.save(model.state_dict(), tmp_path / "released.pth")
-    record = weights.KnownCheckpoint("released-test", "fer2013", "released.pth", "test", mean=(0.5, 0.5, 0.5),
-                                     std=(0.25, 0.25, 0.25), sha256=sha256_of(tmp_path / "released.pth"))
+    names = ("happy", "sad", "angry", "fear", "surprise", "neutral", "disgust")  # neither ours nor the reference's
+    record = weights.KnownCheckpoint("released-test", "fer2013", "released.pth", "test", class_names=names,
+                                     image_size=56, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                                     sha256=sha256_of(tmp_path / "released.pth"))
     monkeypatch.setitem(weights.KNOWN, record.name, record)
     loaded = load_model(tmp_path / "released.pth")
     assert loaded.preprocess == record.transform and loaded.preprocess.mean == (0.5, 0.5, 0.5)
+    assert (loaded.image_size, loaded.class_names) == (56, names)  # all of it from the record
+    monkeypatch.setitem(weights.KNOWN, record.name, dataclasses.replace(record, channels=1))
+    with pytest.raises(CheckpointError, match=r"released\.pth: its record 'released-test' says 1 input channel\(s\), "
+                                              r"but the file's conv1 takes 3"):
+        load_model(tmp_path / "released.pth")
     torch.save({"model_state_dict": model.state_dict()}, tmp_path / "unknown.pth")  # other bytes, no record
     assert load_model(tmp_path / "unknown.pth").preprocess == EVAL
     ours = save_checkpoint(tmp_path / "ours.pt", model, image_size=64)
@@ -379,3 +387,24 @@ def test_a_checkpoint_replaced_keeping_its_size_and_mtime_is_hashed_again(tmp_pa
     shutil.copy2(second, first)  # cp -p: same size, same mtime, other bytes
     assert (first.stat().st_size, first.stat().st_mtime_ns) == (second.stat().st_size, second.stat().st_mtime_ns)
     assert identify(first)[1] == sha256_of(second)
+
+
+def test_a_one_channel_model_gets_a_one_channel_preprocessing_everywhere(tmp_path):
+    """A model whose first convolution takes 1 channel (build_model(in_channels=1)) is fed one
+    channel by load_model's preprocessing, the Predictor and the export wrapper, not 3."""
+    import numpy as np
+
+    from resemote_lib.model import build_model
+    from resemote_lib.predict import Predictor
+    from resemote_lib.predict.export import Deployable
+
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "gray.pt", build_model("cnn", in_channels=1, image_size=32).eval(),
+                           image_size=32, config={"model": "cnn", "image_size": 32})
+    loaded = load_model(path)
+    assert loaded.preprocess.channels == 1 and loaded.preprocess.mean == (0.485, 0.456, 0.406)
+    face = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)
+    probs = Predictor(loaded, detector=None).predict(face).faces[0].probs
+    with torch.inference_mode():
+        deployed = Deployable(loaded)(torch.from_numpy(face).float()[None, None])[1][0]
+    assert np.allclose([probs[n] for n in loaded.class_names], deployed.numpy(), atol=2e-6)

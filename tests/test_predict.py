@@ -419,17 +419,19 @@ def test_videos_in_a_folder_are_named_by_the_image_iterator_never_skipped_withou
     assert f"{faces}: 2 video(s) skipped (predict_video reads videos; the predict command reads them too)" in caplog.text
 
 
-def test_predictor_explorer_and_export_use_the_models_own_preprocessing(tmp_path):
+def test_predictor_explorer_evaluation_and_export_use_the_models_own_preprocessing(tmp_path):
     """A checkpoint whose record names another mean/std (``load_model`` sets ``model.preprocess``)
-    is fed that preprocessing by every user-facing path, not resemote's EVAL."""
+    is fed that preprocessing by every path that feeds it, not resemote's EVAL."""
     from resemote_lib.data.base import FaceDataset
     from resemote_lib.data.synthetic import make_faces
     from resemote_lib.data.transforms import EVAL, Preset
+    from resemote_lib.evaluate import evaluate
     from resemote_lib.inference import predict_logits
     from resemote_lib.labels import CLASS_NAMES
     from resemote_lib.model import build_model
     from resemote_lib.predict.export import Deployable
-    from resemote_lib.reports.explore import predict_image, predictions
+    from resemote_lib.reports.explain import layer_cam
+    from resemote_lib.reports.explore import cams, predict_image, predictions
 
     torch.manual_seed(0)
     model = build_model("cnn", image_size=48).eval()
@@ -450,6 +452,10 @@ def test_predictor_explorer_and_export_use_the_models_own_preprocessing(tmp_path
                      layout="arrays", root=tmp_path)
     np.testing.assert_allclose(predictions(model, ds)["confidence"], own.max(1), atol=1e-6)
     np.testing.assert_allclose(predict_image(model, faces[0], 48)[0], own[0], atol=1e-6)
+    np.testing.assert_allclose(evaluate(model, ds, tta=False).extra["probs"], own, atol=1e-6)
+    cam = cams(model, ds, [0])[0]
+    assert np.allclose(cam, layer_cam(model, model.preprocess(images[0]))[0])
+    assert not np.allclose(cam, layer_cam(model, EVAL(images[0]))[0])
     with torch.inference_mode():
         deployed = Deployable(model)(images.float())[1].numpy()
     np.testing.assert_allclose(deployed, own, atol=1e-5)

@@ -1,9 +1,9 @@
 """Export a checkpoint to ONNX (verified with ONNX Runtime) and TorchScript.
 
 The exported graph includes the preprocessing after decoding: it takes grayscale face
-crops as float ``(N, 1, S, S)`` in 0..255, replicates them to 3 channels, normalises
-with the checkpoint's mean/std (ImageNet's for every known checkpoint), and returns logits
-and (temperature-calibrated) probabilities.
+crops as float ``(N, 1, S, S)`` in 0..255, replicates them to the model's input channels (3
+for all resemote trains), normalises with the checkpoint's mean/std (ImageNet's for every
+known checkpoint), and returns logits and (temperature-calibrated) probabilities.
 
 An export never destroys a file it was not asked to replace: the output may not be the
 input (whatever path names it); an existing file there is replaced without
