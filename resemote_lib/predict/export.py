@@ -44,15 +44,11 @@ class Deployable(nn.Module):
     def __init__(self, model: nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
         self.model = model.eval()
-        preset = preprocess_of(model)
-        self.channels = preset.channels
-        self.register_buffer("mean", torch.tensor(preset.mean[:preset.channels]).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(preset.std[:preset.channels]).view(1, -1, 1, 1))
+        self.preprocess = preprocess_of(model)  # the Preset evaluation and the Predictor apply
         self.temperature = float(temperature)
 
     def forward(self, gray255: Tensor) -> tuple[Tensor, Tensor]:
-        x = (gray255 / 255.0).expand(-1, self.channels, -1, -1)
-        logits = self.model((x - self.mean) / self.std)
+        logits = self.model(self.preprocess(gray255))
         return logits, (logits / self.temperature).softmax(1)
 
 
