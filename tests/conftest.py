@@ -98,3 +98,66 @@ def read_only_command(folder: Path, cmd: Sequence[str]) -> list[str]:
         return ["sh", "-c", _CHMOD_RO, str(folder), *map(str, cmd)]
     pytest.skip("as root, permission bits do not stop writes, and user namespaces (unshare -rm) are refused here: "
                 "run the tests as another user, or allow user namespaces")
+
+
+# --- a ResEmoteNet checkpoint and its Predictor, for the predict and export tests -------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A ResEmoteNet checkpoint at 48 px (seed 0), saved once per test module and removed after it."""
+    import torch
+
+    from resemote_lib.checkpoint import save_checkpoint
+    from resemote_lib.model import ResEmoteNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
+    save_checkpoint(path, ResEmoteNet(), image_size=48)
+    yield path
+    shutil.rmtree(path.parent)  # 321 MB: not kept for the rest of the session
+
+
+@pytest.fixture(scope="module")
+def predictor(checkpoint):
+    """A CPU ``Predictor`` of ``checkpoint``, with the default (Haar) detector."""
+    from resemote_lib.predict import Predictor
+
+    return Predictor(checkpoint, device="cpu")
+
+
+def run_predict(*argv) -> int:
+    """``resemote predict ARGV`` run in this process, as the command line parses it; its exit code."""
+    from resemote_lib.commands.cli import build_parser
+
+    args = build_parser().parse_args(["predict", *map(str, argv)])
+    from resemote_lib.predict import predict_command
+
+    return predict_command(args)
+
+
+# --- figures: what overlaps what, and the colours a legend shows -------------------------------
+
+
+def boxes_overlap(a, b) -> bool:
+    """Whether two matplotlib ``Bbox``es (display coordinates) overlap."""
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def legend_clear_of_bars(fig) -> list[str]:
+    """The bars of ``fig``'s first axes that its legend covers, in words (none: an empty list)."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    return [f"bar at x={p.get_x():.2f} h={p.get_height():.1f}" for p in ax.patches
+            if p.get_height() > 0 and boxes_overlap(legend, p.get_window_extent(renderer))]
+
+
+def legend_colours(fig) -> dict[str, tuple]:
+    """``{entry: RGBA}`` of the legend of ``fig``'s first axes."""
+    from matplotlib.colors import to_rgba
+
+    legend = fig.axes[0].get_legend()
+    return {t.get_text(): to_rgba(h.get_facecolor()) for t, h in zip(legend.get_texts(), legend.legend_handles,
+                                                                   strict=True)}

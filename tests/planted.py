@@ -1,5 +1,7 @@
 """In-memory splits of synthetic faces and the copies planted in them, for the duplicate
-search (test_duplicates.py) and the audit report built on it (test_audit.py)."""
+search (test_duplicates.py), the audit report built on it (test_audit.py) and its figure
+(test_audit_figure.py); and synthetic
+faces written as image files, for the predict tests (test_predict_batch.py, test_predict_outputs.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import torch
 from PIL import Image
 
 from resemote_lib.data.base import FaceDataset
+from resemote_lib.data.synthetic import make_faces
 
 
 def split(images: np.ndarray, name: str, labels: list[int] | None = None, dataset: str = "synthetic") -> FaceDataset:
@@ -36,3 +39,31 @@ def brighter(img: np.ndarray) -> np.ndarray:
 def found(pairs: pd.DataFrame) -> dict[tuple, str]:
     """``{(split_a, index_a, split_b, index_b): kind}`` of the pairs found."""
     return {(r.split_a, r.index_a, r.split_b, r.index_b): r.kind for r in pairs.itertuples()}
+
+
+def hand_built_splits() -> dict[str, FaceDataset]:
+    """Duplicates within and across splits, two label conflicts and blanks, all known."""
+    faces, _ = make_faces(20, seed=3)
+    train, val, test = faces[:10].copy(), faces[10:15].copy(), faces[15:].copy()
+    y_train, y_val, y_test = [0] * 10, [0] * 5, [0] * 5
+    test[0] = train[1]  # exact, train/test
+    test[1] = val[0][:, ::-1]  # mirror image, val/test
+    test[2] = brighter(train[3])  # near, train/test...
+    val[1] = test[2]  # ...and its exact copy in val: group {train3, val1, test2}
+    val[2] = train[5]  # exact, train/val, with another label: a conflict
+    y_val[2] = 3
+    train[8] = train[7]  # exact within train, another label: a conflict
+    y_train[8] = 5
+    train[9] = 0  # blanks: black, black, grey
+    val[4] = 0
+    test[4] = 128
+    return {"train": split(train, "train", y_train), "val": split(val, "val", y_val), "test": split(test, "test", y_test)}
+
+
+def write_faces(folder, names, seed=0):
+    """Synthetic faces saved as ``folder/<name>`` for each of ``names`` (subfolders made; the
+    suffix picks the format); returns ``folder``."""
+    for name, img in zip(names, make_faces(len(names), seed=seed)[0], strict=True):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / name)
+    return folder

@@ -5,7 +5,6 @@ import itertools
 import logging
 from collections import defaultdict
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,36 +19,16 @@ from resemote_lib.data.audit import (
     quality_report,
 )
 from resemote_lib.data.base import FaceDataset
-from resemote_lib.data.duplicates import BLANK_COLUMNS, BLANK_REASONS, PAIR_COLUMNS
+from resemote_lib.data.duplicates import BLANK_REASONS, PAIR_COLUMNS
 from resemote_lib.data.synthetic import make_faces
-from resemote_lib.reports import plots
 
-from .planted import brighter, found, split
+from .planted import found, hand_built_splits, split
 
 # ---------------------------------------------------------------- the quality report
 
 
-def _hand_built() -> dict[str, FaceDataset]:
-    """Duplicates within and across splits, two label conflicts and blanks, all known."""
-    faces, _ = make_faces(20, seed=3)
-    train, val, test = faces[:10].copy(), faces[10:15].copy(), faces[15:].copy()
-    y_train, y_val, y_test = [0] * 10, [0] * 5, [0] * 5
-    test[0] = train[1]  # exact, train/test
-    test[1] = val[0][:, ::-1]  # mirror image, val/test
-    test[2] = brighter(train[3])  # near, train/test...
-    val[1] = test[2]  # ...and its exact copy in val: group {train3, val1, test2}
-    val[2] = train[5]  # exact, train/val, with another label: a conflict
-    y_val[2] = 3
-    train[8] = train[7]  # exact within train, another label: a conflict
-    y_train[8] = 5
-    train[9] = 0  # blanks: black, black, grey
-    val[4] = 0
-    test[4] = 128
-    return {"train": split(train, "train", y_train), "val": split(val, "val", y_val), "test": split(test, "test", y_test)}
-
-
 def test_report_on_hand_built_case(tmp_path):
-    splits = _hand_built()
+    splits = hand_built_splits()
     report = quality_report(splits, cache_dir=tmp_path)
     assert list(report.pairs.columns) == PAIR_COLUMNS
     assert found(report.pairs) == {
@@ -70,7 +49,7 @@ def test_report_on_hand_built_case(tmp_path):
 
 
 def test_groups_and_conflicts():
-    report = quality_report(_hand_built(), use_cache=False)
+    report = quality_report(hand_built_splits(), use_cache=False)
     groups = report.groups()
     assert list(groups.columns) == GROUP_COLUMNS
     members = {g: sorted(zip(sub["split"], sub["index"], strict=True)) for g, sub in groups.groupby("group")}
@@ -84,7 +63,7 @@ def test_groups_and_conflicts():
 
 
 def test_test_excluded_and_clean_exclusions_exact():
-    report = quality_report(_hand_built(), use_cache=False)
+    report = quality_report(hand_built_splits(), use_cache=False)
     excluded = report.test_excluded()
     assert list(excluded.columns) == EXCLUDED_COLUMNS
     # test2 has a near copy in train and an exact one in val: the exact one is the closest
@@ -115,7 +94,7 @@ def test_test_excluded_and_clean_exclusions_exact():
 
 
 def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
-    splits = _hand_built()
+    splits = hand_built_splits()
     first = quality_report(splits, cache_dir=tmp_path)
     assert not first.cached and len(list(tmp_path.iterdir())) == 1
 
@@ -143,7 +122,7 @@ def test_cache_reused_then_invalidated(tmp_path, monkeypatch):
 
 
 def test_damaged_cache_is_recomputed(tmp_path, caplog):
-    splits = _hand_built()
+    splits = hand_built_splits()
     first = quality_report(splits, cache_dir=tmp_path)
     folder = next(tmp_path.iterdir())
     text = (folder / "pairs.csv").read_text().splitlines()
@@ -156,7 +135,7 @@ def test_damaged_cache_is_recomputed(tmp_path, caplog):
 
 
 def test_save_load_round_trip(tmp_path):
-    report = quality_report(_hand_built(), use_cache=False)
+    report = quality_report(hand_built_splits(), use_cache=False)
     loaded = QualityReport.load(report.save(tmp_path / "r"))
     assert (loaded.membership, loaded.settings, loaded.seconds) == (report.membership, report.settings,
                                                                      report.seconds)
@@ -191,26 +170,6 @@ def test_settings_keyed_and_dataset_preset():
     assert report.settings["min_correlation"] == duplicates.DATASET_SETTINGS["synthetic"]["min_correlation"]
     photo = quality_report({"train": split(faces, "train", dataset="fer2013")}, use_cache=False)
     assert photo.settings["min_correlation"] == duplicates.DEFAULTS["min_correlation"]
-
-
-# ---------------------------------------------------------------- the figure
-
-
-def test_quality_examples_figure_covers_every_combination():
-    splits = _hand_built()
-    report = quality_report(splits, use_cache=False)
-    fig = plots.quality_examples(report, splits, per_kind=2)
-    titles = "\n".join(ax.get_title(loc="left") for ax in fig.get_axes())
-    for r in report.summary().query("pairs > 0").itertuples():
-        assert f"{r.split_a}/{r.split_b} {r.kind} r=" in titles
-    assert "angry | happy" in titles  # labels in the captions
-    assert titles.count("group ") == 2 and "blank std=0.0" in titles
-    assert {s.get_suptitle().split(":")[0] for s in fig.subfigs} == {
-        "duplicate pairs", "label conflicts", "blank images"}
-    plt.close(fig)
-    empty = QualityReport(pd.DataFrame(columns=PAIR_COLUMNS), pd.DataFrame(columns=BLANK_COLUMNS),
-                          {}, {}, 0.0)
-    plt.close(plots.quality_examples(empty, {}))
 
 
 # ---------------------------------------------------------------- the real FER2013

@@ -202,3 +202,14 @@ def test_cache_is_rebuilt_when_a_files_middle_changes_with_its_mtime(tmp_path):
     second = open_dataset("folder", root.parent, "test", image_size=48, cache_dir=tmp_path / "c")
     assert second.images.float().mean() > first.images.float().mean() + 20
 
+
+def test_corrupt_image_is_excluded_reported_and_warned(tmp_path):
+    root = L.write_fer2013_folders(tmp_path / "fer")
+    victim = next((root / "train" / "happy").iterdir())
+    victim.write_bytes(b"not a jpeg")
+    with pytest.warns(UserWarning, match="1 unreadable image"):
+        ds = open_dataset("fer2013", root, "train", image_size=48, cache_dir=tmp_path / "c")
+    assert len(ds) == sum(L.FER_COUNTS["Training"]) - 1
+    assert ds.report["bad_files"][0]["file"] == str(victim)
+    with pytest.raises(ValueError, match="unreadable"):
+        open_dataset("fer2013", root, "train", image_size=48, strict=True, cache_dir=tmp_path / "c")

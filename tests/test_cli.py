@@ -1,5 +1,6 @@
 """The command line: library modules run as scripts are refused with the command to run (the
-package's import rules, the CLI's place at the top among them, are in test_layout.py)."""
+package's import rules, the CLI's place at the top among them, are in test_layout.py), and
+train, evaluate, predict and export run end to end in a subprocess."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import resemote_lib
+from resemote_lib import paths
 from resemote_lib.usage import ENTRY_POINTS
 
 PACKAGE = Path(resemote_lib.__file__).parent
@@ -100,3 +103,31 @@ def test_evaluate_says_the_figure_without_copies_even_when_none_is_left(tmp_path
     (tmp_path / "run").mkdir()
     assert cli.main(["evaluate", str(tmp_path / "run"), "--device", "cpu"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == line
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_on_synthetic_data(tmp_path):
+    env_run = lambda *a: subprocess.run([sys.executable, "-m", "resemote_lib", *map(str, a)],  # noqa: E731
+                                        capture_output=True, text=True, timeout=900)
+    results = tmp_path / "results"
+    out = env_run("train", paths.PARAMS / "smoke.yaml", f"results_dir={results}", "run_name=cli")
+    assert out.returncode == 0, out.stderr[-2000:]
+    out = env_run("evaluate", results / "cli")
+    assert out.returncode == 0 and "accuracy" in out.stdout, out.stderr[-2000:]
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    from resemote_lib.data.synthetic import make_faces
+    for i, img in enumerate(make_faces(3, seed=9)[0]):
+        Image.fromarray(img).save(faces / f"face{i}.png")
+    out = env_run("predict", results / "cli" / "best.pt", faces, "--detector", "none", "--out", tmp_path / "p.jsonl")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 3
+    (faces / "broken.png").write_bytes(b"nope")
+    out = env_run("predict", results / "cli" / "best.pt", faces, "--detector", "none")
+    assert out.returncode == 1 and "broken.png: not a readable image" in out.stderr
+    out = env_run("export", results / "cli" / "best.pt", tmp_path / "m.onnx")
+    assert out.returncode == 0 and "max |exported - PyTorch|" in out.stdout
+    out = env_run("predict", tmp_path / "missing.pt", faces)
+    assert out.returncode == 2 and "checkpoint not found" in out.stderr
+    out = env_run("--help")
+    assert out.returncode == 0 and "predict" in out.stdout

@@ -5,7 +5,6 @@ was not asked to (issue 24.5)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import zipfile
 
@@ -23,17 +22,8 @@ from resemote_lib.data.synthetic import make_faces
 from resemote_lib.data.transforms import EVAL, IMAGENET_MEAN, Preset
 from resemote_lib.inference import predict_logits
 from resemote_lib.labels import CLASS_NAMES
-from resemote_lib.model import ResEmoteNet, build_model
+from resemote_lib.model import build_model
 from resemote_lib.predict.export import check_output, export, is_our_export
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "model.pt"
-    save_checkpoint(path, ResEmoteNet(), image_size=48)
-    yield path
-    shutil.rmtree(path.parent)  # 321 MB: not kept for the rest of the session
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ marked ``shared`` check the one tiny training run the module trains (it is their
 its data folder holds the hostile files). That run's ``best.pt``/``last.pt`` serve the
 predict/export/checkpoint rows and are deleted at module teardown (about 1.2 GB: it keeps last.pt on purpose). The two rows
 that need a training run of their own (a real SIGKILL mid-save, a BOM CSV trained on) are
-marked slow; ``tests/test_data.py`` and ``tests/test_checkpoint.py`` cover the same at unit level.
+marked slow; ``tests/test_data_base.py`` and ``tests/test_checkpoint.py`` cover the same at unit level.
 """
 
 from __future__ import annotations

@@ -141,3 +141,42 @@ def test_imagenet_mean_and_std_are_written_once():
     holders = [p.relative_to(PACKAGE).as_posix() for p in _files()
                if "0.485" in p.read_text() or "0.229" in p.read_text()]
     assert holders == ["data/transforms.py"], holders
+
+
+# Small modules tested through the modules that use them, with the test files that do: each of
+# these files must import the module, so the list cannot silently go stale.
+TESTED_THROUGH = {
+    "distributed": ["test_train.py", "test_train_step.py"],
+    "files": ["test_background_save.py", "test_checkpoint.py", "test_calibration.py"],
+    "inference": ["test_predictor.py", "test_export.py", "test_calibration.py"],
+    "optim": ["test_train.py"],
+    "paths": ["test_conftest.py", "test_environment.py"],
+    "progress": ["test_train_step.py"],
+    "usage": ["test_cli.py", "test_params.py"],
+    "weights": ["test_checkpoint.py", "test_evaluate.py"],
+}
+TESTS = Path(__file__).parent
+
+
+def _own_test_files(module: str) -> list[Path]:
+    """``tests/test_<name>.py`` or ``tests/test_<package>_<name>.py`` (``data.fer2013`` ->
+    test_fer2013.py, ``kaggle.push`` -> test_kaggle_push.py, ``predict`` -> test_predict.py)."""
+    *package, name = module.split(".")
+    names = [f"test_{name}.py"] + ([f"test_{package[0]}_{name}.py"] if package else [])
+    return [TESTS / n for n in names if (TESTS / n).exists()]
+
+
+def test_every_library_module_has_a_test_file_named_after_it():
+    """One test file per module: a reader finds a module's tests by its name; the few small
+    modules tested only through their users are listed in ``TESTED_THROUGH``."""
+    plumbing = {"__main__", "commands", "kaggle", "predict", "reports"}  # entry point, package re-exports
+    modules = {_module(p) for p in _files()} - {""} - plumbing
+    assert [m for m in sorted(modules) if not _own_test_files(m) and m not in TESTED_THROUGH] == []
+    assert [m for m in TESTED_THROUGH if _own_test_files(m)] == []  # has its own file now: drop it here
+
+
+@pytest.mark.parametrize("module", sorted(TESTED_THROUGH))
+def test_a_module_tested_through_others_is_imported_by_each_test_file_listed(module):
+    for test_file in TESTED_THROUGH[module]:
+        found = imports_of(TESTS / test_file)
+        assert module in found or any(m.startswith(module + ".") for m in found), (module, test_file, found)

@@ -138,3 +138,19 @@ def test_fit_temperature_recovers_a_known_temperature():
     logits = rng.normal(size=(4000, 7)) * 4
     labels = np.array([rng.choice(7, p=p) for p in softmax(logits, true_t)])
     assert fit_temperature(logits, labels) == pytest.approx(true_t, rel=0.1)
+
+
+def test_temperature_scaling_reduces_ece_on_a_synthetic_validation_split():
+    rng = np.random.default_rng(0)
+    n, c = 4000, 7
+    y = rng.integers(0, c, n)
+    correct = rng.random(n) < 0.6  # a 60%-accurate classifier...
+    pred = np.where(correct, y, rng.integers(0, c, n))
+    logits = rng.normal(0, 1, (n, c))
+    logits[np.arange(n), pred] += 6.0  # ...that is far too sure of itself
+    val, test = slice(0, 2000), slice(2000, None)
+    t = fit_temperature(logits[val], y[val])
+    before = expected_calibration_error(softmax(logits[test]), y[test])
+    after = expected_calibration_error(softmax(logits[test], t), y[test])
+    assert t > 1.5 and after < before / 2
+    assert (softmax(logits[test], t).argmax(1) == softmax(logits[test]).argmax(1)).all()

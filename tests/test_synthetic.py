@@ -14,6 +14,7 @@ from resemote_lib import paths
 from resemote_lib.data import open_dataset
 from resemote_lib.data.synthetic import FER2013_TRAIN_COUNTS, Nuisance, make_faces, render_face
 from resemote_lib.evaluate import evaluate_run
+from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.params import load_params
 from resemote_lib.train import fit
 
@@ -79,3 +80,16 @@ def test_resemotenet_reaches_93_percent_with_the_demo_settings(tmp_path):
     print(f"demo: {minutes:.1f} min of training, test accuracy {metrics.accuracy:.4f} "
           f"(flip TTA {metrics.tta.accuracy:.4f}); history:\n{result.history.to_string()}")
     assert metrics.accuracy >= 0.93  # 96.5-97.3% for seeds 0-2 here (docs/data.md)
+
+
+def test_synthetic_opens_through_the_fer2013_loader(tmp_path):
+    sizes = {"n_train": 70, "n_val": 14, "n_test": 21, "seed": 5}
+    ds = open_dataset("synthetic", tmp_path / "syn", "train", image_size=48, synthetic_sizes=sizes,
+                      cache_dir=tmp_path / "c")
+    assert ds.layout == "fer2013-csv" and len(ds) == 70
+    header = (tmp_path / "syn" / "fer2013.csv").read_text().splitlines()[0]
+    assert header == "emotion,pixels,Usage"
+    # FER2013's imbalance: happy is the largest class, disgust the smallest
+    counts = ds.counts()
+    assert counts.index(max(counts)) == CLASS_NAMES.index("happy")
+    assert counts.index(min(counts)) == CLASS_NAMES.index("disgust")

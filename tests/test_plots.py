@@ -1,3 +1,6 @@
+"""The figures (resemote_lib/reports/plots.py): every one renders, and what they look like,
+checked on the matplotlib objects (issue 24.18)."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -11,29 +14,16 @@ from PIL import Image
 from resemote_lib.data.base import FaceDataset
 from resemote_lib.labels import CLASS_NAMES
 from resemote_lib.metrics import compute_metrics, reliability
-from resemote_lib.model import ResEmoteNet
 from resemote_lib.reports import ablation_figures, plots
-from resemote_lib.reports.explain import layer_cam, se_gates
 from resemote_lib.reports.gradients import gradient_flow_table
+
+from .conftest import boxes_overlap, legend_clear_of_bars, legend_colours
 
 
 def _ds(n=28, size=32):
     g = torch.Generator().manual_seed(0)
     return FaceDataset(torch.randint(0, 255, (n, 1, size, size), dtype=torch.uint8, generator=g),
                        torch.arange(n) % 7, [f"i{i}" for i in range(n)], name="t", split="test", layout="x", root=None)
-
-
-def test_se_gates_and_layer_cam_shapes():
-    torch.manual_seed(0)
-    model = ResEmoteNet()
-    x = torch.randn(3, 64, 64)
-    gates = se_gates(model, x)
-    assert gates.shape == (256,) and ((gates >= 0) & (gates <= 1)).all()
-    cam, cls = layer_cam(model, x)
-    assert cam.shape == (64, 64) and cam.min() >= 0 and cam.max() == pytest.approx(1.0) and 0 <= cls < 7
-    _, forced = layer_cam(model, x, target=2)
-    assert forced == 2
-    assert all(p.grad is None for p in model.parameters())
 
 
 def test_every_plot_renders_to_png(tmp_path):
@@ -74,39 +64,17 @@ TABLE3 = pd.DataFrame({"dataset": ["fer2013", "synthetic"], "protocol": ["clean"
                        "published": [79.79, None], "official": [70.0, 93.0],
                        "official 95% CI": ["67.1-72.8", "90.9-94.8"], "dedup": [68.0, 92.0],
                        "dedup 95% CI": ["64.9-71.0", "89.9-94.0"]})
-ABLATION = pd.DataFrame({"variant": ["resemotenet", "cnn"], "params": [80e6, 1.3e6], "gflops": [0.67, 0.2],
-                         "accuracy_mean": [0.95, 0.97], "accuracy_std": [0.01, 0.02],
-                         "dedup_accuracy_mean": [0.94, 0.96], "dedup_accuracy_std": [0.01, 0.03]})
-
-
-def _boxes_overlap(a, b) -> bool:
-    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
-
-
-def _legend_clear_of_bars(fig) -> list[str]:
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    ax = fig.axes[0]
-    legend = ax.get_legend().get_window_extent(renderer)
-    return [f"bar at x={p.get_x():.2f} h={p.get_height():.1f}" for p in ax.patches
-            if p.get_height() > 0 and _boxes_overlap(legend, p.get_window_extent(renderer))]
-
-
-def _legend_colours(fig) -> dict[str, tuple]:
-    legend = fig.axes[0].get_legend()
-    return {t.get_text(): to_rgba(h.get_facecolor()) for t, h in zip(legend.get_texts(), legend.legend_handles,
-                                                                   strict=True)}
 
 
 @pytest.mark.parametrize("rows", [[0, 1], [1]], ids=["with a published number", "synthetic only"])
 def test_table3_series_have_distinct_colours_and_only_drawn_series_are_in_the_legend(rows):
     fig = plots.paper_comparison(TABLE3.iloc[rows].reset_index(drop=True))
-    colours = _legend_colours(fig)
+    colours = legend_colours(fig)
     assert len(set(colours.values())) == len(colours), colours  # "published" was blue like "ours, official"
     assert ("published (paper)" in colours) == (0 in rows), "a series with no bars has no legend entry"
     bars = {to_rgba(p.get_facecolor()) for p in fig.axes[0].patches}
     assert bars <= set(colours.values())
-    assert not _legend_clear_of_bars(fig)
+    assert not legend_clear_of_bars(fig)
     plt.close(fig)
 
 
@@ -114,22 +82,14 @@ def test_table3_chart_greys_the_papers_figure_where_a_run_is_not_comparable():
     """Table III shows the paper's figure greyed, in parentheses, beside a run on another protocol or
     test set (``reference``); the chart drew no bar for it at all."""
     fig = plots.paper_comparison(TABLE3.assign(published=[None, None], reference=[79.79, None]))
-    ax, colours = fig.axes[0], _legend_colours(fig)
+    ax, colours = fig.axes[0], legend_colours(fig)
     assert "published (paper)" not in colours  # not comparable: no published bar, no gap
     grey = colours["paper's figure (reference only)"]
     assert grey[0] == grey[1] == grey[2] > to_rgba(plots.PUBLISHED_COLOR)[0], "a grey lighter than the published bar"
     greyed = [p for p in ax.patches if to_rgba(p.get_facecolor()) == grey]
     assert [(p.get_x() + p.get_width() / 2, p.get_height()) for p in greyed] == [(pytest.approx(-0.27), 79.79)]
     assert "(79.8)" in [t.get_text() for t in ax.texts]  # in parentheses, as in the table
-    assert not _legend_clear_of_bars(fig)
-    plt.close(fig)
-
-
-def test_ablation_legend_covers_no_bar():
-    fig = ablation_figures.ablation(ABLATION)
-    assert not _legend_clear_of_bars(fig)
-    colours = _legend_colours(fig)
-    assert len(set(colours.values())) == 2
+    assert not legend_clear_of_bars(fig)
     plt.close(fig)
 
 
@@ -143,9 +103,9 @@ def test_confusion_matrix_class_names_are_horizontal_and_clear_of_the_axis_title
         assert all(t.get_rotation() == 0 for t in names), "vertical row names read as 'true happy'"
         ylabel, xlabel = ax.yaxis.label.get_window_extent(renderer), ax.xaxis.label.get_window_extent(renderer)
         for t in names:
-            assert not _boxes_overlap(ylabel, t.get_window_extent(renderer)), t.get_text()
+            assert not boxes_overlap(ylabel, t.get_window_extent(renderer)), t.get_text()
         for t in ax.get_xticklabels():
-            assert not _boxes_overlap(xlabel, t.get_window_extent(renderer)), t.get_text()
+            assert not boxes_overlap(xlabel, t.get_window_extent(renderer)), t.get_text()
     plt.close(fig)
 
 
@@ -159,23 +119,4 @@ def test_epoch_axis_has_whole_epochs_only(epochs):
         lo, hi = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
-    plt.close(fig)
-
-
-def test_gradient_flow_labels_are_readable_and_do_not_overlap():
-    flow = gradient_flow_table(["resemotenet", "cnn", "cnn_se"], sizes=(32, 48), batch=2)
-    fig = ablation_figures.gradient_flow(flow)
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    labels = [t for ax in fig.axes[:1] for t in (*ax.get_xticklabels(), *ax.get_yticklabels())]
-    assert labels and min(t.get_fontsize() for t in labels) >= 8
-    ax = fig.axes[0]
-    assert all(t.get_rotation() == 0 for t in ax.get_yticklabels())
-    for ticks in (ax.get_xticklabels(), ax.get_yticklabels()):
-        boxes = [t.get_window_extent(renderer) for t in ticks if t.get_text()]
-        assert not [i for i in range(len(boxes) - 1) if _boxes_overlap(boxes[i], boxes[i + 1])]
-    headers = [t.get_window_extent(renderer) for t in ax.texts if t.get_fontweight() == "bold"]
-    assert len(headers) == 3 and not [i for i in range(2) if _boxes_overlap(headers[i], headers[i + 1])]
-    layers = {t.get_text() for t in ax.get_yticklabels()}
-    assert {"conv1", "se.fc.0", "res_block3.conv2", "fc4"} <= layers
     plt.close(fig)
