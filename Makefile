@@ -73,7 +73,7 @@ docs-ablation:
 	test -n "$(RUN)" -a -f results/$(RUN)/ablation.md || { echo "make docs-ablation RUN=<run>: no results/$(RUN)/ablation.md" >&2; exit 2; }
 	mkdir -p docs/$(RUN)
 	cp results/$(RUN)/ablation.md results/$(RUN)/ablation.csv results/$(RUN)/ablation_summary.csv results/$(RUN)/gradient_flow.csv results/$(RUN)/figures/ablation.png results/$(RUN)/figures/gradient_flow.png docs/$(RUN)/
-	for f in paired.csv recall.csv figures/ablation_accuracy.png figures/ablation_recall.png params.yaml; do \
+	for f in paired.csv contrasts.csv recall.csv figures/ablation_accuracy.png figures/ablation_recall.png params.yaml; do \
 	  test ! -f results/$(RUN)/$$f || cp results/$(RUN)/$$f docs/$(RUN)/; done
 	test ! -f results/bench/ablation_speed.md || cp results/bench/ablation_speed.md results/bench/ablation_speed.csv docs/$(RUN)/
 

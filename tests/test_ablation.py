@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -89,6 +90,32 @@ def test_paired_differences_match_a_hand_count_per_seed_and_pooled(tmp_path):
     half = 1.96 * np.std([-.5, -.5, .5, .5, -.5, 0]) / np.sqrt(6)
     assert (over["low"], over["high"]) == pytest.approx((-1 / 12 - half, -1 / 12 + half))
     assert set(paired["variant"]) == {"cnn"} and set(paired["reference"]) == {"resemotenet_lean"}
+
+
+def test_each_block_is_measured_with_and_without_the_other_block(tmp_path):
+    """The 2x2 design: SE = (lean - cnn_res_lean) and (cnn_se - cnn); residual blocks = (lean -
+    cnn_se) and (cnn_res_lean - cnn); each paired on the same images like paired_differences."""
+    true, dup = ["happy"] * 4, ["", "", "", "x.jpg"]
+    right = {"resemotenet_lean": [1, 1, 1, 0], "cnn_res_lean": [1, 1, 0, 1], "cnn_se": [1, 0, 0, 0], "cnn": [0, 0, 0, 0]}
+    table = pd.DataFrame([(v, 0, _fake_run(tmp_path, v, true, ["happy" if r else "sad" for r in rs], dup))
+                          for v, rs in right.items()], columns=["variant", "seed", "run"])
+    got = ablation.contrasts(table, tmp_path)
+    official = got[got["test_set"] == "official"].set_index(["block", "context"])
+    assert list(got.columns) == ablation.CONTRAST_COLUMNS and len(got) == 8  # 4 contrasts x 2 test sets, one seed
+    assert official.loc[("SE block", "with the residual blocks"), ["with", "without", "with_only", "without_only"]].tolist() \
+        == ["resemotenet_lean", "cnn_res_lean", 1, 1]
+    assert official["difference"].to_dict() == pytest.approx({
+        ("SE block", "with the residual blocks"): 0.0, ("SE block", "without the residual blocks"): 0.25,
+        ("residual blocks", "with the SE block"): 0.5, ("residual blocks", "without the SE block"): 0.75})
+    dedup = got[got["test_set"] == "dedup"].set_index(["block", "context"])  # image 3 has a copy: not counted
+    assert dedup.loc[("SE block", "with the residual blocks"), ["n", "with_only", "without_only"]].tolist() == [3, 1, 0]
+    lean_and_cnn = ablation.contrasts(table[table["variant"].isin(["resemotenet_lean", "cnn"])], tmp_path)
+    assert lean_and_cnn.empty  # no contrast has both of its variants
+    md = ablation.write(table.assign(params=1, gflops=0.1, train_img_s=1.0, infer_img_s=1.0, accuracy=0.5,
+                                     dedup_accuracy=0.5, balanced_accuracy=0.5, macro_f1=0.5, nll=1.0, ece=0.1,
+                                     best_epoch=1), pd.DataFrame(columns=["variant"]), tmp_path)["md"].read_text()
+    assert "## What each block buys" in md
+    assert re.search(r"\| residual blocks +\| without the SE block +\| cnn_res_lean - cnn +\| official +\| +0 \|.*\+75\.00", md)
 
 
 def test_runs_tested_on_different_images_are_not_paired(tmp_path):

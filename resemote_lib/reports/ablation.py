@@ -14,6 +14,9 @@ against seed s of the reference), with the paired difference's 95% interval and 
 p-value (``comparison``), per seed and over all seeds (``seed == "all"``: each image's difference averaged over the seeds
 first, so that every test image counts once; see ``comparison``). The intervals cover the test
 images' sampling; the spread between training seeds shows in the per-seed rows and the summary.
+``contrasts`` reads the four variants as the 2x2 design they are (SE block with or without, residual
+blocks with or without) and gives each block's effect twice, with and without the other block
+(``CONTRASTS``: the variant with the block minus the one without it, paired the same way).
 ``per_class_recall`` gives each run's recall per class. This module trains (``run_ablation`` calls
 ``train.fit``): it is the experiment and its report, a tool over the core like the others.
 """
@@ -46,6 +49,15 @@ REFERENCE = "resemotenet_lean"  # what every ablated variant is compared with
 TEST_SETS = ("official", "dedup")  # every test image; only those with no copy in train or val
 PAIRED_COLUMNS = ["variant", "reference", "test_set", "seed", "n", "seeds", "accuracy", "reference_accuracy", "difference",
                   "low", "high", "variant_only", "reference_only", "mcnemar_p"]
+# The 2x2 design of the variants (SE block x residual blocks): each block's effect, with and without the other.
+CONTRASTS = (  # (block, context, the variant with the block, the same variant without it)
+    ("SE block", "with the residual blocks", "resemotenet_lean", "cnn_res_lean"),
+    ("SE block", "without the residual blocks", "cnn_se", "cnn"),
+    ("residual blocks", "with the SE block", "resemotenet_lean", "cnn_se"),
+    ("residual blocks", "without the SE block", "cnn_res_lean", "cnn"),
+)
+CONTRAST_COLUMNS = ["block", "context", "with", "without", "test_set", "seed", "n", "seeds", "with_accuracy",
+                    "without_accuracy", "difference", "low", "high", "with_only", "without_only", "mcnemar_p"]
 COLUMNS = ["variant", "seed", "params", "gflops", "train_img_s", "infer_img_s", *METRICS, "best_epoch", "run"]
 
 
@@ -123,24 +135,27 @@ def _train_and_test(run_cfg: TrainConfig, bar: tqdm, progress: bool, keep_checkp
 def write(table: pd.DataFrame, flow: pd.DataFrame, out_dir: Path, note: str = "",
           reference: str = REFERENCE) -> dict[str, Path]:
     """The ablation's files in ``out_dir``: ``ablation.csv`` (per run), ``ablation_summary.csv``,
-    ``paired.csv`` (``paired_differences`` against ``reference``), ``recall.csv``
-    (``per_class_recall``), ``gradient_flow.csv`` and ``ablation.md`` (the summary as mean ±
-    spread over seeds, the paired differences, how seeds are combined, and ``note``)."""
+    ``paired.csv`` (``paired_differences`` against ``reference``), ``contrasts.csv``
+    (``contrasts``), ``recall.csv`` (``per_class_recall``), ``gradient_flow.csv`` and
+    ``ablation.md`` (the summary as mean ± spread over seeds, the paired differences, how seeds
+    are combined, what each block buys, and ``note``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary, paired = summarize(table), paired_differences(table, out_dir, reference)
+    summary, paired, blocks = summarize(table), paired_differences(table, out_dir, reference), contrasts(table, out_dir)
     files = {"runs": out_dir / "ablation.csv", "summary": out_dir / "ablation_summary.csv",
-             "paired": out_dir / "paired.csv", "recall": out_dir / "recall.csv",
+             "paired": out_dir / "paired.csv", "contrasts": out_dir / "contrasts.csv", "recall": out_dir / "recall.csv",
              "flow": out_dir / "gradient_flow.csv", "md": out_dir / "ablation.md"}
     table.to_csv(files["runs"], index=False)
     summary.to_csv(files["summary"], index=False)
     paired.to_csv(files["paired"], index=False)
+    blocks.to_csv(files["contrasts"], index=False)
     per_class_recall(table, out_dir).to_csv(files["recall"], index=False)
     flow.to_csv(files["flow"], index=False)
     files["md"].write_text("# Ablation: what the SE block and the residual blocks buy\n\n"
                            + _summary_markdown(summary) + "\n\nMean ± standard deviation over seeds (± 0.00: one "
                            "seed). Test accuracy: the official test set; dedup: only its images with no copy in "
                            "train or val. Train img/s: measured during each run, whatever else the machine ran.\n\n"
-                           + _paired_markdown(paired, reference) + "\n\n" + _missing_note(table) + note + "\n")
+                           + _paired_markdown(paired, reference) + "\n\n" + _contrasts_markdown(blocks) + "\n\n"
+                           + _missing_note(table) + note + "\n")
     return files
 
 
@@ -186,6 +201,22 @@ def _paired_markdown(paired: pd.DataFrame, reference: str) -> str:
             "those it gets right less often. The intervals cover the test set's sampling, not the spread between "
             "training seeds (the per-seed rows and the table above show that). p-values are not adjusted for the "
             "number of comparisons.")
+
+
+def _contrasts_markdown(blocks: pd.DataFrame) -> str:
+    if blocks.empty:
+        return "No block contrast: it needs a variant with the block and the same variant without it."
+    shown = pd.DataFrame({
+        "block": blocks["block"], "context": blocks["context"], "with - without": blocks["with"] + " - " + blocks["without"],
+        "test set": blocks["test_set"], "seed": blocks["seed"].astype(str), "n": blocks["n"],
+        "difference (pp)": [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+                            for d, lo, hi in zip(blocks["difference"], blocks["low"], blocks["high"], strict=True)],
+        "only with right": blocks["with_only"], "only without right": blocks["without_only"],
+        "McNemar p": [f"{p:.2g}" for p in blocks["mcnemar_p"]],
+    })
+    return ("## What each block buys: with it minus without it, in both contexts\n\n" + shown.to_markdown(index=False)
+            + "\n\nThe four variants are a 2x2 design (SE block yes/no x residual blocks yes/no): each block's effect "
+            "is measured with and without the other block, paired and combined over seeds as above.")
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -249,6 +280,20 @@ def paired_differences(table: pd.DataFrame, out_dir: Path, reference: str = REFE
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
+def contrasts(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
+    """What each block buys (``CONTRAST_COLUMNS``): for each of ``CONTRASTS`` whose two variants
+    both ran, the variant with the block minus the one without it on the same test images, per
+    seed and over seeds, as ``paired_differences`` pairs them. Empty when no contrast has both."""
+    rows = []
+    for block, context, with_block, without_block in CONTRASTS:
+        pair = table[table["variant"].isin([with_block, without_block])]
+        for r in paired_differences(pair, out_dir, reference=without_block).to_dict("records"):
+            rows.append({"block": block, "context": context, "with": with_block, "without": without_block,
+                         "with_accuracy": r.pop("accuracy"), "without_accuracy": r.pop("reference_accuracy"),
+                         "with_only": r.pop("variant_only"), "without_only": r.pop("reference_only"), **r})
+    return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+
+
 def per_class_recall(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     """Recall of each class (canonical order) in each run: columns variant, seed, class, recall, support."""
     rows = []
@@ -307,5 +352,5 @@ def _correctness(run: Path, test_set: str) -> pd.Series:
     return (predictions["true"] == predictions["predicted"]).set_axis(predictions["id"]).sort_index()
 
 
-__all__ = ["COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals", "inference_img_s", "paired_differences",
-           "per_class_recall", "run_ablation", "summarize", "write"]
+__all__ = ["COLUMNS", "CONTRASTS", "CONTRAST_COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals",
+           "contrasts", "inference_img_s", "paired_differences", "per_class_recall", "run_ablation", "summarize", "write"]
