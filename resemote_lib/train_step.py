@@ -8,7 +8,7 @@ move (the batch's indices, the epoch's flips and warps, the learning rate as a d
 that the schedulers fill), so after a few eager warm-up steps the whole step can be recorded
 once (``torch.cuda.CUDAGraph``) and replayed: one launch per step. The same code runs eagerly
 wherever capture is off (CPU, MPS, fp16 with its gradient scaler, DDP, torch.compile, or
-``step_graph: off``), and ``tests/test_step.py`` checks on the CPU that it computes exactly
+``step_graph: off``), and ``tests/test_train_step.py`` checks on the CPU that it computes exactly
 what a textbook PyTorch step computes.
 
 Around the step: ``epoch_plan`` draws what an epoch's steps read (order, flips, warps) from

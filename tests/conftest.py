@@ -126,16 +126,6 @@ def predictor(checkpoint):
     return Predictor(checkpoint, device="cpu")
 
 
-def run_predict(*argv) -> int:
-    """``resemote predict ARGV`` run in this process, as the command line parses it; its exit code."""
-    from resemote_lib.commands.cli import build_parser
-
-    args = build_parser().parse_args(["predict", *map(str, argv)])
-    from resemote_lib.predict import predict_command
-
-    return predict_command(args)
-
-
 # --- figures: what overlaps what, and the colours a legend shows -------------------------------
 
 

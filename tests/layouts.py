@@ -159,8 +159,3 @@ def write_affectnet_kaggle(root: Path, seed: int = 0) -> Path:
         w.writerow(["", "pth", "label", "relFCs"])
         w.writerows(rows)
     return root
-
-
-def counts(ds) -> list[int]:
-    """A dataset's items per class (``FaceDataset.counts``), to compare with the counts above."""
-    return ds.counts()

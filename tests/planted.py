@@ -1,7 +1,6 @@
 """In-memory splits of synthetic faces and the copies planted in them, for the duplicate
 search (test_duplicates.py), the audit report built on it (test_audit.py) and its figure
-(test_audit_figure.py); and synthetic
-faces written as image files, for the predict tests (test_predict_batch.py, test_predict_outputs.py)."""
+(test_audit_figure.py)."""
 
 from __future__ import annotations
 
@@ -58,12 +57,3 @@ def hand_built_splits() -> dict[str, FaceDataset]:
     val[4] = 0
     test[4] = 128
     return {"train": split(train, "train", y_train), "val": split(val, "val", y_val), "test": split(test, "test", y_test)}
-
-
-def write_faces(folder, names, seed=0):
-    """Synthetic faces saved as ``folder/<name>`` for each of ``names`` (subfolders made; the
-    suffix picks the format); returns ``folder``."""
-    for name, img in zip(names, make_faces(len(names), seed=seed)[0], strict=True):
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(folder / name)
-    return folder

@@ -102,20 +102,43 @@ def test_each_block_is_measured_with_and_without_the_other_block(tmp_path):
     got = ablation.contrasts(table, tmp_path)
     official = got[got["test_set"] == "official"].set_index(["block", "context"])
     assert list(got.columns) == ablation.CONTRAST_COLUMNS and len(got) == 8  # 4 contrasts x 2 test sets, one seed
-    assert official.loc[("SE block", "with the residual blocks"), ["with", "without", "with_only", "without_only"]].tolist() \
+    assert official.loc[("SE block", "with the residual blocks"),
+                        ["with_variant", "without_variant", "with_only", "without_only"]].tolist() \
         == ["resemotenet_lean", "cnn_res_lean", 1, 1]
     assert official["difference"].to_dict() == pytest.approx({
         ("SE block", "with the residual blocks"): 0.0, ("SE block", "without the residual blocks"): 0.25,
         ("residual blocks", "with the SE block"): 0.5, ("residual blocks", "without the SE block"): 0.75})
     dedup = got[got["test_set"] == "dedup"].set_index(["block", "context"])  # image 3 has a copy: not counted
     assert dedup.loc[("SE block", "with the residual blocks"), ["n", "with_only", "without_only"]].tolist() == [3, 1, 0]
-    lean_and_cnn = ablation.contrasts(table[table["variant"].isin(["resemotenet_lean", "cnn"])], tmp_path)
-    assert lean_and_cnn.empty  # no contrast has both of its variants
+    assert (got["difference"] - (got["with_accuracy"] - got["without_accuracy"])).abs().max() < 1e-12
+    lean_and_cnn = table[table["variant"].isin(["resemotenet_lean", "cnn"])]
+    assert ablation.contrasts(lean_and_cnn, tmp_path).empty  # no contrast has both of its variants
+    assert len(ablation.missing_contrasts(lean_and_cnn)) == 4 and ablation.missing_contrasts(table) == []
     md = ablation.write(table.assign(params=1, gflops=0.1, train_img_s=1.0, infer_img_s=1.0, accuracy=0.5,
                                      dedup_accuracy=0.5, balanced_accuracy=0.5, macro_f1=0.5, nll=1.0, ece=0.1,
                                      best_epoch=1), pd.DataFrame(columns=["variant"]), tmp_path)["md"].read_text()
     assert "## What each block buys" in md
     assert re.search(r"\| residual blocks +\| without the SE block +\| cnn_res_lean - cnn +\| official +\| +0 \|.*\+75\.00", md)
+
+
+def test_the_gpu_ablations_full_forms_give_the_contrasts_their_lean_forms_would(tmp_path):
+    """params/ablation_<dataset>.yaml runs resemotenet and cnn_res (no cnn_res_lean): the SE block
+    with the residual blocks is then resemotenet - cnn_res; lean pairs are preferred when both ran."""
+    true = ["happy"] * 4
+    right = {"resemotenet": [1, 1, 1, 0], "resemotenet_lean": [1, 1, 0, 0], "cnn": [0, 0, 0, 0], "cnn_se": [1, 0, 0, 0],
+             "cnn_res": [1, 0, 0, 0]}
+    table = pd.DataFrame([(v, 0, _fake_run(tmp_path, v, true, ["happy" if r else "sad" for r in rs], [""] * 4))
+                          for v, rs in right.items()], columns=["variant", "seed", "run"])
+    from resemote_lib import paths
+    from resemote_lib.params import resolved_values
+
+    assert set(table["variant"]) == set(resolved_values(paths.PARAMS / "ablation_fer2013.yaml")["variants"])
+    got = ablation.contrasts(table, tmp_path).query("test_set == 'official'").set_index(["block", "context"])
+    assert got.loc[("SE block", "with the residual blocks"), ["with_variant", "without_variant", "difference"]].tolist() \
+        == ["resemotenet", "cnn_res", 0.5]
+    assert got.loc[("residual blocks", "with the SE block"), "with_variant"] == "resemotenet_lean"  # lean preferred
+    assert got.loc[("residual blocks", "without the SE block"), ["with_variant", "difference"]].tolist() == ["cnn_res", 0.25]
+    assert ablation.missing_contrasts(table) == []
 
 
 def test_runs_tested_on_different_images_are_not_paired(tmp_path):

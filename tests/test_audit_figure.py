@@ -34,4 +34,8 @@ def test_the_figure_has_one_section_per_kind_of_finding():
     splits = hand_built_splits()
     parts = audit_figure.sections(quality_report(splits, use_cache=False), splits, per_kind=2, conflicts=4,
                                   blanks=8, cols=4)
-    assert len(parts) == 3 and all(part.height > 0 for part in parts)
+    assert [part.title.split(":")[0] for part in parts] == ["duplicate pairs", "label conflicts", "blank images"]
+    assert [len(part.tiles) for part in parts[1:]] == [2, 3]  # two conflict groups; three blanks
+    assert all(len(imgs) == 2 for imgs, _ in parts[0].tiles)  # a pair: both faces side by side
+    empty = QualityReport(pd.DataFrame(columns=PAIR_COLUMNS), pd.DataFrame(columns=BLANK_COLUMNS), {}, {}, 0.0)
+    assert audit_figure.sections(empty, {}, per_kind=2, conflicts=4, blanks=8, cols=4) == []

@@ -68,7 +68,7 @@ def test_excel_csv_utf8_with_bom_is_read(tmp_path):
     path = root / "fer2013.csv"
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     ds = open_dataset("fer2013", root, "val", image_size=48, cache_dir=tmp_path / "c")
-    assert L.counts(ds) == L.FER_COUNTS["PublicTest"]
+    assert ds.counts() == L.FER_COUNTS["PublicTest"]
 
 
 def test_utf16_csv_is_one_clear_error(tmp_path):
@@ -111,7 +111,7 @@ def test_applefile_copies_and_dot_files_are_skipped_and_counted(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # hidden files are expected: counted, not warned about
         ds = open_dataset("fer2013", root, "train", image_size=48, cache_dir=tmp_path / "c")
-    assert L.counts(ds) == L.FER_COUNTS["Training"] and not ds.report["bad_files"]
+    assert ds.counts() == L.FER_COUNTS["Training"] and not ds.report["bad_files"]
     assert ds.report["skipped"] == {"hidden": 5, "not_images": 0}
 
 
@@ -132,7 +132,7 @@ def test_webp_and_gif_are_read_and_other_files_warned_about_once(tmp_path):
     expected = list(L.FER_COUNTS["Training"])
     expected[CLASS_NAMES.index("happy")] += 2
     expected[CLASS_NAMES.index("sad")] += 1
-    assert L.counts(ds) == expected and not ds.report["bad_files"]
+    assert ds.counts() == expected and not ds.report["bad_files"]
     assert ds.report["skipped"] == {"hidden": 0, "not_images": 2}
 
 

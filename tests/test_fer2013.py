@@ -17,9 +17,9 @@ from . import layouts as L
 def test_fer2013_splits_and_counts(tmp_path, writer):
     root = writer(tmp_path / "fer")
     splits = open_splits("fer2013", root, image_size=48, cache_dir=tmp_path / "c")
-    assert L.counts(splits["train"]) == L.FER_COUNTS["Training"]
-    assert L.counts(splits["val"]) == L.FER_COUNTS["PublicTest"]
-    assert L.counts(splits["test"]) == L.FER_COUNTS["PrivateTest"]
+    assert splits["train"].counts() == L.FER_COUNTS["Training"]
+    assert splits["val"].counts() == L.FER_COUNTS["PublicTest"]
+    assert splits["test"].counts() == L.FER_COUNTS["PrivateTest"]
     ds = splits["train"]
     x, y = ds[0]
     assert x.shape == (3, 48, 48) and x.dtype == torch.float32 and isinstance(y, int)

@@ -11,7 +11,7 @@ from skimage import data as skdata
 
 from resemote_lib.predict import predict_files, write_results
 
-from .planted import write_faces
+from .predicting import write_faces
 
 
 def test_folder_with_a_corrupt_and_a_missing_file_carries_on(predictor, tmp_path):

@@ -3,7 +3,7 @@ video's frame table goes."""
 
 from __future__ import annotations
 
-from .conftest import run_predict
+from .predicting import run_predict
 
 
 def _clip(path, frames=3, size=64):

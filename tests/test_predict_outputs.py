@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from .conftest import run_predict
-from .planted import write_faces
+from .predicting import run_predict, write_faces
 
 
 def test_annotated_names_are_unique_and_existing_files_are_never_replaced(checkpoint, tmp_path, capsys):

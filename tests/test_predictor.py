@@ -87,7 +87,7 @@ def test_the_folder_datasets_face_crop_uses_the_predictors_defaults():
 
 
 @pytest.mark.parametrize("temperature", [0, -1, float("nan"), float("inf"), 1e-300, 1e308])
-def test_predictor_refuses_a_temperature_outside_the_sane_range(checkpoint, temperature):
+def test_predictor_refuses_a_temperature_outside_the_sane_range(temperature):
     model = ResEmoteNet()
     model.class_names = tuple("abcdefg")
     with pytest.raises(ValueError, match=r"Predictor: temperature must be a number in \[0\.05, 20\]"):

@@ -14,13 +14,13 @@ def test_rafdb_layouts(tmp_path, writer):
     root = writer(tmp_path / "raf")
     splits = open_splits("rafdb", root, image_size=32, val_fraction=0.25, seed=3, cache_dir=tmp_path / "c")
     train, val, test = splits["train"], splits["val"], splits["test"]
-    assert L.counts(test) == L.RAF_COUNTS["test"]
-    total = [a + b for a, b in zip(L.counts(train), L.counts(val), strict=True)]
+    assert test.counts() == L.RAF_COUNTS["test"]
+    total = [a + b for a, b in zip(train.counts(), val.counts(), strict=True)]
     assert total == L.RAF_COUNTS["train"]
     assert not set(train.ids) & set(val.ids)  # disjoint
     assert val.report["seed"] == 3 and val.report["val_fraction"] == 0.25
     # stratified: each class with >= 4 items puts ~25% into val
-    assert L.counts(val) == [round(0.25 * n) for n in L.RAF_COUNTS["train"]]
+    assert val.counts() == [round(0.25 * n) for n in L.RAF_COUNTS["train"]]
     again = open_dataset("rafdb", root, "val", image_size=32, val_fraction=0.25, seed=3, cache_dir=tmp_path / "c")
     assert again.ids == val.ids  # seeded
 

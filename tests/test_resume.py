@@ -43,7 +43,7 @@ HARMLESS = {
     "tta_flip": "only the final test evaluation reads it",
     "checkpoint_every": "when last.pt is written, not what training computes",
     "resume_other_code": "the switch that allows resuming at all",
-    "step_graph": "a captured step computes what the eager step computes (tests/test_step.py)",
+    "step_graph": "a captured step computes what the eager step computes (tests/test_train_step.py)",
     "keep_last": "whether last.pt stays once the run has finished",
 }
 

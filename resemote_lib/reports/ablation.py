@@ -50,14 +50,17 @@ TEST_SETS = ("official", "dedup")  # every test image; only those with no copy i
 PAIRED_COLUMNS = ["variant", "reference", "test_set", "seed", "n", "seeds", "accuracy", "reference_accuracy", "difference",
                   "low", "high", "variant_only", "reference_only", "mcnemar_p"]
 # The 2x2 design of the variants (SE block x residual blocks): each block's effect, with and without the other.
-CONTRASTS = (  # (block, context, the variant with the block, the same variant without it)
-    ("SE block", "with the residual blocks", "resemotenet_lean", "cnn_res_lean"),
-    ("SE block", "without the residual blocks", "cnn_se", "cnn"),
-    ("residual blocks", "with the SE block", "resemotenet_lean", "cnn_se"),
-    ("residual blocks", "without the SE block", "cnn_res_lean", "cnn"),
+# Each contrast pairs the variant with the block and the same variant without it, lean with lean (the same
+# cost per image) where both ran, else the full forms (the GPU ablations run resemotenet and cnn_res).
+CONTRASTS = (  # (block, context, [(with the block, without it), ...] in order of preference)
+    ("SE block", "with the residual blocks", [("resemotenet_lean", "cnn_res_lean"), ("resemotenet", "cnn_res")]),
+    ("SE block", "without the residual blocks", [("cnn_se", "cnn")]),
+    ("residual blocks", "with the SE block", [("resemotenet_lean", "cnn_se"), ("resemotenet", "cnn_se")]),
+    ("residual blocks", "without the SE block", [("cnn_res_lean", "cnn"), ("cnn_res", "cnn")]),
 )
-CONTRAST_COLUMNS = ["block", "context", "with", "without", "test_set", "seed", "n", "seeds", "with_accuracy",
-                    "without_accuracy", "difference", "low", "high", "with_only", "without_only", "mcnemar_p"]
+CONTRAST_COLUMNS = ["block", "context", "with_variant", "without_variant", "test_set", "seed", "n", "seeds",
+                    "with_accuracy", "without_accuracy", "difference", "low", "high", "with_only", "without_only",
+                    "mcnemar_p"]
 COLUMNS = ["variant", "seed", "params", "gflops", "train_img_s", "infer_img_s", *METRICS, "best_epoch", "run"]
 
 
@@ -154,7 +157,8 @@ def write(table: pd.DataFrame, flow: pd.DataFrame, out_dir: Path, note: str = ""
                            + _summary_markdown(summary) + "\n\nMean ± standard deviation over seeds (± 0.00: one "
                            "seed). Test accuracy: the official test set; dedup: only its images with no copy in "
                            "train or val. Train img/s: measured during each run, whatever else the machine ran.\n\n"
-                           + _paired_markdown(paired, reference) + "\n\n" + _contrasts_markdown(blocks) + "\n\n"
+                           + _paired_markdown(paired, reference) + "\n\n"
+                           + _contrasts_markdown(blocks, missing_contrasts(table)) + "\n\n"
                            + _missing_note(table) + note + "\n")
     return files
 
@@ -203,20 +207,25 @@ def _paired_markdown(paired: pd.DataFrame, reference: str) -> str:
             "number of comparisons.")
 
 
-def _contrasts_markdown(blocks: pd.DataFrame) -> str:
+def _contrasts_markdown(blocks: pd.DataFrame, missing: list[str]) -> str:
+    title = "## What each block buys: with it minus without it, in both contexts\n\n"
+    not_run = f"Not measured, its variants did not run: {'; '.join(missing)}." if missing else ""
     if blocks.empty:
-        return "No block contrast: it needs a variant with the block and the same variant without it."
+        return title + (not_run or "No contrast.")
     shown = pd.DataFrame({
-        "block": blocks["block"], "context": blocks["context"], "with - without": blocks["with"] + " - " + blocks["without"],
+        "block": blocks["block"], "context": blocks["context"],
+        "with - without": [f"{w} - {wo}" for w, wo in zip(blocks["with_variant"], blocks["without_variant"], strict=True)],
         "test set": blocks["test_set"], "seed": blocks["seed"].astype(str), "n": blocks["n"],
         "difference (pp)": [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
                             for d, lo, hi in zip(blocks["difference"], blocks["low"], blocks["high"], strict=True)],
-        "only with right": blocks["with_only"], "only without right": blocks["without_only"],
+        "only the one with it right": blocks["with_only"], "only the one without it right": blocks["without_only"],
         "McNemar p": [f"{p:.2g}" for p in blocks["mcnemar_p"]],
     })
-    return ("## What each block buys: with it minus without it, in both contexts\n\n" + shown.to_markdown(index=False)
-            + "\n\nThe four variants are a 2x2 design (SE block yes/no x residual blocks yes/no): each block's effect "
-            "is measured with and without the other block, paired and combined over seeds as above.")
+    return (title + shown.to_markdown(index=False)
+            + "\n\nThe variants are a 2x2 design (SE block yes/no x residual blocks yes/no): each block's effect is "
+            "the variant with it minus the same variant without it, measured with and without the other block; "
+            "paired on the same test images, seed s against seed s, and combined over seeds (`all`) as in the "
+            "paired table. " + not_run)
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
@@ -281,17 +290,30 @@ def paired_differences(table: pd.DataFrame, out_dir: Path, reference: str = REFE
 
 
 def contrasts(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
-    """What each block buys (``CONTRAST_COLUMNS``): for each of ``CONTRASTS`` whose two variants
-    both ran, the variant with the block minus the one without it on the same test images, per
-    seed and over seeds, as ``paired_differences`` pairs them. Empty when no contrast has both."""
+    """What each block buys (``CONTRAST_COLUMNS``): for each of ``CONTRASTS``, its first pair of
+    variants that both ran, the variant with the block minus the one without it on the same test
+    images, per seed and over seeds, as ``paired_differences`` pairs them. A contrast none of whose
+    pairs ran has no row (``missing_contrasts`` names it)."""
     rows = []
-    for block, context, with_block, without_block in CONTRASTS:
+    for block, context, pairs in CONTRASTS:
+        ran = [(w, wo) for w, wo in pairs if {w, wo} <= set(table["variant"])]
+        if not ran:
+            continue
+        with_block, without_block = ran[0]
         pair = table[table["variant"].isin([with_block, without_block])]
         for r in paired_differences(pair, out_dir, reference=without_block).to_dict("records"):
-            rows.append({"block": block, "context": context, "with": with_block, "without": without_block,
-                         "with_accuracy": r.pop("accuracy"), "without_accuracy": r.pop("reference_accuracy"),
-                         "with_only": r.pop("variant_only"), "without_only": r.pop("reference_only"), **r})
+            rows.append({**r, "block": block, "context": context, "with_variant": with_block,
+                         "without_variant": without_block, "with_accuracy": r["accuracy"],
+                         "without_accuracy": r["reference_accuracy"], "with_only": r["variant_only"],
+                         "without_only": r["reference_only"]})
     return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+
+
+def missing_contrasts(table: pd.DataFrame) -> list[str]:
+    """The contrasts of ``CONTRASTS`` that ``table``'s variants cannot give, with what each needs."""
+    ran = set(table["variant"])
+    return [f"{block} {context} (needs " + " or ".join(f"{w} and {wo}" for w, wo in pairs) + ")"
+            for block, context, pairs in CONTRASTS if not any({w, wo} <= ran for w, wo in pairs)]
 
 
 def per_class_recall(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
@@ -353,4 +375,4 @@ def _correctness(run: Path, test_set: str) -> pd.Series:
 
 
 __all__ = ["COLUMNS", "CONTRASTS", "CONTRAST_COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals",
-           "contrasts", "inference_img_s", "paired_differences", "per_class_recall", "run_ablation", "summarize", "write"]
+           "contrasts", "inference_img_s", "missing_contrasts", "paired_differences", "per_class_recall", "run_ablation", "summarize", "write"]
