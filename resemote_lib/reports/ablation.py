@@ -191,10 +191,9 @@ def _paired_markdown(paired: pd.DataFrame, reference: str) -> str:
         "variant": paired["variant"], "test set": paired["test_set"], "seed": paired["seed"].astype(str),
         "n": paired["n"], "acc %": (100 * paired["accuracy"]).round(2),
         f"{reference} acc %": (100 * paired["reference_accuracy"]).round(2),
-        "difference (pp)": [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-                            for d, lo, hi in zip(paired["difference"], paired["low"], paired["high"], strict=True)],
+        "difference (pp)": _with_interval(paired),
         "only variant right": paired["variant_only"], f"only {reference} right": paired["reference_only"],
-        "McNemar p": [f"{p:.2g}" for p in paired["mcnemar_p"]],
+        "McNemar p": paired["mcnemar_p"].map("{:.2g}".format),
     })
     return (f"## Each variant against `{reference}`, on the same test images\n\n" + shown.to_markdown(index=False)
             + f"\n\nDifference: the variant's accuracy minus `{reference}`'s on the same images, in percentage "
@@ -207,6 +206,12 @@ def _paired_markdown(paired: pd.DataFrame, reference: str) -> str:
             "number of comparisons.")
 
 
+def _with_interval(frame: pd.DataFrame) -> list[str]:
+    """Each row's ``difference`` and 95% interval (``low``, ``high``) in percentage points."""
+    return [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+            for d, lo, hi in zip(frame["difference"], frame["low"], frame["high"], strict=True)]
+
+
 def _contrasts_markdown(blocks: pd.DataFrame, missing: list[str]) -> str:
     title = "## What each block buys: with it minus without it, in both contexts\n\n"
     not_run = f"Not measured, its variants did not run: {'; '.join(missing)}." if missing else ""
@@ -216,10 +221,9 @@ def _contrasts_markdown(blocks: pd.DataFrame, missing: list[str]) -> str:
         "block": blocks["block"], "context": blocks["context"],
         "with - without": [f"{w} - {wo}" for w, wo in zip(blocks["with_variant"], blocks["without_variant"], strict=True)],
         "test set": blocks["test_set"], "seed": blocks["seed"].astype(str), "n": blocks["n"],
-        "difference (pp)": [f"{100 * d:+.2f} [{100 * lo:+.2f}, {100 * hi:+.2f}]"
-                            for d, lo, hi in zip(blocks["difference"], blocks["low"], blocks["high"], strict=True)],
+        "difference (pp)": _with_interval(blocks),
         "only the one with it right": blocks["with_only"], "only the one without it right": blocks["without_only"],
-        "McNemar p": [f"{p:.2g}" for p in blocks["mcnemar_p"]],
+        "McNemar p": blocks["mcnemar_p"].map("{:.2g}".format),
     })
     return (title + shown.to_markdown(index=False)
             + "\n\nThe variants are a 2x2 design (SE block yes/no x residual blocks yes/no): each block's effect is "
@@ -294,26 +298,30 @@ def contrasts(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
     variants that both ran, the variant with the block minus the one without it on the same test
     images, per seed and over seeds, as ``paired_differences`` pairs them. A contrast none of whose
     pairs ran has no row (``missing_contrasts`` names it)."""
-    rows = []
+    frames = []
     for block, context, pairs in CONTRASTS:
-        ran = [(w, wo) for w, wo in pairs if {w, wo} <= set(table["variant"])]
-        if not ran:
-            continue
-        with_block, without_block = ran[0]
-        pair = table[table["variant"].isin([with_block, without_block])]
-        for r in paired_differences(pair, out_dir, reference=without_block).to_dict("records"):
-            rows.append({**r, "block": block, "context": context, "with_variant": with_block,
-                         "without_variant": without_block, "with_accuracy": r["accuracy"],
-                         "without_accuracy": r["reference_accuracy"], "with_only": r["variant_only"],
-                         "without_only": r["reference_only"]})
-    return pd.DataFrame(rows, columns=CONTRAST_COLUMNS)
+        pair = _pair_that_ran(pairs, table)
+        if pair is not None:
+            both = table[table["variant"].isin(pair)]
+            frames.append(paired_differences(both, out_dir, reference=pair[1]).rename(columns=_AS_CONTRAST)
+                          .assign(block=block, context=context))
+    return pd.concat(frames, ignore_index=True)[CONTRAST_COLUMNS] if frames else pd.DataFrame(columns=CONTRAST_COLUMNS)
 
 
 def missing_contrasts(table: pd.DataFrame) -> list[str]:
     """The contrasts of ``CONTRASTS`` that ``table``'s variants cannot give, with what each needs."""
-    ran = set(table["variant"])
     return [f"{block} {context} (needs " + " or ".join(f"{w} and {wo}" for w, wo in pairs) + ")"
-            for block, context, pairs in CONTRASTS if not any({w, wo} <= ran for w, wo in pairs)]
+            for block, context, pairs in CONTRASTS if _pair_that_ran(pairs, table) is None]
+
+
+_AS_CONTRAST = {"variant": "with_variant", "reference": "without_variant", "accuracy": "with_accuracy",
+                "reference_accuracy": "without_accuracy", "variant_only": "with_only", "reference_only": "without_only"}
+
+
+def _pair_that_ran(pairs: list[tuple[str, str]], table: pd.DataFrame) -> tuple[str, str] | None:
+    """The first of ``pairs`` (with the block, without it) whose two variants both have runs in ``table``."""
+    ran = set(table["variant"])
+    return next((pair for pair in pairs if set(pair) <= ran), None)
 
 
 def per_class_recall(table: pd.DataFrame, out_dir: Path) -> pd.DataFrame:
@@ -375,4 +383,5 @@ def _correctness(run: Path, test_set: str) -> pd.Series:
 
 
 __all__ = ["COLUMNS", "CONTRASTS", "CONTRAST_COLUMNS", "METRICS", "PAIRED_COLUMNS", "REFERENCE", "accuracy_intervals",
-           "contrasts", "inference_img_s", "missing_contrasts", "paired_differences", "per_class_recall", "run_ablation", "summarize", "write"]
+           "contrasts", "inference_img_s", "missing_contrasts", "paired_differences", "per_class_recall", "run_ablation",
+           "summarize", "write"]
