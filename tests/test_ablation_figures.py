@@ -9,7 +9,7 @@ import pandas as pd
 from resemote_lib.reports import ablation_figures
 from resemote_lib.reports.gradients import gradient_flow_table
 
-from .conftest import boxes_overlap, legend_clear_of_bars, legend_colours
+from .figures import boxes_overlap, legend_clear_of_bars, legend_colours
 
 ABLATION = pd.DataFrame({"variant": ["resemotenet", "cnn"], "params": [80e6, 1.3e6], "gflops": [0.67, 0.2],
                          "accuracy_mean": [0.95, 0.97], "accuracy_std": [0.01, 0.02],

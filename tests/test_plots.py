@@ -17,7 +17,7 @@ from resemote_lib.metrics import compute_metrics, reliability
 from resemote_lib.reports import ablation_figures, plots
 from resemote_lib.reports.gradients import gradient_flow_table
 
-from .conftest import boxes_overlap, legend_clear_of_bars, legend_colours
+from .figures import boxes_overlap, legend_clear_of_bars, legend_colours
 
 
 def _ds(n=28, size=32):
